@@ -1,0 +1,189 @@
+//! The acceptor thread: owns the listeners, accepts connections, associates each with the
+//! completion port and posts its first receive — from then on it belongs to the worker pool.
+
+use crate::port::CompletionPort;
+use crate::stats::Stats;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const STOP: Token = Token(usize::MAX);
+/// First and longest pause after running out of file descriptors.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Opens a listening socket: SO_REUSEADDR (restart without waiting out TIME_WAIT), IPv6
+/// sockets IPv6-only (so `[::]:p` and `0.0.0.0:p` can both be listed), the given backlog.
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// What the acceptor needs besides the listeners.
+pub struct AcceptorConfig {
+    /// 0: no limit besides the open-file limit.
+    pub max_conns: usize,
+}
+
+/// A running acceptor thread.
+pub struct Acceptor {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: JoinHandle<()>,
+}
+
+impl Acceptor {
+    pub fn spawn(
+        listeners: Vec<std::net::TcpListener>,
+        port: CompletionPort,
+        config: AcceptorConfig,
+        stats: Arc<Stats>,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
+        let mut listeners: Vec<TcpListener> = listeners.into_iter().map(TcpListener::from_std).collect();
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry().register(l, Token(i), Interest::READABLE)?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut state = State { poll, listeners, port, config, stats, stop: stop.clone(), backoff: None, warned: None };
+        let thread = std::thread::Builder::new().name("echoport-acceptor".into()).spawn(move || state.run())?;
+        Ok(Acceptor { stop, waker, thread })
+    }
+
+    /// Stops accepting and closes the listeners; new connections are refused by the kernel.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        if self.thread.join().is_err() {
+            tracing::error!("the acceptor thread panicked");
+        }
+    }
+}
+
+struct State {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    port: CompletionPort,
+    config: AcceptorConfig,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    /// Set while out of file descriptors: how long to wait before trying again.
+    backoff: Option<Duration>,
+    /// When the last "out of file descriptors" warning was logged, and how many were held back.
+    warned: Option<(Instant, u64)>,
+}
+
+impl State {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(64);
+        while !self.stop.load(Ordering::SeqCst) {
+            // Edge-triggered: a connection left in the backlog by EMFILE raises no new event,
+            // so while backing off we retry on a timer rather than wait for one.
+            if let Err(e) = self.poll.poll(&mut events, self.backoff) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "acceptor poll failed");
+                    return;
+                }
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut exhausted = false;
+            for i in 0..self.listeners.len() {
+                exhausted |= self.accept_all(i);
+            }
+            self.backoff = exhausted.then(|| match self.backoff {
+                None => BACKOFF_MIN,
+                Some(d) => (d * 2).min(BACKOFF_MAX),
+            });
+        }
+    }
+
+    /// Accepts until the backlog is empty. True when it stopped for lack of file descriptors.
+    fn accept_all(&mut self, i: usize) -> bool {
+        loop {
+            match self.listeners[i].accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if retry_at_once(&e) => {}
+                Err(e) if out_of_descriptors(&e) => {
+                    self.warn_exhausted(&e);
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr) {
+        let max = self.config.max_conns;
+        if max > 0 && self.port.open_sockets() >= max {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, max_conns = max, "refused: connection limit reached");
+            return; // dropping the stream closes it at once
+        }
+        // Echo replies are small and latency-bound: never hold them back for Nagle.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
+        }
+        match self.port.associate(stream) {
+            Ok(socket) => {
+                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, key = socket.key(), "accepted");
+                self.port.post_recv(&socket);
+            }
+            Err(e) => tracing::warn!(%peer, error = %e, "cannot register connection"),
+        }
+    }
+
+    /// Logs at most one warning every 10 seconds, with how many were held back.
+    fn warn_exhausted(&mut self, e: &io::Error) {
+        let now = Instant::now();
+        match &mut self.warned {
+            Some((at, held)) if now.duration_since(*at) < Duration::from_secs(10) => *held += 1,
+            _ => {
+                let held = self.warned.map_or(0, |(_, n)| n);
+                tracing::warn!(
+                    error = %e,
+                    open = self.port.open_sockets(),
+                    suppressed = held,
+                    "accept failed: out of file descriptors; pausing accepts, existing clients are still served"
+                );
+                self.warned = Some((now, 0));
+            }
+        }
+    }
+}
+
+/// The connection died in the backlog, or a signal interrupted us: just accept the next one.
+fn retry_at_once(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionReset)
+}
+
+#[cfg(unix)]
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+#[cfg(not(unix))]
+fn out_of_descriptors(e: &io::Error) -> bool {
+    // WSAEMFILE, WSAENOBUFS
+    matches!(e.raw_os_error(), Some(10024 | 10055))
+}

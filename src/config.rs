@@ -1,0 +1,779 @@
+//! Command line, environment and config-file settings, merged into one validated [`Config`].
+//!
+//! Precedence is flag > environment variable > config file > built-in default. Clap already
+//! resolves flag > env, so every setting is an `Option` there: `None` means "neither given", and
+//! only then does the config file (and after it the default) get a say.
+//!
+//! Each setting has exactly one validator, shared by the clap value parsers and the config-file
+//! reader, so a bad value is described the same way wherever it came from.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::{IntErrorKind, NonZero};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser};
+use toml::{Table, Value};
+
+/// What the server does with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// RFC 862: send every byte back to its sender.
+    Echo,
+}
+
+/// The shape of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Fully resolved and validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub mode: Mode,
+    pub workers: usize,
+    /// 0 = no limit other than the open-file limit.
+    pub max_conns: usize,
+    pub backlog: u32,
+    pub buffer_size: usize,
+    /// `None` = connections never time out.
+    pub idle_timeout: Option<Duration>,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    /// `None` = use `RUST_LOG`, else "info" (decided by the caller).
+    pub log_level: Option<String>,
+    /// `None` = no periodic stats.
+    pub stats_interval: Option<Duration>,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 7007))],
+            mode: Mode::Echo,
+            workers: default_workers(),
+            max_conns: 0,
+            backlog: 1024,
+            buffer_size: 16 * 1024,
+            idle_timeout: Some(Duration::from_secs(300)),
+            shutdown_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+            log_level: None,
+            stats_interval: Some(Duration::from_secs(60)),
+            config_file: None,
+        }
+    }
+}
+
+/// Two workers per CPU keeps every core busy while one worker waits on a slow peer.
+fn default_workers() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, NonZero::get)
+}
+
+/// A configuration problem, worded for the user (the caller adds any "error: " prefix).
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// Keeps clap's one-line summary ("invalid value '0' for '--workers <N>': ...") and drops
+    /// its usage hints; help and version requests keep their whole text.
+    fn from_clap(err: &clap::Error) -> Self {
+        use clap::error::ErrorKind;
+        let text = err.to_string();
+        match err.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ConfigError(text),
+            _ => {
+                let first = text.lines().next().unwrap_or_default();
+                ConfigError(first.strip_prefix("error: ").unwrap_or(first).to_owned())
+            }
+        }
+    }
+}
+
+/// Parses the process's own arguments, the environment and the config file. Clap reports its
+/// own errors (and `--help` / `--version`) and exits, as a command-line tool should.
+pub fn load() -> Result<Config, ConfigError> {
+    resolve(Cli::parse())
+}
+
+/// Like [`load`], from explicit arguments (`args[0]` is the program name). Clap errors are
+/// returned instead of exiting. Environment variables are still read.
+pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| ConfigError::from_clap(&e))?;
+    resolve(cli)
+}
+
+/// Layers the sources: defaults, then the config file, then flags/env.
+fn resolve(cli: Cli) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    if let Some(path) = &cli.config {
+        config.apply(read_config_file(path)?);
+    }
+    config.apply(cli.settings);
+    config.config_file = cli.config;
+    Ok(config)
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  Echo on 127.0.0.1:7007 with the defaults:
+    echoport
+  All interfaces, 8 workers, at most 50000 connections, JSON logs:
+    echoport --listen 0.0.0.0:7007 --workers 8 --max-conns 50000 --log-format json
+  Settings from a file (see config/echoport.toml for every key):
+    echoport --config config/echoport.toml
+
+Every flag can also be set with an environment variable named ECHOPORT_<FLAG>, e.g.
+--max-conns is ECHOPORT_MAX_CONNS (ECHOPORT_LISTEN takes a comma-separated list).
+Precedence: command-line flag > environment variable > config file > built-in default.
+DUR is whole seconds (30) or a duration such as 30s, 500ms or 2m.";
+
+#[derive(Parser, Debug)]
+#[command(name = "echoport", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+
+    /// TOML config file; its keys are the flag names without "--"
+    #[arg(long, env = "ECHOPORT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The settings one source provides; `None` = this source leaves it alone. Clap fills it from
+/// flags/env, [`settings_from_table`] from the config file.
+#[derive(Args, Debug, Default)]
+struct Settings {
+    /// Address to listen on; repeat for several [default: 127.0.0.1:7007]
+    #[arg(long, env = "ECHOPORT_LISTEN", value_name = "ADDR", value_delimiter = ',', value_parser = parse_socket_addr)]
+    listen: Option<Vec<SocketAddr>>,
+
+    /// What to do with connections: echo (chat is reserved, not implemented yet) [default: echo]
+    #[arg(long, env = "ECHOPORT_MODE", value_name = "MODE", value_parser = parse_mode)]
+    mode: Option<Mode>,
+
+    /// Worker threads [default: 2 x CPUs]
+    #[arg(long, env = "ECHOPORT_WORKERS", value_name = "N", value_parser = parse_int(check_workers))]
+    workers: Option<usize>,
+
+    /// Most connections open at once; 0 = only the open-file limit [default: 0]
+    #[arg(long, env = "ECHOPORT_MAX_CONNS", value_name = "N", value_parser = parse_int(check_max_conns))]
+    max_conns: Option<usize>,
+
+    /// Listen backlog [default: 1024]
+    #[arg(long, env = "ECHOPORT_BACKLOG", value_name = "N", value_parser = parse_int(check_backlog))]
+    backlog: Option<u32>,
+
+    /// Receive buffer size in bytes, 512..=16777216 [default: 16384]
+    #[arg(long, env = "ECHOPORT_BUFFER_SIZE", value_name = "BYTES", value_parser = parse_int(check_buffer_size))]
+    buffer_size: Option<usize>,
+
+    /// Close connections idle this long; 0 = never [default: 300s]
+    #[arg(long, env = "ECHOPORT_IDLE_TIMEOUT", value_name = "DUR", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+
+    /// How long shutdown waits for open connections to finish [default: 10s]
+    #[arg(long, env = "ECHOPORT_SHUTDOWN_TIMEOUT", value_name = "DUR", value_parser = parse_duration)]
+    shutdown_timeout: Option<Duration>,
+
+    /// Log line format: text or json [default: text]
+    #[arg(long, env = "ECHOPORT_LOG_FORMAT", value_name = "FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. info, debug, echoport=trace [default: $RUST_LOG, else info]
+    #[arg(long, env = "ECHOPORT_LOG_LEVEL", value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<String>,
+
+    /// How often to log stats; 0 = never [default: 60s]
+    #[arg(long, env = "ECHOPORT_STATS_INTERVAL", value_name = "DUR", value_parser = parse_duration)]
+    stats_interval: Option<Duration>,
+}
+
+impl Config {
+    /// Overrides every setting the source gave.
+    fn apply(&mut self, s: Settings) {
+        // A zero duration switches the feature off, in every source.
+        let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
+        if let Some(v) = s.listen {
+            self.listen = v;
+        }
+        if let Some(v) = s.mode {
+            self.mode = v;
+        }
+        if let Some(v) = s.workers {
+            self.workers = v;
+        }
+        if let Some(v) = s.max_conns {
+            self.max_conns = v;
+        }
+        if let Some(v) = s.backlog {
+            self.backlog = v;
+        }
+        if let Some(v) = s.buffer_size {
+            self.buffer_size = v;
+        }
+        if let Some(v) = s.idle_timeout {
+            self.idle_timeout = off_if_zero(v);
+        }
+        if let Some(v) = s.shutdown_timeout {
+            self.shutdown_timeout = v;
+        }
+        if let Some(v) = s.log_format {
+            self.log_format = v;
+        }
+        if let Some(v) = s.log_level {
+            self.log_level = Some(v);
+        }
+        if let Some(v) = s.stats_interval {
+            self.stats_interval = off_if_zero(v);
+        }
+    }
+}
+
+// ---- Validators: one per setting, shared by flags/env and the config file. ----------------
+
+fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("invalid socket address '{s}'"))
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s.trim() {
+        "echo" => Ok(Mode::Echo),
+        "chat" => Err("chat mode is not implemented yet; the only mode is 'echo'".to_owned()),
+        other => Err(format!("unknown mode '{other}'; the only mode is 'echo'")),
+    }
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s.trim() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!(
+            "unknown log format '{other}'; expected 'text' or 'json'"
+        )),
+    }
+}
+
+/// Checked here rather than when logging starts, so a typo is reported against its flag or key.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("invalid log filter '{s}': {e}"))
+}
+
+/// Whole seconds ("30") or a humantime duration ("30s", "500ms", "2m").
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("duration '{s}' is too large"));
+    }
+    humantime::parse_duration(s).map_err(|_| {
+        format!(
+            "invalid duration '{s}'; expected seconds (30) or a duration such as 30s, 500ms, 2m"
+        )
+    })
+}
+
+/// Integers are checked as `i64` (TOML's integer type), so flags and file share the checks
+/// below, including the "must be at least" wording for negative numbers.
+fn parse_int<T: 'static>(
+    check: fn(i64) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |s: &str| match s.trim().parse::<i64>() {
+        Ok(n) => check(n),
+        // Every setting has a lower bound, so let the check word it.
+        Err(e) if *e.kind() == IntErrorKind::NegOverflow => check(i64::MIN),
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => Err(format!("'{s}' is too large")),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
+/// `n` as a `T` within `min..=max`, or a message naming the bound it broke.
+fn in_range<T: TryFrom<i64>>(n: i64, min: i64, max: i64) -> Result<T, String> {
+    if n < min {
+        return Err(format!("must be at least {min}"));
+    }
+    if n > max {
+        return Err(format!("must be at most {max}"));
+    }
+    T::try_from(n).map_err(|_| format!("must be at most {max}"))
+}
+
+/// Saturates on the (hypothetical) targets where `usize` is wider than `i64`.
+fn usize_max() -> i64 {
+    i64::try_from(usize::MAX).unwrap_or(i64::MAX)
+}
+
+fn check_workers(n: i64) -> Result<usize, String> {
+    in_range(n, 1, usize_max())
+}
+
+fn check_max_conns(n: i64) -> Result<usize, String> {
+    in_range(n, 0, usize_max())
+}
+
+/// listen(2) takes a C int.
+fn check_backlog(n: i64) -> Result<u32, String> {
+    in_range(n, 1, i64::from(i32::MAX))
+}
+
+fn check_buffer_size(n: i64) -> Result<usize, String> {
+    in_range(n, 512, 16 * 1024 * 1024)
+}
+
+// ---- Config file ---------------------------------------------------------------------------
+
+fn read_config_file(path: &Path) -> Result<Settings, ConfigError> {
+    let error = |msg: String| ConfigError(format!("config file '{}': {msg}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+    let table: Table = text.parse().map_err(|e| error(syntax_error(&text, &e)))?;
+    settings_from_table(&table).map_err(error)
+}
+
+/// "line N: message", using only the first line of toml's message (the rest is a source
+/// excerpt that would break the one-line error format).
+fn syntax_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().lines().next().unwrap_or("invalid TOML");
+    match err.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+/// Checks the table key by key so every error can name its key.
+fn settings_from_table(table: &Table) -> Result<Settings, String> {
+    let mut s = Settings::default();
+    for (key, value) in table {
+        let named = |msg: String| format!("key '{key}': {msg}");
+        match key.as_str() {
+            "listen" => s.listen = Some(listen_value(value).map_err(named)?),
+            "mode" => s.mode = Some(str_value(value).and_then(parse_mode).map_err(named)?),
+            "workers" => s.workers = Some(int_value(value, check_workers).map_err(named)?),
+            "max-conns" => s.max_conns = Some(int_value(value, check_max_conns).map_err(named)?),
+            "backlog" => s.backlog = Some(int_value(value, check_backlog).map_err(named)?),
+            "buffer-size" => {
+                s.buffer_size = Some(int_value(value, check_buffer_size).map_err(named)?);
+            }
+            "idle-timeout" => s.idle_timeout = Some(duration_value(value).map_err(named)?),
+            "shutdown-timeout" => s.shutdown_timeout = Some(duration_value(value).map_err(named)?),
+            "log-format" => {
+                s.log_format = Some(str_value(value).and_then(parse_log_format).map_err(named)?);
+            }
+            "log-level" => {
+                s.log_level = Some(str_value(value).and_then(parse_log_level).map_err(named)?);
+            }
+            "stats-interval" => s.stats_interval = Some(duration_value(value).map_err(named)?),
+            _ => return Err(format!("unknown key '{key}'")),
+        }
+    }
+    Ok(s)
+}
+
+fn wrong_type(expected: &str, found: &Value) -> String {
+    format!("expected {expected}, found {}", found.type_str())
+}
+
+fn str_value(value: &Value) -> Result<&str, String> {
+    value.as_str().ok_or_else(|| wrong_type("a string", value))
+}
+
+fn int_value<T>(value: &Value, check: fn(i64) -> Result<T, String>) -> Result<T, String> {
+    match value {
+        Value::Integer(n) => check(*n),
+        other => Err(wrong_type("an integer", other)),
+    }
+}
+
+/// A string such as "30s", or an integer number of seconds.
+fn duration_value(value: &Value) -> Result<Duration, String> {
+    match value {
+        Value::String(s) => parse_duration(s),
+        Value::Integer(n) => u64::try_from(*n)
+            .map(Duration::from_secs)
+            .map_err(|_| "must be at least 0".to_owned()),
+        other => Err(wrong_type(
+            "a duration (a string such as \"30s\" or an integer)",
+            other,
+        )),
+    }
+}
+
+/// An array of address strings, or a single string for the common one-address case.
+fn listen_value(value: &Value) -> Result<Vec<SocketAddr>, String> {
+    match value {
+        Value::String(s) => Ok(vec![parse_socket_addr(s)?]),
+        Value::Array(items) if items.is_empty() => Err("must list at least one address".to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| str_value(item).and_then(parse_socket_addr))
+            .collect(),
+        other => Err(wrong_type("an array of strings", other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A uniquely named config file in the temp dir, removed on drop.
+    struct TempConfig(PathBuf);
+
+    impl TempConfig {
+        fn new(contents: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let name = format!(
+                "echoport-config-test-{}-{}.toml",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = std::env::temp_dir().join(name);
+            std::fs::write(&path, contents).expect("write temp config");
+            TempConfig(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().expect("temp path is UTF-8")
+        }
+    }
+
+    impl Drop for TempConfig {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn load(args: &[&str]) -> Result<Config, ConfigError> {
+        load_from(std::iter::once("echoport").chain(args.iter().copied()))
+    }
+
+    fn load_err(args: &[&str]) -> String {
+        load(args).expect_err("expected an error").to_string()
+    }
+
+    /// The error for a config file with `contents`, with the path shown as PATH.
+    fn file_err(contents: &str) -> String {
+        let file = TempConfig::new(contents);
+        load_err(&["--config", file.path()]).replace(file.path(), "PATH")
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[]).expect("defaults load");
+        assert_eq!(c.listen, vec!["127.0.0.1:7007".parse().unwrap()]);
+        assert_eq!(c.mode, Mode::Echo);
+        assert_eq!(c.workers, default_workers());
+        assert!(c.workers >= 2);
+        assert_eq!(c.max_conns, 0);
+        assert_eq!(c.backlog, 1024);
+        assert_eq!(c.buffer_size, 16384);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.log_level, None);
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(60)));
+        assert_eq!(c.config_file, None);
+    }
+
+    #[test]
+    fn every_flag() {
+        let c = load(&[
+            "--listen",
+            "0.0.0.0:1",
+            "--listen",
+            "[::1]:2",
+            "--mode",
+            "echo",
+            "--workers",
+            "3",
+            "--max-conns",
+            "50000",
+            "--backlog",
+            "16",
+            "--buffer-size",
+            "512",
+            "--idle-timeout",
+            "0",
+            "--shutdown-timeout",
+            "500ms",
+            "--log-format",
+            "json",
+            "--log-level",
+            "echoport=trace",
+            "--stats-interval",
+            "2m",
+        ])
+        .expect("valid flags");
+        let listen: Vec<SocketAddr> =
+            vec!["0.0.0.0:1".parse().unwrap(), "[::1]:2".parse().unwrap()];
+        assert_eq!(c.listen, listen);
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.max_conns, 50000);
+        assert_eq!(c.backlog, 16);
+        assert_eq!(c.buffer_size, 512);
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(500));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.log_level.as_deref(), Some("echoport=trace"));
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn zero_turns_timers_off() {
+        let c = load(&["--idle-timeout", "0s", "--stats-interval", "0"]).expect("valid flags");
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.stats_interval, None);
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_flags_override_file() {
+        let file = TempConfig::new("workers = 3\nbacklog = 99\nidle-timeout = 0\n");
+        let c = load(&["--config", file.path()]).expect("valid file");
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.backlog, 99);
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.config_file.as_deref(), Some(Path::new(file.path())));
+
+        let c = load(&["--config", file.path(), "--workers", "7"]).expect("valid");
+        assert_eq!(c.workers, 7, "flag beats file");
+        assert_eq!(c.backlog, 99, "file still beats default");
+    }
+
+    #[test]
+    fn file_value_shapes() {
+        let file = TempConfig::new(
+            "listen = \"[::1]:9\"\nidle-timeout = \"1m\"\nshutdown-timeout = 5\n\
+             stats-interval = \"0\"\nlog-format = \"json\"\nmode = \"echo\"\n",
+        );
+        let c = load(&["--config", file.path()]).expect("valid file");
+        assert_eq!(c.listen, vec!["[::1]:9".parse().unwrap()]);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(c.stats_interval, None);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn example_config_file_loads_with_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/echoport.toml");
+        let path = path.to_str().expect("manifest dir is UTF-8");
+        let c = load(&["--config", path]).expect("the example config is valid");
+        let d = Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.mode, d.mode);
+        assert_eq!(c.max_conns, d.max_conns);
+        assert_eq!(c.backlog, d.backlog);
+        assert_eq!(c.buffer_size, d.buffer_size);
+        assert_eq!(c.idle_timeout, d.idle_timeout);
+        assert_eq!(c.shutdown_timeout, d.shutdown_timeout);
+        assert_eq!(c.log_format, d.log_format);
+        assert_eq!(c.stats_interval, d.stats_interval);
+    }
+
+    /// workers and log-level are shown commented out; they must be valid once uncommented.
+    #[test]
+    fn example_config_file_commented_keys_are_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/echoport.toml");
+        let text = std::fs::read_to_string(path).expect("read example config");
+        let text = text
+            .replace("# workers = ", "workers = ")
+            .replace("# log-level = ", "log-level = ");
+        let file = TempConfig::new(&text);
+        let c = load(&["--config", file.path()]).expect("uncommented example is valid");
+        assert_eq!(c.workers, 8);
+        assert_eq!(c.log_level.as_deref(), Some("info"));
+    }
+
+    #[test]
+    fn flag_errors() {
+        assert_eq!(
+            load_err(&["--workers", "0"]),
+            "invalid value '0' for '--workers <N>': must be at least 1"
+        );
+        assert_eq!(
+            load_err(&["--listen", "nonsense"]),
+            "invalid value 'nonsense' for '--listen <ADDR>': invalid socket address 'nonsense'"
+        );
+        assert_eq!(
+            load_err(&["--buffer-size", "100"]),
+            "invalid value '100' for '--buffer-size <BYTES>': must be at least 512"
+        );
+        assert_eq!(
+            load_err(&["--buffer-size", "16777217"]),
+            "invalid value '16777217' for '--buffer-size <BYTES>': must be at most 16777216"
+        );
+        assert_eq!(
+            load_err(&["--backlog", "0"]),
+            "invalid value '0' for '--backlog <N>': must be at least 1"
+        );
+        assert_eq!(
+            load_err(&["--max-conns", "many"]),
+            "invalid value 'many' for '--max-conns <N>': 'many' is not a whole number"
+        );
+        assert_eq!(
+            load_err(&["--workers", "99999999999999999999"]),
+            "invalid value '99999999999999999999' for '--workers <N>': \
+             '99999999999999999999' is too large"
+        );
+        assert_eq!(
+            load_err(&["--workers=-99999999999999999999"]),
+            "invalid value '-99999999999999999999' for '--workers <N>': must be at least 1"
+        );
+        assert!(load_err(&["--idle-timeout", "soon"]).contains("invalid duration 'soon'"));
+        assert!(load_err(&["--log-format", "xml"]).contains("expected 'text' or 'json'"));
+    }
+
+    #[test]
+    fn chat_mode_is_rejected() {
+        assert_eq!(
+            load_err(&["--mode", "chat"]),
+            "invalid value 'chat' for '--mode <MODE>': \
+             chat mode is not implemented yet; the only mode is 'echo'"
+        );
+    }
+
+    #[test]
+    fn help_has_examples() {
+        let help = load_err(&["--help"]);
+        assert!(help.contains("Examples:"), "{help}");
+        assert!(
+            help.contains("echoport --config config/echoport.toml"),
+            "{help}"
+        );
+        assert!(help.contains("ECHOPORT_<FLAG>"), "{help}");
+    }
+
+    #[test]
+    fn file_cannot_be_read() {
+        let err = load_err(&["--config", "/nonexistent/echoport.toml"]);
+        assert_eq!(
+            err,
+            "config file '/nonexistent/echoport.toml': cannot read: \
+             No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn file_syntax_error_names_the_line() {
+        let err = file_err("workers = 3\n\nbacklog = = 4\n");
+        assert!(err.starts_with("config file 'PATH': line 3: "), "{err}");
+        assert!(!err.contains('\n'), "one line only: {err}");
+    }
+
+    #[test]
+    fn file_unknown_key() {
+        assert_eq!(
+            file_err("bogus = 1\n"),
+            "config file 'PATH': unknown key 'bogus'"
+        );
+        assert_eq!(
+            file_err("config = \"x\"\n"),
+            "config file 'PATH': unknown key 'config'"
+        );
+        assert_eq!(
+            file_err("[server]\nworkers = 1\n"),
+            "config file 'PATH': unknown key 'server'"
+        );
+    }
+
+    #[test]
+    fn file_wrong_type() {
+        assert_eq!(
+            file_err("workers = \"four\"\n"),
+            "config file 'PATH': key 'workers': expected an integer, found string"
+        );
+        assert_eq!(
+            file_err("log-format = 1\n"),
+            "config file 'PATH': key 'log-format': expected a string, found integer"
+        );
+        assert_eq!(
+            file_err("listen = 7007\n"),
+            "config file 'PATH': key 'listen': expected an array of strings, found integer"
+        );
+        assert_eq!(
+            file_err("listen = [7007]\n"),
+            "config file 'PATH': key 'listen': expected a string, found integer"
+        );
+        assert_eq!(
+            file_err("idle-timeout = true\n"),
+            "config file 'PATH': key 'idle-timeout': \
+             expected a duration (a string such as \"30s\" or an integer), found boolean"
+        );
+    }
+
+    #[test]
+    fn file_bad_values() {
+        assert_eq!(
+            file_err("workers = 0\n"),
+            "config file 'PATH': key 'workers': must be at least 1"
+        );
+        assert_eq!(
+            file_err("buffer-size = 100000000\n"),
+            "config file 'PATH': key 'buffer-size': must be at most 16777216"
+        );
+        assert_eq!(
+            file_err("listen = [\"127.0.0.1:1\", \"nonsense\"]\n"),
+            "config file 'PATH': key 'listen': invalid socket address 'nonsense'"
+        );
+        assert_eq!(
+            file_err("listen = []\n"),
+            "config file 'PATH': key 'listen': must list at least one address"
+        );
+        assert_eq!(
+            file_err("mode = \"chat\"\n"),
+            "config file 'PATH': key 'mode': chat mode is not implemented yet; the only mode is 'echo'"
+        );
+        assert_eq!(
+            file_err("stats-interval = -1\n"),
+            "config file 'PATH': key 'stats-interval': must be at least 0"
+        );
+        assert_eq!(
+            file_err("log-level = \"\"\n"),
+            "config file 'PATH': key 'log-level': must not be empty"
+        );
+    }
+}

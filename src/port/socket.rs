@@ -1,0 +1,230 @@
+//! One associated socket: its posted operations and the readiness the reactor has seen for it.
+//!
+//! This is the OVERLAPPED side of the port. A posted operation waits here until the socket is ready,
+//! then whichever thread holds the socket's lock performs the syscall. Readiness is remembered
+//! (edge-triggered epoll reports each edge once), and an operation is tried at once when the last
+//! attempt did not exhaust the socket (Asio's `try_speculative`): an echo send almost always goes
+//! straight into the kernel's send buffer, and after a short read a re-armed receive waits for the
+//! next edge without a wasted `EAGAIN` read.
+
+use super::Completion;
+use crate::buffer::{Buf, BufferPool};
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A socket associated with a [`CompletionPort`](super::CompletionPort).
+pub struct Socket {
+    key: usize,
+    state: Mutex<IoState>,
+    /// The port clock (seconds) at the last completed operation, for idle timeouts.
+    last_active: AtomicU32,
+}
+
+pub(super) struct IoState {
+    /// `None` once closed; the descriptor is closed when the stream is dropped.
+    stream: Option<TcpStream>,
+    readable: bool,
+    writable: bool,
+    /// A ready-task for this socket sits in some queue; do not queue another.
+    pub(super) queued: bool,
+    recv_posted: bool,
+    send: Option<SendOp>,
+}
+
+struct SendOp {
+    buf: Buf,
+    sent: usize,
+}
+
+/// What the port wants from an I/O attempt on this socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum RecvMode {
+    /// Read only if the socket is known (or suspected) to be readable.
+    IfReady,
+    /// Read regardless of remembered readiness, and fail the receive with `ConnectionAborted`
+    /// if there is nothing to read: used while the server drains on shutdown.
+    Drain,
+}
+
+impl Socket {
+    pub(super) fn new(key: usize, stream: TcpStream, now: u32) -> Self {
+        Socket {
+            key,
+            state: Mutex::new(IoState {
+                stream: Some(stream),
+                readable: false,
+                // A fresh connection can take bytes: the first send is tried at once.
+                writable: true,
+                queued: false,
+                recv_posted: false,
+                send: None,
+            }),
+            last_active: AtomicU32::new(now),
+        }
+    }
+
+    /// The completion key: unique among open sockets of the port, reused after close.
+    pub fn key(&self) -> usize {
+        self.key
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match &self.lock().stream {
+            Some(s) => s.peer_addr(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, IoState> {
+        // A panic while holding this lock leaves only flags behind; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn touch(&self, now: u32) {
+        self.last_active.store(now, Ordering::Relaxed);
+    }
+
+    pub(super) fn idle_since(&self) -> u32 {
+        self.last_active.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").field("key", &self.key).finish()
+    }
+}
+
+impl IoState {
+    pub(super) fn is_closed(&self) -> bool {
+        self.stream.is_none()
+    }
+
+    /// Records an edge from the reactor. True when a posted operation can now make progress
+    /// and the caller must queue a ready-task for it.
+    pub(super) fn on_event(&mut self, readable: bool, writable: bool) -> bool {
+        self.readable |= readable;
+        self.writable |= writable;
+        let runnable = (self.recv_posted && self.readable) || (self.send.is_some() && self.writable);
+        if runnable && !self.queued && !self.is_closed() {
+            self.queued = true;
+            return true;
+        }
+        false
+    }
+
+    pub(super) fn post_recv(&mut self) {
+        debug_assert!(!self.recv_posted, "at most one receive outstanding per socket");
+        self.recv_posted = true;
+    }
+
+    pub(super) fn post_send(&mut self, buf: Buf) {
+        debug_assert!(self.send.is_none(), "at most one send outstanding per socket");
+        self.send = Some(SendOp { buf, sent: 0 });
+    }
+
+    /// Closes the descriptor (dropping posted operations) and hands back the stream so the
+    /// caller can deregister it outside this lock.
+    pub(super) fn close(&mut self) -> Option<TcpStream> {
+        self.recv_posted = false;
+        self.send = None;
+        self.stream.take()
+    }
+
+    /// Performs whatever posted operations can progress, pushing their completions to `out`.
+    pub(super) fn perform(
+        &mut self,
+        sock: &Arc<Socket>,
+        pool: &BufferPool,
+        mode: RecvMode,
+        out: &mut impl FnMut(Completion),
+    ) {
+        if self.send.is_some() && self.writable {
+            if let Some(result) = self.try_send() {
+                out(Completion::Send { socket: sock.clone(), result });
+            }
+        }
+        if self.recv_posted && (self.readable || mode == RecvMode::Drain) {
+            if let Some(result) = self.try_recv(pool, mode) {
+                self.recv_posted = false;
+                out(Completion::Recv { socket: sock.clone(), result });
+            }
+        }
+    }
+
+    /// Finishes the posted send if the kernel takes all of it; `None` means "wait for writable".
+    fn try_send(&mut self) -> Option<io::Result<Buf>> {
+        let stream = self.stream.as_ref()?;
+        let op = self.send.as_mut()?;
+        while op.sent < op.buf.len() {
+            match (&*stream).write(&op.buf[op.sent..]) {
+                Ok(0) => return Some(self.finish_send(Err(io::ErrorKind::WriteZero.into()))),
+                Ok(n) => op.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(self.finish_send(Err(e))),
+            }
+        }
+        Some(self.finish_send(Ok(())))
+    }
+
+    fn finish_send(&mut self, result: io::Result<()>) -> io::Result<Buf> {
+        let op = self.send.take().expect("a send was posted");
+        result.map(|()| op.buf)
+    }
+
+    /// Reads into a freshly borrowed buffer; `None` means "nothing there yet", and the buffer goes
+    /// straight back to the pool so a waiting connection holds none.
+    fn try_recv(&mut self, pool: &BufferPool, mode: RecvMode) -> Option<io::Result<Buf>> {
+        let stream = self.stream.as_ref()?;
+        let mut buf = pool.take();
+        loop {
+            match (&*stream).read(buf.spare()) {
+                Ok(n) => {
+                    // On Linux a TCP read that comes back short has emptied the receive queue,
+                    // and the next arrival raises a new edge: no need to read again until then.
+                    // Elsewhere (mio's IOCP emulation) only WouldBlock re-arms readiness.
+                    if cfg!(target_os = "linux") && n < buf.capacity() {
+                        self.readable = false;
+                    }
+                    buf.set_len(n);
+                    return Some(Ok(buf));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return match mode {
+                        RecvMode::IfReady => None,
+                        RecvMode::Drain => Some(Err(shutting_down())),
+                    };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Fails whichever operation is posted with `kind` (idle timeout): at most one completion.
+    pub(super) fn abort(&mut self, sock: &Arc<Socket>, kind: io::ErrorKind) -> Option<Completion> {
+        if self.is_closed() {
+            return None;
+        }
+        if self.send.take().is_some() {
+            return Some(Completion::Send { socket: sock.clone(), result: Err(kind.into()) });
+        }
+        if std::mem::take(&mut self.recv_posted) {
+            return Some(Completion::Recv { socket: sock.clone(), result: Err(kind.into()) });
+        }
+        None
+    }
+}
+
+/// The error a receive completes with when the server drains and the peer has nothing more to say.
+pub fn shutting_down() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "server shutting down")
+}

@@ -1,0 +1,143 @@
+//! Wires the parts together: listeners, port, workers, acceptor, housekeeping, shutdown.
+
+use crate::acceptor::{self, Acceptor, AcceptorConfig};
+use crate::buffer::BufferPool;
+use crate::config::{Config, LogFormat, Mode};
+use crate::echo::Echo;
+use crate::port::CompletionPort;
+use crate::shutdown::ShutdownSignals;
+use crate::stats::Stats;
+use crate::worker::{Handler, WorkerPool};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Idle pooled buffers kept for reuse; beyond this, returned buffers are freed.
+const POOL_RETAIN: usize = 1024;
+
+/// Sets up logging to stderr: `--log-level` if given, else RUST_LOG, else "info".
+pub fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match &config.log_level {
+        Some(level) => EnvFilter::try_new(level),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("warning: bad log filter ({e}); using \"info\"");
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM and a drain. Errors are for start-up only.
+pub fn run(config: Config) -> Result<(), String> {
+    let listeners = config
+        .listen
+        .iter()
+        .map(|&addr| acceptor::bind(addr, config.backlog).map_err(|e| format!("cannot listen on {addr}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let signals = ShutdownSignals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = BufferPool::new(config.buffer_size, POOL_RETAIN);
+    let port = CompletionPort::new(pool, cores).map_err(|e| format!("cannot create the completion port: {e}"))?;
+    let stats = Arc::new(Stats::new(config.workers));
+    let handler: Arc<dyn Handler> = match config.mode {
+        Mode::Echo => Arc::new(Echo),
+    };
+    let workers = WorkerPool::spawn(&port, handler, &stats).map_err(|e| format!("cannot start workers: {e}"))?;
+    let acceptor = Acceptor::spawn(listeners, port.clone(), AcceptorConfig { max_conns: config.max_conns }, stats.clone())
+        .map_err(|e| format!("cannot start the acceptor: {e}"))?;
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let housekeeper = spawn_housekeeper(&port, &stats, &config, stop_rx)?;
+
+    let mode = match config.mode {
+        Mode::Echo => "echo",
+    };
+    tracing::info!(mode, workers = config.workers, "listening on {}", join_addrs(&bound));
+    tracing::info!(
+        max_conns = config.max_conns,
+        backlog = config.backlog,
+        buffer_size = config.buffer_size,
+        idle_timeout = ?config.idle_timeout,
+        shutdown_timeout = ?config.shutdown_timeout,
+        "configuration"
+    );
+
+    let mut signals = signals;
+    let signal = signals.wait();
+    tracing::info!(
+        signal = %signal,
+        open = port.open_sockets(),
+        timeout = ?config.shutdown_timeout,
+        "shutdown requested: no longer accepting, finishing open connections"
+    );
+    signals.exit_on_next();
+    acceptor.stop();
+    port.drain();
+    if !port.wait_closed(Instant::now() + config.shutdown_timeout) {
+        tracing::warn!(open = port.open_sockets(), "shutdown timeout: closing remaining connections");
+        port.close_all();
+    }
+    drop(stop_tx);
+    let _ = housekeeper.join();
+    port.shutdown();
+    workers.join();
+    stats.snapshot(port.open_sockets()).log("final stats", 0);
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn join_addrs(addrs: &[SocketAddr]) -> String {
+    let mut s = String::new();
+    for (i, a) in addrs.iter().enumerate() {
+        let _ = write!(s, "{}{a}", if i > 0 { ", " } else { "" });
+    }
+    s
+}
+
+/// Once a second: advance the port clock and expire idle connections; every stats interval, log
+/// the counters. Stops when `stop` is dropped.
+fn spawn_housekeeper(
+    port: &CompletionPort,
+    stats: &Arc<Stats>,
+    config: &Config,
+    stop: Receiver<()>,
+) -> Result<JoinHandle<()>, String> {
+    let (port, stats) = (port.clone(), stats.clone());
+    let (idle, interval) = (config.idle_timeout, config.stats_interval);
+    std::thread::Builder::new()
+        .name("echoport-housekeeper".into())
+        .spawn(move || {
+            let mut last_report = (Instant::now(), stats.snapshot(0).messages);
+            loop {
+                match stop.recv_timeout(Duration::from_secs(1)) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                port.tick();
+                if let Some(idle) = idle {
+                    port.expire_idle(idle);
+                }
+                if let Some(interval) = interval {
+                    let elapsed = last_report.0.elapsed();
+                    if elapsed >= interval {
+                        let snap = stats.snapshot(port.open_sockets());
+                        let rate = (snap.messages - last_report.1) as f64 / elapsed.as_secs_f64();
+                        snap.log("stats", rate as u64);
+                        last_report = (Instant::now(), snap.messages);
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the housekeeping thread: {e}"))
+}

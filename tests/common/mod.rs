@@ -1,0 +1,642 @@
+//! Shared helpers for the integration tests: a guard around the real `echoport`
+//! binary running as a child process, stderr log capture, a deterministic PRNG and
+//! small socket helpers.
+//!
+//! Every wait in here has an upper bound, and the child is killed and reaped in
+//! `Drop` even when a test assertion panics.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Generous upper bound for any single wait (CI is a loaded 2-core box).
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// Per-call socket read/write timeout used by the client helpers.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a blocking write may make no progress at all before the writer
+/// concludes the server has stopped reading ("writes stop making progress").
+/// There is no readiness signal for "the peer stopped reading", so this is a
+/// timeout, not synchronisation: a spuriously early stall only makes a test
+/// weaker, never wrongly red.
+pub const STALL: Duration = Duration::from_millis(1500);
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_echoport")
+}
+
+// ---------------------------------------------------------------------------
+// Server guard
+// ---------------------------------------------------------------------------
+
+/// Builder for [`Server`].
+#[derive(Default)]
+pub struct ServerBuilder {
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    nofile: Option<u64>,
+}
+
+impl ServerBuilder {
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.args.push(a.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.envs
+            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self
+    }
+
+    /// Apply `ulimit -n n` (soft and hard RLIMIT_NOFILE) in the child only.
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
+    }
+
+    /// Spawn the server and wait (bounded) for its `listening on` line.
+    pub fn spawn(self) -> Server {
+        let has = |flag: &str| {
+            self.args
+                .iter()
+                .any(|a| a == flag || a.to_string_lossy().starts_with(&format!("{flag}=")))
+        };
+        let mut args: Vec<OsString> = Vec::new();
+        if !has("--listen") {
+            args.extend(["--listen", "127.0.0.1:0"].map(OsString::from));
+        }
+        if !has("--log-format") {
+            args.extend(["--log-format", "text"].map(OsString::from));
+        }
+        if !has("--log-level") {
+            args.extend(["--log-level", "info"].map(OsString::from));
+        }
+        args.extend(self.args.iter().cloned());
+
+        let mut cmd = match self.nofile {
+            None => Command::new(bin()),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                // `exec` keeps the PID, so signals and /proc/PID reach the server.
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin());
+                c
+            }
+        };
+        cmd.args(&args);
+        // Keep the ambient environment from changing the server's configuration.
+        for (k, _) in std::env::vars_os() {
+            let ks = k.to_string_lossy();
+            if ks.starts_with("ECHOPORT_") || ks == "RUST_LOG" {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("NO_COLOR", "1");
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+
+        let mut child = cmd.spawn().expect("spawn echoport");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = mpsc::channel::<String>();
+        let reader = {
+            let lines = Arc::clone(&lines);
+            thread::Builder::new()
+                .name("server-stderr".into())
+                .spawn(move || {
+                    let mut r = BufReader::new(stderr);
+                    let mut buf = Vec::new();
+                    loop {
+                        buf.clear();
+                        match r.read_until(b'\n', &mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
+                                let line = strip_ansi(&String::from_utf8_lossy(&buf))
+                                    .trim_end()
+                                    .to_owned();
+                                lines.lock().unwrap().push(line.clone());
+                                let _ = tx.send(line);
+                            }
+                        }
+                    }
+                })
+                .expect("spawn stderr reader")
+        };
+
+        let mut server = Server {
+            child,
+            rx,
+            lines,
+            reader: Some(reader),
+            addrs: Vec::new(),
+            status: None,
+        };
+        let line = server
+            .wait_for_line(|l| l.contains("listening on "), BOUND)
+            .unwrap_or_else(|| {
+                panic!(
+                    "server printed no `listening on` line within {BOUND:?}; args={args:?}\nstderr:\n{}",
+                    server.log()
+                )
+            });
+        server.addrs = parse_listening(&line);
+        assert!(
+            !server.addrs.is_empty(),
+            "could not parse an address from {line:?}"
+        );
+        server
+    }
+}
+
+/// Parse `... listening on A, B mode=echo workers=N` into addresses.
+pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
+    let Some((_, rest)) = line.split_once("listening on ") else {
+        return Vec::new();
+    };
+    let rest = rest.split(" mode=").next().unwrap_or(rest);
+    rest.split(", ")
+        .filter_map(|s| {
+            let s = s.trim().trim_matches('"');
+            s.parse()
+                .ok()
+                .or_else(|| s.split_whitespace().next()?.parse().ok())
+        })
+        .collect()
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A running `echoport` child process. Killed and reaped on drop.
+pub struct Server {
+    child: Child,
+    rx: mpsc::Receiver<String>,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+    addrs: Vec<SocketAddr>,
+    status: Option<ExitStatus>,
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Spawn with extra args (on top of `--listen 127.0.0.1:0`).
+    pub fn start(args: &[&str]) -> Server {
+        Server::builder().args(args).spawn()
+    }
+
+    /// First listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// All stderr lines received so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// All stderr received so far as one string (for failure messages).
+    pub fn log(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// Wait until some stderr line (ever received, including earlier ones)
+    /// satisfies `pred`; `None` if none does within `timeout` or the server's
+    /// stderr closed first.
+    pub fn wait_for_line(
+        &mut self,
+        mut pred: impl FnMut(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut scanned = 0;
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                if let Some(l) = lines[scanned..].iter().find(|l| pred(l)) {
+                    return Some(l.clone());
+                }
+                scanned = lines.len();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            match self.rx.recv_timeout(deadline - now) {
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let lines = self.lines.lock().unwrap();
+                    return lines[scanned..].iter().find(|l| pred(l)).cloned();
+                }
+            }
+        }
+    }
+
+    /// Like `wait_for_line` but panics (with the server log) on timeout.
+    pub fn expect_line(&mut self, what: &str, timeout: Duration) -> String {
+        match self.wait_for_line(|l| l.contains(what), timeout) {
+            Some(l) => l,
+            None => panic!(
+                "server did not log a line containing {what:?} within {timeout:?}\nstderr:\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// Wait for the `final stats` line and parse it.
+    pub fn final_stats(&mut self) -> HashMap<String, u64> {
+        let line = self.expect_line("final stats", BOUND);
+        stats(&line)
+    }
+
+    /// VmRSS of the server in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig)
+            .expect("kill(2)");
+    }
+
+    /// `Some(status)` if the process has exited (does not block).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Wait (bounded) for the process to exit; panics with the log on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.try_exit() {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "server did not exit within {timeout:?}\nstderr:\n{}",
+                    self.log()
+                );
+            }
+            // No readiness signal exists for process exit other than polling.
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Panic unless the server is still running.
+    pub fn assert_alive(&mut self) {
+        if let Some(st) = self.try_exit() {
+            panic!(
+                "server exited unexpectedly: {st:?}\nstderr:\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(h) = self.reader.take() {
+            // The pipe closes when the child dies, so this join is bounded.
+            let _ = h.join();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "---- echoport stderr (pid {}) ----\n{}\n---- end ----",
+                self.child.id(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Parse `key=value` tokens with integer values from a `stats`/`final stats` line.
+pub fn stats(line: &str) -> HashMap<String, u64> {
+    line.split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|tok| {
+            let (k, v) = tok.split_once('=')?;
+            let v = v.trim_matches('"').parse().ok()?;
+            Some((k.trim_matches('"').to_owned(), v))
+        })
+        .collect()
+}
+
+/// Fetch a key from parsed stats, panicking with the line if absent.
+pub fn stat(s: &HashMap<String, u64>, key: &str) -> u64 {
+    *s.get(key)
+        .unwrap_or_else(|| panic!("stats line has no `{key}=`: {s:?}"))
+}
+
+// ---------------------------------------------------------------------------
+// Deterministic PRNG
+// ---------------------------------------------------------------------------
+
+/// xorshift64* — tiny, deterministic, good enough for sizes and test data.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        // splitmix64 the seed so small/adjacent seeds give unrelated streams.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Rng(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        assert!(lo <= hi);
+        let span = hi - lo;
+        if span == u64::MAX {
+            return self.next_u64();
+        }
+        lo + self.next_u64() % (span + 1)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.fill(&mut v);
+        v
+    }
+}
+
+/// Random-access pseudo-random byte stream: byte `offset` of stream `seed`.
+/// Lets a writer produce unbounded data and a reader verify it without storing it.
+pub fn pattern_fill(seed: u64, offset: u64, buf: &mut [u8]) {
+    let mut i = 0;
+    while i < buf.len() {
+        let pos = offset + i as u64;
+        let block = Rng::new(seed ^ (pos / 8).wrapping_mul(0xD6E8_FEB8_6659_FD93)).next_u64();
+        let bytes = block.to_le_bytes();
+        let start = (pos % 8) as usize;
+        let n = (8 - start).min(buf.len() - i);
+        buf[i..i + n].copy_from_slice(&bytes[start..start + n]);
+        i += n;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client helpers
+// ---------------------------------------------------------------------------
+
+/// Connect with bounded read/write timeouts and TCP_NODELAY.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, BOUND)
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Read until EOF (bounded by the stream's read timeout per call).
+pub fn read_to_eof(s: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Open a connection, send `data` from a writer thread while reading on this
+/// one, half-close, and return everything received up to EOF.
+pub fn try_echo_roundtrip(addr: SocketAddr, data: &[u8]) -> io::Result<Vec<u8>> {
+    let s = TcpStream::connect_timeout(&addr, BOUND)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut r = s.try_clone()?;
+    thread::scope(|sc| {
+        let w = sc.spawn(move || -> io::Result<()> {
+            let mut s = s;
+            s.write_all(data)?;
+            s.shutdown(Shutdown::Write)
+        });
+        let got = read_to_eof(&mut r);
+        let wrote = w.join().expect("writer thread panicked");
+        let got = got?;
+        wrote?;
+        Ok(got)
+    })
+}
+
+/// Echo `data` over a fresh connection and assert it comes back byte-exact
+/// followed by EOF.
+pub fn echo_roundtrip(addr: SocketAddr, data: &[u8]) {
+    let got = try_echo_roundtrip(addr, data)
+        .unwrap_or_else(|e| panic!("echo round trip of {} bytes: {e}", data.len()));
+    assert_bytes_eq(&got, data, "echo round trip");
+}
+
+/// Echo `data` on an existing connection (which stays open): write it from a
+/// scoped thread, read exactly `data.len()` bytes back, compare.
+pub fn try_echo_on(s: &TcpStream, data: &[u8]) -> io::Result<()> {
+    let mut w = s.try_clone()?;
+    let mut r = s.try_clone()?;
+    thread::scope(|sc| {
+        let h = sc.spawn(move || w.write_all(data));
+        let mut got = vec![0u8; data.len()];
+        let res = r.read_exact(&mut got);
+        let wres = h.join().expect("writer thread panicked");
+        res?;
+        wres?;
+        if got != data {
+            return Err(io::Error::other(format!(
+                "echo mismatch at byte {:?} of {}",
+                first_diff(&got, data),
+                data.len()
+            )));
+        }
+        Ok(())
+    })
+}
+
+pub fn echo_on(s: &TcpStream, data: &[u8]) {
+    try_echo_on(s, data)
+        .unwrap_or_else(|e| panic!("echo of {} bytes on open connection: {e}", data.len()));
+}
+
+pub fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or(if a.len() != b.len() {
+            Some(a.len().min(b.len()))
+        } else {
+            None
+        })
+}
+
+/// Compare without dumping megabytes into the panic message.
+pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        panic!(
+            "{what}: got {} bytes, want {} bytes, first difference at {:?}",
+            got.len(),
+            want.len(),
+            first_diff(got, want)
+        );
+    }
+}
+
+/// True if a read result means "the server closed this connection".
+pub fn is_closed(r: &io::Result<usize>) -> bool {
+    match r {
+        Ok(0) => true,
+        Err(e) => matches!(
+            e.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+        ),
+        Ok(_) => false,
+    }
+}
+
+/// Write the pattern stream `seed` to `s` without ever reading, until writes
+/// stop making progress for [`STALL`] or `cap` total bytes have been written.
+/// `written` is the running total (so the call can be repeated). Returns the
+/// number of bytes written by this call.
+pub fn write_until_stalled(s: &TcpStream, seed: u64, written: &mut u64, cap: u64) -> u64 {
+    let mut s = s;
+    let old = s.write_timeout().unwrap();
+    s.set_write_timeout(Some(STALL)).unwrap();
+    let start = *written;
+    let mut buf = vec![0u8; 256 * 1024];
+    while *written < cap {
+        let n = ((cap - *written) as usize).min(buf.len());
+        pattern_fill(seed, *written, &mut buf[..n]);
+        match s.write(&buf[..n]) {
+            Ok(0) => panic!("write returned 0"),
+            Ok(k) => *written += k as u64,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("write failed after {} bytes: {e}", *written),
+        }
+    }
+    s.set_write_timeout(old).unwrap();
+    *written - start
+}
+
+/// Read from `s` until EOF and verify the bytes are exactly the pattern stream
+/// `seed` for `0..expected`. Returns an error description on mismatch.
+pub fn read_pattern_to_eof(s: &mut TcpStream, seed: u64, expected: u64) -> Result<(), String> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut want = vec![0u8; buf.len()];
+    let mut pos: u64 = 0;
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read failed after {pos} of {expected} bytes: {e}")),
+        };
+        if pos + n as u64 > expected {
+            return Err(format!(
+                "received more than the {expected} bytes sent (at least {})",
+                pos + n as u64
+            ));
+        }
+        pattern_fill(seed, pos, &mut want[..n]);
+        if let Some(d) = first_diff(&buf[..n], &want[..n]) {
+            return Err(format!("byte mismatch at offset {}", pos + d as u64));
+        }
+        pos += n as u64;
+    }
+    if pos != expected {
+        return Err(format!("EOF after {pos} bytes, expected {expected}"));
+    }
+    Ok(())
+}
+
+/// Raise this process's soft RLIMIT_NOFILE to at least `min` (up to the hard
+/// limit). Panics if the hard limit is too low for the test.
+pub fn raise_nofile(min: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft >= min {
+        return;
+    }
+    assert!(
+        hard >= min,
+        "this test needs RLIMIT_NOFILE >= {min}, but the hard limit is {hard}"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, min.max(soft), hard).expect("setrlimit");
+}
