@@ -286,20 +286,31 @@ fn parse_log_level(s: &str) -> Result<String, String> {
         .map_err(|e| format!("invalid log filter '{s}': {e}"))
 }
 
+/// The longest accepted duration. Far beyond any sensible timeout or interval, and small
+/// enough that `Instant::now() + d` can never overflow (which would panic).
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Whole seconds ("30") or a humantime duration ("30s", "500ms", "2m").
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse()
-            .map(Duration::from_secs)
-            .map_err(|_| format!("duration '{s}' is too large"));
+    let parsed = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only, so the only possible failure is overflow.
+        s.parse().map(Duration::from_secs).unwrap_or(Duration::MAX)
+    } else {
+        humantime::parse_duration(s).map_err(|_| {
+            format!(
+                "invalid duration '{s}'; expected seconds (30) or a duration such as 30s, 500ms, 2m"
+            )
+        })?
+    };
+    check_duration(parsed)
+}
+
+fn check_duration(d: Duration) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        return Err("must be at most 365 days".to_owned());
     }
-    humantime::parse_duration(s).map_err(|_| {
-        format!(
-            "invalid duration '{s}'; expected seconds (30) or a duration such as 30s, 500ms, 2m"
-        )
-    })
+    Ok(d)
 }
 
 /// Integers are checked as `i64` (TOML's integer type), so flags and file share the checks
@@ -421,8 +432,8 @@ fn duration_value(value: &Value) -> Result<Duration, String> {
     match value {
         Value::String(s) => parse_duration(s),
         Value::Integer(n) => u64::try_from(*n)
-            .map(Duration::from_secs)
-            .map_err(|_| "must be at least 0".to_owned()),
+            .map_err(|_| "must be at least 0".to_owned())
+            .and_then(|secs| check_duration(Duration::from_secs(secs))),
         other => Err(wrong_type(
             "a duration (a string such as \"30s\" or an integer)",
             other,
@@ -560,6 +571,10 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1").is_err());
+        assert_eq!(parse_duration("365days"), Ok(MAX_DURATION));
+        let too_long = Err("must be at most 365 days".to_owned());
+        assert_eq!(parse_duration("366days"), too_long);
+        assert_eq!(parse_duration("99999999999999999999999"), too_long);
     }
 
     #[test]
@@ -770,6 +785,10 @@ mod tests {
         assert_eq!(
             file_err("stats-interval = -1\n"),
             "config file 'PATH': key 'stats-interval': must be at least 0"
+        );
+        assert_eq!(
+            file_err("shutdown-timeout = 99999999999\n"),
+            "config file 'PATH': key 'shutdown-timeout': must be at most 365 days"
         );
         assert_eq!(
             file_err("log-level = \"\"\n"),

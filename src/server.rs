@@ -63,7 +63,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let mode = match config.mode {
         Mode::Echo => "echo",
     };
-    tracing::info!(mode, workers = config.workers, "listening on {}", join_addrs(&bound));
+    tracing::info!(mode = %mode, workers = config.workers, "listening on {}", join_addrs(&bound));
     tracing::info!(
         max_conns = config.max_conns,
         backlog = config.backlog,

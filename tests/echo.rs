@@ -55,7 +55,10 @@ fn chunked_client(addr: SocketAddr, data: Arc<Vec<u8>>, seed: u64) -> Result<(),
                 pos += n;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(format!("read after {pos} bytes: {e}")),
+            Err(e) => {
+                let e = explain_timeout(e, "read");
+                break Err(format!("read after {pos} of {} bytes: {e}", data.len()));
+            }
         }
     };
     // If reading failed, unblock a writer that may be stuck on a full buffer.

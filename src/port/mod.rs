@@ -497,9 +497,10 @@ impl CompletionPort {
             let sockets = self.shared.sockets.read().unwrap_or_else(|e| e.into_inner());
             for ev in events.iter() {
                 let Some(socket) = sockets.get(ev.token().0) else { continue };
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                let read_closed = ev.is_read_closed() || ev.is_error();
+                let readable = ev.is_readable() || read_closed;
                 let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
-                if socket.lock().on_event(readable, writable) {
+                if socket.lock().on_event(readable, writable, read_closed) {
                     ready.push(Task::Ready(socket.clone(), RecvMode::IfReady));
                 }
             }

@@ -28,6 +28,8 @@ pub(super) struct IoState {
     stream: Option<TcpStream>,
     readable: bool,
     writable: bool,
+    /// The peer's FIN (or an error) has been seen: reads end in EOF, never in a new edge.
+    read_closed: bool,
     /// A ready-task for this socket sits in some queue; do not queue another.
     pub(super) queued: bool,
     recv_posted: bool,
@@ -56,6 +58,7 @@ impl Socket {
             state: Mutex::new(IoState {
                 stream: Some(stream),
                 readable: false,
+                read_closed: false,
                 // A fresh connection can take bytes: the first send is tried at once.
                 writable: true,
                 queued: false,
@@ -105,8 +108,9 @@ impl IoState {
 
     /// Records an edge from the reactor. True when a posted operation can now make progress
     /// and the caller must queue a ready-task for it.
-    pub(super) fn on_event(&mut self, readable: bool, writable: bool) -> bool {
+    pub(super) fn on_event(&mut self, readable: bool, writable: bool, read_closed: bool) -> bool {
         self.readable |= readable;
+        self.read_closed |= read_closed;
         self.writable |= writable;
         let runnable = (self.recv_posted && self.readable) || (self.send.is_some() && self.writable);
         if runnable && !self.queued && !self.is_closed() {
@@ -189,8 +193,9 @@ impl IoState {
                 Ok(n) => {
                     // On Linux a TCP read that comes back short has emptied the receive queue,
                     // and the next arrival raises a new edge: no need to read again until then.
-                    // Elsewhere (mio's IOCP emulation) only WouldBlock re-arms readiness.
-                    if cfg!(target_os = "linux") && n < buf.capacity() {
+                    // Not so for a FIN already seen: its edge is spent, and the EOF is still to be
+                    // read. Elsewhere (mio's IOCP emulation) only WouldBlock re-arms readiness.
+                    if cfg!(target_os = "linux") && n < buf.capacity() && !self.read_closed {
                         self.readable = false;
                     }
                     buf.set_len(n);

@@ -471,11 +471,28 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// Make a socket timeout error say what it is (std reports EAGAIN as WouldBlock).
+pub fn explain_timeout(e: io::Error, what: &str) -> io::Error {
+    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+        io::Error::new(
+            ErrorKind::TimedOut,
+            format!("{what}: nothing happened within the socket timeout ({e})"),
+        )
+    } else {
+        e
+    }
+}
+
 /// Read until EOF (bounded by the stream's read timeout per call).
 pub fn read_to_eof(s: &mut TcpStream) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    Ok(out)
+    match s.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(e) => Err(explain_timeout(
+            e,
+            &format!("waiting for more data or EOF after {} bytes", out.len()),
+        )),
+    }
 }
 
 /// Open a connection, send `data` from a writer thread while reading on this
@@ -515,7 +532,9 @@ pub fn try_echo_on(s: &TcpStream, data: &[u8]) -> io::Result<()> {
     thread::scope(|sc| {
         let h = sc.spawn(move || w.write_all(data));
         let mut got = vec![0u8; data.len()];
-        let res = r.read_exact(&mut got);
+        let res = r
+            .read_exact(&mut got)
+            .map_err(|e| explain_timeout(e, "reading the echo"));
         let wres = h.join().expect("writer thread panicked");
         res?;
         wres?;
@@ -606,7 +625,10 @@ pub fn read_pattern_to_eof(s: &mut TcpStream, seed: u64, expected: u64) -> Resul
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("read failed after {pos} of {expected} bytes: {e}")),
+            Err(e) => {
+                let e = explain_timeout(e, "read");
+                return Err(format!("read failed after {pos} of {expected} bytes: {e}"));
+            }
         };
         if pos + n as u64 > expected {
             return Err(format!(
