@@ -28,7 +28,13 @@ impl BufferPool {
     pub fn new(size: usize, retain: usize) -> Self {
         assert!(size > 0, "buffer size must be positive");
         let (free_tx, free_rx) = crossbeam_channel::bounded(retain.max(1));
-        BufferPool { inner: Arc::new(Inner { size, free_tx, free_rx }) }
+        BufferPool {
+            inner: Arc::new(Inner {
+                size,
+                free_tx,
+                free_rx,
+            }),
+        }
     }
 
     /// The capacity of every buffer of this pool.
@@ -43,7 +49,11 @@ impl BufferPool {
             .free_rx
             .try_recv()
             .unwrap_or_else(|_| vec![0u8; self.inner.size].into_boxed_slice());
-        Buf { data: Some(data), len: 0, pool: self.clone() }
+        Buf {
+            data: Some(data),
+            len: 0,
+            pool: self.clone(),
+        }
     }
 
     /// How many idle buffers the pool holds right now.
@@ -101,7 +111,10 @@ impl Drop for Buf {
 
 impl std::fmt::Debug for Buf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Buf").field("len", &self.len).field("capacity", &self.capacity()).finish()
+        f.debug_struct("Buf")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .finish()
     }
 }
 

@@ -9,7 +9,12 @@ use std::thread::JoinHandle;
 
 /// What a protocol does with each completion. Runs on worker threads, many at once.
 pub trait Handler: Send + Sync + 'static {
-    fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &crate::stats::WorkerStats);
+    fn on_completion(
+        &self,
+        port: &CompletionPort,
+        completion: Completion,
+        stats: &crate::stats::WorkerStats,
+    );
 }
 
 /// Running worker threads.
@@ -19,7 +24,11 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts `count` workers (one per entry of `stats.workers`).
-    pub fn spawn(port: &CompletionPort, handler: Arc<dyn Handler>, stats: &Arc<Stats>) -> io::Result<Self> {
+    pub fn spawn(
+        port: &CompletionPort,
+        handler: Arc<dyn Handler>,
+        stats: &Arc<Stats>,
+    ) -> io::Result<Self> {
         let mut threads = Vec::with_capacity(stats.workers.len());
         for index in 0..stats.workers.len() {
             let (port, handler, stats) = (port.clone(), handler.clone(), stats.clone());

@@ -13,8 +13,8 @@
 
 mod socket;
 
-pub use socket::{Socket, shutting_down};
 use socket::RecvMode;
+pub use socket::{Socket, shutting_down};
 
 use crate::buffer::{Buf, BufferPool};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -37,9 +37,15 @@ const WAKE_TOKEN: Token = Token(usize::MAX);
 pub enum Completion {
     /// A posted receive finished: `Ok(buf)` holds the bytes read; an empty buffer means the peer
     /// shut down its sending side.
-    Recv { socket: Arc<Socket>, result: io::Result<Buf> },
+    Recv {
+        socket: Arc<Socket>,
+        result: io::Result<Buf>,
+    },
     /// A posted send finished: every byte was written (`Ok` gives the buffer back), or it failed.
-    Send { socket: Arc<Socket>, result: io::Result<Buf> },
+    Send {
+        socket: Arc<Socket>,
+        result: io::Result<Buf>,
+    },
     /// A completion posted with [`CompletionPort::post_user`].
     User(u64),
 }
@@ -128,7 +134,10 @@ impl CompletionPort {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(poll.registry(), WAKE_TOKEN)?;
-        let queue = Queue { tasks: VecDeque::from([Task::Reactor]), ..Queue::default() };
+        let queue = Queue {
+            tasks: VecDeque::from([Task::Reactor]),
+            ..Queue::default()
+        };
         Ok(CompletionPort {
             shared: Arc::new(Shared {
                 id: NEXT_PORT_ID.fetch_add(1, Ordering::Relaxed),
@@ -159,7 +168,11 @@ impl CompletionPort {
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let entry = sockets.vacant_entry();
         let key = entry.key();
-        s.registry.register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
+        s.registry.register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         let socket = Arc::new(Socket::new(key, stream, self.now()));
         entry.insert(socket.clone());
         Ok(socket)
@@ -202,7 +215,11 @@ impl CompletionPort {
         if let Some(mut stream) = stream {
             let _ = self.shared.registry.deregister(&mut stream);
             drop(stream);
-            let mut sockets = self.shared.sockets.write().unwrap_or_else(|e| e.into_inner());
+            let mut sockets = self
+                .shared
+                .sockets
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             sockets.try_remove(socket.key());
             if sockets.is_empty() {
                 drop(sockets);
@@ -231,13 +248,20 @@ impl CompletionPort {
             if left.is_zero() {
                 return false;
             }
-            guard = cond.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+            guard = cond
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     /// Open (associated, not yet closed) sockets.
     pub fn open_sockets(&self) -> usize {
-        self.shared.sockets.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.shared
+            .sockets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Waits for the next completion, running the reactor when it is this thread's turn.
@@ -295,7 +319,10 @@ impl CompletionPort {
             if now.saturating_sub(socket.idle_since()) < limit {
                 return None;
             }
-            socket.lock().abort(socket, io::ErrorKind::TimedOut).map(Task::Done)
+            socket
+                .lock()
+                .abort(socket, io::ErrorKind::TimedOut)
+                .map(Task::Done)
         });
         let n = tasks.len();
         self.push_shared(tasks);
@@ -303,8 +330,14 @@ impl CompletionPort {
     }
 
     fn each_socket<T>(&self, f: impl FnMut(&Arc<Socket>) -> Option<T>) -> Vec<T> {
-        let sockets: Vec<Arc<Socket>> =
-            self.shared.sockets.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, s)| s.clone()).collect();
+        let sockets: Vec<Arc<Socket>> = self
+            .shared
+            .sockets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
         sockets.iter().filter_map(f).collect()
     }
 
@@ -313,7 +346,11 @@ impl CompletionPort {
     }
 
     fn recv_mode(&self) -> RecvMode {
-        if self.shared.draining.load(Ordering::Relaxed) { RecvMode::Drain } else { RecvMode::IfReady }
+        if self.shared.draining.load(Ordering::Relaxed) {
+            RecvMode::Drain
+        } else {
+            RecvMode::IfReady
+        }
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, Queue> {
@@ -344,7 +381,11 @@ impl CompletionPort {
         if st.is_closed() {
             return;
         }
-        let mode = if mode == RecvMode::Drain { mode } else { self.recv_mode() };
+        let mode = if mode == RecvMode::Drain {
+            mode
+        } else {
+            self.recv_mode()
+        };
         let out = &mut |c| self.complete(c);
         st.perform(socket, &self.shared.pool, mode, out);
     }
@@ -353,7 +394,9 @@ impl CompletionPort {
     /// workers (it runs it next, no lock, no wake-up), otherwise through the shared queue.
     fn complete(&self, c: Completion) {
         match &c {
-            Completion::Recv { socket, .. } | Completion::Send { socket, .. } => socket.touch(self.now()),
+            Completion::Recv { socket, .. } | Completion::Send { socket, .. } => {
+                socket.touch(self.now())
+            }
             Completion::User(_) => {}
         }
         let id = self.shared.id;
@@ -454,10 +497,18 @@ impl CompletionPort {
                 None => {
                     q.idle += 1;
                     q = match deadline {
-                        None => self.shared.wakeup.wait(q).unwrap_or_else(|e| e.into_inner()),
+                        None => self
+                            .shared
+                            .wakeup
+                            .wait(q)
+                            .unwrap_or_else(|e| e.into_inner()),
                         Some(d) => {
                             let left = d.saturating_duration_since(Instant::now());
-                            self.shared.wakeup.wait_timeout(q, left).unwrap_or_else(|e| e.into_inner()).0
+                            self.shared
+                                .wakeup
+                                .wait_timeout(q, left)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0
                         }
                     };
                     q.idle -= 1;
@@ -474,7 +525,11 @@ impl CompletionPort {
     /// One turn at the OS poll. Ready sockets go to this thread's private queue (it performs
     /// their I/O next) up to the chain limit; the rest are shared. Returns with the queue locked
     /// and the reactor task back in it.
-    fn run_reactor<'a>(&'a self, mut q: MutexGuard<'a, Queue>, deadline: Option<Instant>) -> MutexGuard<'a, Queue> {
+    fn run_reactor<'a>(
+        &'a self,
+        mut q: MutexGuard<'a, Queue>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, Queue> {
         let more = !q.tasks.is_empty();
         let timeout = if more || q.closed {
             Some(Duration::ZERO)
@@ -487,16 +542,26 @@ impl CompletionPort {
 
         let mut ready = Vec::new();
         {
-            let mut reactor = self.shared.reactor.lock().unwrap_or_else(|e| e.into_inner());
+            let mut reactor = self
+                .shared
+                .reactor
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let (poll, events) = &mut *reactor;
             if let Err(e) = poll.poll(events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "poll failed");
                 }
             }
-            let sockets = self.shared.sockets.read().unwrap_or_else(|e| e.into_inner());
+            let sockets = self
+                .shared
+                .sockets
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
             for ev in events.iter() {
-                let Some(socket) = sockets.get(ev.token().0) else { continue };
+                let Some(socket) = sockets.get(ev.token().0) else {
+                    continue;
+                };
                 let read_closed = ev.is_read_closed() || ev.is_error();
                 let readable = ev.is_readable() || read_closed;
                 let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
@@ -506,7 +571,11 @@ impl CompletionPort {
             }
         }
 
-        let shared = if ready.len() > CHAIN_LIMIT { ready.split_off(CHAIN_LIMIT) } else { Vec::new() };
+        let shared = if ready.len() > CHAIN_LIMIT {
+            ready.split_off(CHAIN_LIMIT)
+        } else {
+            Vec::new()
+        };
         let kept = ready.len();
         if kept > 0 {
             let id = self.shared.id;

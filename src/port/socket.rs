@@ -112,7 +112,8 @@ impl IoState {
         self.readable |= readable;
         self.read_closed |= read_closed;
         self.writable |= writable;
-        let runnable = (self.recv_posted && self.readable) || (self.send.is_some() && self.writable);
+        let runnable =
+            (self.recv_posted && self.readable) || (self.send.is_some() && self.writable);
         if runnable && !self.queued && !self.is_closed() {
             self.queued = true;
             return true;
@@ -121,12 +122,18 @@ impl IoState {
     }
 
     pub(super) fn post_recv(&mut self) {
-        debug_assert!(!self.recv_posted, "at most one receive outstanding per socket");
+        debug_assert!(
+            !self.recv_posted,
+            "at most one receive outstanding per socket"
+        );
         self.recv_posted = true;
     }
 
     pub(super) fn post_send(&mut self, buf: Buf) {
-        debug_assert!(self.send.is_none(), "at most one send outstanding per socket");
+        debug_assert!(
+            self.send.is_none(),
+            "at most one send outstanding per socket"
+        );
         self.send = Some(SendOp { buf, sent: 0 });
     }
 
@@ -148,13 +155,19 @@ impl IoState {
     ) {
         if self.send.is_some() && self.writable {
             if let Some(result) = self.try_send() {
-                out(Completion::Send { socket: sock.clone(), result });
+                out(Completion::Send {
+                    socket: sock.clone(),
+                    result,
+                });
             }
         }
         if self.recv_posted && (self.readable || mode == RecvMode::Drain) {
             if let Some(result) = self.try_recv(pool, mode) {
                 self.recv_posted = false;
-                out(Completion::Recv { socket: sock.clone(), result });
+                out(Completion::Recv {
+                    socket: sock.clone(),
+                    result,
+                });
             }
         }
     }
@@ -220,10 +233,16 @@ impl IoState {
             return None;
         }
         if self.send.take().is_some() {
-            return Some(Completion::Send { socket: sock.clone(), result: Err(kind.into()) });
+            return Some(Completion::Send {
+                socket: sock.clone(),
+                result: Err(kind.into()),
+            });
         }
         if std::mem::take(&mut self.recv_posted) {
-            return Some(Completion::Recv { socket: sock.clone(), result: Err(kind.into()) });
+            return Some(Completion::Recv {
+                socket: sock.clone(),
+                result: Err(kind.into()),
+            });
         }
         None
     }
