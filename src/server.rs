@@ -4,7 +4,7 @@ use crate::acceptor::{self, Acceptor, AcceptorConfig};
 use crate::buffer::BufferPool;
 use crate::config::{Config, LogFormat, Mode};
 use crate::echo::Echo;
-use crate::port::CompletionPort;
+use crate::port::{CompletionPort, QUIET_SWEEP};
 use crate::shutdown::ShutdownSignals;
 use crate::stats::Stats;
 use crate::worker::{Handler, WorkerPool};
@@ -101,8 +101,7 @@ pub fn run(config: Config) -> Result<(), String> {
     );
     signals.exit_on_next();
     acceptor.stop();
-    port.drain();
-    if !port.wait_closed(Instant::now() + config.shutdown_timeout) {
+    if !drain(&port, Instant::now() + config.shutdown_timeout) {
         tracing::warn!(
             open = port.open_sockets(),
             "shutdown timeout: closing remaining connections"
@@ -116,6 +115,20 @@ pub fn run(config: Config) -> Result<(), String> {
     stats.snapshot(port.open_sockets()).log("final stats", 0);
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Ends connections as they go quiet, until none is open (true) or the deadline passes.
+fn drain(port: &CompletionPort, deadline: Instant) -> bool {
+    loop {
+        port.abort_quiet();
+        let next = (Instant::now() + QUIET_SWEEP).min(deadline);
+        if port.wait_closed(next) {
+            return true;
+        }
+        if next >= deadline {
+            return false;
+        }
+    }
 }
 
 fn join_addrs(addrs: &[SocketAddr]) -> String {

@@ -13,7 +13,6 @@
 
 mod socket;
 
-use socket::RecvMode;
 pub use socket::{Socket, shutting_down};
 
 use crate::buffer::{Buf, BufferPool};
@@ -21,13 +20,16 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 /// How many completions a thread runs from its private queue before it shares the rest and
 /// looks at the shared queue (the reactor, other sockets): bounds what one busy socket can delay.
 pub const CHAIN_LIMIT: usize = 64;
+/// How often a draining server calls [`CompletionPort::abort_quiet`]: a connection quiet for this
+/// long has finished its exchange.
+pub const QUIET_SWEEP: Duration = Duration::from_millis(100);
 /// Readiness events taken from the OS per reactor turn.
 const EVENTS_PER_TURN: usize = 256;
 const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -77,7 +79,6 @@ struct Shared {
     emptied: (Mutex<()>, Condvar),
     pool: BufferPool,
     max_awake: usize,
-    draining: AtomicBool,
     /// Seconds since the port started, advanced by [`CompletionPort::tick`].
     clock: AtomicU32,
     started: Instant,
@@ -87,7 +88,7 @@ enum Task {
     /// Poll the OS for readiness.
     Reactor,
     /// A socket whose posted operation can now make progress.
-    Ready(Arc<Socket>, RecvMode),
+    Ready(Arc<Socket>),
     Done(Completion),
 }
 
@@ -150,7 +151,6 @@ impl CompletionPort {
                 emptied: (Mutex::new(()), Condvar::new()),
                 pool,
                 max_awake: max_awake.max(1),
-                draining: AtomicBool::new(false),
                 clock: AtomicU32::new(0),
                 started: Instant::now(),
             }),
@@ -181,7 +181,6 @@ impl CompletionPort {
     /// Posts a receive. No buffer is held while waiting: one is borrowed from the pool when data
     /// arrives. At most one receive may be outstanding per socket.
     pub fn post_recv(&self, socket: &Arc<Socket>) {
-        let mode = self.recv_mode();
         let mut st = socket.lock();
         if st.is_closed() {
             return;
@@ -189,7 +188,7 @@ impl CompletionPort {
         st.post_recv();
         // Speculative: if the last read filled its buffer there is probably more waiting.
         let out = &mut |c| self.complete(c);
-        st.perform(socket, &self.shared.pool, mode, out);
+        st.perform(socket, &self.shared.pool, out);
     }
 
     /// Posts a send of all of `buf`'s bytes; it completes when the kernel has taken every one.
@@ -201,7 +200,7 @@ impl CompletionPort {
         }
         st.post_send(buf);
         let out = &mut |c| self.complete(c);
-        st.perform(socket, &self.shared.pool, RecvMode::IfReady, out);
+        st.perform(socket, &self.shared.pool, out);
     }
 
     /// Posts a completion that [`get`](Self::get) returns as [`Completion::User`].
@@ -275,7 +274,7 @@ impl CompletionPort {
             };
             match task {
                 Task::Done(c) => return Ok(c),
-                Task::Ready(socket, mode) => self.run_ready(&socket, mode),
+                Task::Ready(socket) => self.run_ready(&socket),
                 Task::Reactor => unreachable!("the reactor task is run by pop_shared"),
             }
         }
@@ -290,18 +289,15 @@ impl CompletionPort {
         let _ = self.shared.waker.wake();
     }
 
-    /// Starts draining: from now on a receive that finds nothing to read completes with
-    /// [`shutting_down`] instead of waiting, and every socket waiting to receive is checked now.
-    pub fn drain(&self) {
-        self.shared.draining.store(true, Ordering::SeqCst);
-        let tasks = self.each_socket(|socket| {
-            let mut st = socket.lock();
-            (!st.queued && !st.is_closed()).then(|| {
-                st.queued = true;
-                Task::Ready(socket.clone(), RecvMode::Drain)
-            })
-        });
+    /// For a graceful shutdown, call every [`QUIET_SWEEP`]: fails with [`shutting_down`] the
+    /// receive of every socket that has waited with nothing to read since the previous call (so
+    /// it owes its peer nothing). A stream still arriving is never cut off on a momentarily empty
+    /// queue. Returns how many were ended.
+    pub fn abort_quiet(&self) -> usize {
+        let tasks = self.each_socket(|socket| socket.lock().abort_if_quiet(socket).map(Task::Done));
+        let n = tasks.len();
         self.push_shared(tasks);
+        n
     }
 
     /// Advances the port clock; call about once a second.
@@ -345,14 +341,6 @@ impl CompletionPort {
         self.shared.clock.load(Ordering::Relaxed)
     }
 
-    fn recv_mode(&self) -> RecvMode {
-        if self.shared.draining.load(Ordering::Relaxed) {
-            RecvMode::Drain
-        } else {
-            RecvMode::IfReady
-        }
-    }
-
     fn lock_queue(&self) -> MutexGuard<'_, Queue> {
         self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -375,19 +363,11 @@ impl CompletionPort {
     }
 
     /// Runs a ready socket's I/O on this thread.
-    fn run_ready(&self, socket: &Arc<Socket>, mode: RecvMode) {
+    fn run_ready(&self, socket: &Arc<Socket>) {
         let mut st = socket.lock();
         st.queued = false;
-        if st.is_closed() {
-            return;
-        }
-        let mode = if mode == RecvMode::Drain {
-            mode
-        } else {
-            self.recv_mode()
-        };
         let out = &mut |c| self.complete(c);
-        st.perform(socket, &self.shared.pool, mode, out);
+        st.perform(socket, &self.shared.pool, out);
     }
 
     /// Delivers a finished operation: to this thread's private queue when it is one of our
@@ -566,7 +546,7 @@ impl CompletionPort {
                 let readable = ev.is_readable() || read_closed;
                 let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
                 if socket.lock().on_event(readable, writable, read_closed) {
-                    ready.push(Task::Ready(socket.clone(), RecvMode::IfReady));
+                    ready.push(Task::Ready(socket.clone()));
                 }
             }
         }

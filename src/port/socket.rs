@@ -32,6 +32,9 @@ pub(super) struct IoState {
     read_closed: bool,
     /// A ready-task for this socket sits in some queue; do not queue another.
     pub(super) queued: bool,
+    /// Set by a quiet sweep while a receive waits, cleared when data arrives: a socket still
+    /// marked at the next sweep has been quiet for a whole sweep interval.
+    quiet: bool,
     recv_posted: bool,
     send: Option<SendOp>,
 }
@@ -39,16 +42,6 @@ pub(super) struct IoState {
 struct SendOp {
     buf: Buf,
     sent: usize,
-}
-
-/// What the port wants from an I/O attempt on this socket.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum RecvMode {
-    /// Read only if the socket is known (or suspected) to be readable.
-    IfReady,
-    /// Read regardless of remembered readiness, and fail the receive with `ConnectionAborted`
-    /// if there is nothing to read: used while the server drains on shutdown.
-    Drain,
 }
 
 impl Socket {
@@ -62,6 +55,7 @@ impl Socket {
                 // A fresh connection can take bytes: the first send is tried at once.
                 writable: true,
                 queued: false,
+                quiet: false,
                 recv_posted: false,
                 send: None,
             }),
@@ -150,7 +144,6 @@ impl IoState {
         &mut self,
         sock: &Arc<Socket>,
         pool: &BufferPool,
-        mode: RecvMode,
         out: &mut impl FnMut(Completion),
     ) {
         if self.send.is_some() && self.writable {
@@ -161,8 +154,8 @@ impl IoState {
                 });
             }
         }
-        if self.recv_posted && (self.readable || mode == RecvMode::Drain) {
-            if let Some(result) = self.try_recv(pool, mode) {
+        if self.recv_posted && self.readable {
+            if let Some(result) = self.try_recv(pool) {
                 self.recv_posted = false;
                 out(Completion::Recv {
                     socket: sock.clone(),
@@ -198,7 +191,7 @@ impl IoState {
 
     /// Reads into a freshly borrowed buffer; `None` means "nothing there yet", and the buffer goes
     /// straight back to the pool so a waiting connection holds none.
-    fn try_recv(&mut self, pool: &BufferPool, mode: RecvMode) -> Option<io::Result<Buf>> {
+    fn try_recv(&mut self, pool: &BufferPool) -> Option<io::Result<Buf>> {
         let stream = self.stream.as_ref()?;
         let mut buf = pool.take();
         loop {
@@ -212,14 +205,12 @@ impl IoState {
                         self.readable = false;
                     }
                     buf.set_len(n);
+                    self.quiet = false;
                     return Some(Ok(buf));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
-                    return match mode {
-                        RecvMode::IfReady => None,
-                        RecvMode::Drain => Some(Err(shutting_down())),
-                    };
+                    return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Some(Err(e)),
@@ -245,6 +236,25 @@ impl IoState {
             });
         }
         None
+    }
+
+    /// One quiet sweep: a socket that has had a receive waiting, with nothing to read, since the
+    /// previous sweep gets that receive failed with [`shutting_down`]. Everything it sent has
+    /// been echoed by then. A socket with a send outstanding or data arriving is left alone.
+    pub(super) fn abort_if_quiet(&mut self, sock: &Arc<Socket>) -> Option<Completion> {
+        let waiting = self.recv_posted && !self.readable && !self.queued && !self.is_closed();
+        if !waiting {
+            self.quiet = false;
+            return None;
+        }
+        if !std::mem::replace(&mut self.quiet, true) {
+            return None;
+        }
+        self.recv_posted = false;
+        Some(Completion::Recv {
+            socket: sock.clone(),
+            result: Err(shutting_down()),
+        })
     }
 }
 
