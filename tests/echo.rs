@@ -333,3 +333,49 @@ fn two_thousand_concurrent_connections() {
     let status = server.wait_exit(BOUND);
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
 }
+
+#[test]
+fn ipv4_and_ipv6_listeners_both_echo() {
+    let mut server = Server::start(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
+    let addrs = server.addrs().to_vec();
+    assert_eq!(addrs.len(), 2, "two listening addresses logged: {addrs:?}");
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6(), "{addrs:?}");
+    for addr in addrs {
+        echo_roundtrip(addr, format!("hello over {addr}").as_bytes());
+    }
+    server.signal(Signal::SIGTERM);
+    assert_eq!(stat(&server.final_stats(), "total"), 2);
+    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_stable_fields() {
+    let mut server = Server::start(&["--log-format", "json"]);
+    echo_roundtrip(server.addr(), b"json");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+    let lines = server.lines();
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let message = |v: &serde_json::Value| {
+        v["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let start = objects
+        .iter()
+        .find(|v| message(v).starts_with("listening on "))
+        .expect("a startup line");
+    assert_eq!(start["fields"]["mode"], "echo");
+    assert!(start["fields"]["workers"].as_u64().unwrap_or(0) >= 1);
+    let fin = objects
+        .iter()
+        .find(|v| message(v) == "final stats")
+        .expect("a final stats line");
+    assert_eq!(fin["fields"]["bytes_in"], 4);
+    assert_eq!(fin["fields"]["bytes_out"], 4);
+    assert_eq!(fin["fields"]["total"], 1);
+}

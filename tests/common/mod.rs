@@ -178,14 +178,11 @@ pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
     let Some((_, rest)) = line.split_once("listening on ") else {
         return Vec::new();
     };
+    // Text logs go on with ` mode=...`; in JSON logs the message string ends with a quote.
+    let rest = rest.split('"').next().unwrap_or(rest);
     let rest = rest.split(" mode=").next().unwrap_or(rest);
     rest.split(", ")
-        .filter_map(|s| {
-            let s = s.trim().trim_matches('"');
-            s.parse()
-                .ok()
-                .or_else(|| s.split_whitespace().next()?.parse().ok())
-        })
+        .filter_map(|s| s.trim().parse().ok())
         .collect()
 }
 
