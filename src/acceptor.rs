@@ -189,14 +189,31 @@ impl State {
     }
 }
 
-/// The connection died in the backlog, or a signal interrupted us: just accept the next one.
+/// Errors that belong to the one connection being accepted (it died in the backlog, or the
+/// network under it failed; accept(2) says to retry as for EAGAIN), or a signal interrupted us:
+/// accept the next one at once rather than leave the backlog waiting for a new edge.
 fn retry_at_once(e: &io::Error) -> bool {
-    matches!(
+    use io::ErrorKind::*;
+    if matches!(
         e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::ConnectionReset
-    )
+        ConnectionAborted | ConnectionReset | Interrupted | PermissionDenied
+    ) {
+        return true;
+    }
+    #[cfg(unix)]
+    if let Some(code) = e.raw_os_error() {
+        return [
+            libc::EPROTO,
+            libc::ENOPROTOOPT,
+            libc::ENETDOWN,
+            libc::ENETUNREACH,
+            libc::EHOSTDOWN,
+            libc::EHOSTUNREACH,
+            libc::EOPNOTSUPP,
+        ]
+        .contains(&code);
+    }
+    false
 }
 
 #[cfg(unix)]

@@ -72,7 +72,8 @@ impl Default for Config {
     }
 }
 
-/// Two workers per CPU keeps every core busy while one worker waits on a slow peer.
+/// The article's choice, twice the CPUs. The port keeps at most one awake per core; the others
+/// wait as spares, so the extra threads cost only their stacks.
 fn default_workers() -> usize {
     2 * std::thread::available_parallelism().map_or(1, NonZero::get)
 }
@@ -343,8 +344,11 @@ fn usize_max() -> i64 {
     i64::try_from(usize::MAX).unwrap_or(i64::MAX)
 }
 
+/// Far more threads than any machine has cores; beyond it a typo would only exhaust memory.
+const MAX_WORKERS: i64 = 4096;
+
 fn check_workers(n: i64) -> Result<usize, String> {
-    in_range(n, 1, usize_max())
+    in_range(n, 1, MAX_WORKERS)
 }
 
 fn check_max_conns(n: i64) -> Result<usize, String> {

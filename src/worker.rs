@@ -2,19 +2,15 @@
 //! workers loop on `GetQueuedCompletionStatus`.
 
 use crate::port::{Completion, CompletionPort, Wait};
-use crate::stats::{Stats, bump};
+use crate::stats::{Stats, WorkerStats, bump};
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// What a protocol does with each completion. Runs on worker threads, many at once.
 pub trait Handler: Send + Sync + 'static {
-    fn on_completion(
-        &self,
-        port: &CompletionPort,
-        completion: Completion,
-        stats: &crate::stats::WorkerStats,
-    );
+    fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats);
 }
 
 /// Running worker threads.
@@ -56,10 +52,58 @@ fn run(port: &CompletionPort, handler: &dyn Handler, stats: &Stats, index: usize
         match port.get(None) {
             Ok(completion) => {
                 bump(&mine.completions, 1);
-                handler.on_completion(port, completion, mine);
+                let socket = completion.socket().cloned();
+                // A bug in one connection's handling must not take a worker (and with it the
+                // port's awake count) down: drop that connection and keep serving.
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    handler.on_completion(port, completion, mine)
+                }));
+                if outcome.is_err() {
+                    bump(&mine.errors, 1);
+                    tracing::error!(
+                        key = socket.as_ref().map(|s| s.key()),
+                        "handler panicked; connection closed"
+                    );
+                    if let Some(socket) = socket {
+                        port.close(&socket);
+                    }
+                }
             }
             Err(Wait::TimedOut) => {}
             Err(Wait::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::BufferPool;
+    use std::time::Duration;
+
+    /// Panics on `User(0)`, reports every other value.
+    struct Fragile(crossbeam_channel::Sender<u64>);
+
+    impl Handler for Fragile {
+        fn on_completion(&self, _: &CompletionPort, completion: Completion, _: &WorkerStats) {
+            if let Completion::User(v) = completion {
+                assert_ne!(v, 0, "deliberate test panic");
+                self.0.send(v).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_does_not_stop_the_pool() {
+        let port = CompletionPort::new(BufferPool::new(512, 1), 1).unwrap();
+        let stats = Arc::new(Stats::new(1));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pool = WorkerPool::spawn(&port, Arc::new(Fragile(tx)), &stats).unwrap();
+        port.post_user(0);
+        port.post_user(7);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));
+        port.shutdown();
+        pool.join();
+        assert_eq!(stats.snapshot(0).errors, 1);
     }
 }

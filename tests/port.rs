@@ -292,3 +292,54 @@ fn a_waiting_receive_holds_no_buffer_and_closed_sockets_leave_the_table() {
     );
     h.stop();
 }
+
+#[test]
+fn a_thread_moving_to_another_port_hands_its_private_completions_back() {
+    let pool = BufferPool::new(512, 4);
+    let a = CompletionPort::new(pool.clone(), 2).unwrap();
+    let b = CompletionPort::new(pool.clone(), 2).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (mut client, server) = pair(&listener);
+    server.set_nonblocking(true).unwrap();
+    let socket = a.associate(mio::net::TcpStream::from_std(server)).unwrap();
+
+    // This thread becomes a worker of `a`; the send it posts completes at once, into its
+    // private queue.
+    a.post_user(1);
+    assert!(matches!(
+        a.get(Some(Duration::from_secs(10))),
+        Ok(Completion::User(1))
+    ));
+    let mut buf = pool.take();
+    buf.spare()[..2].copy_from_slice(b"hi");
+    buf.set_len(2);
+    a.post_send(&socket, buf);
+
+    // Working for `b` now must not strand that completion.
+    assert_eq!(
+        b.get(Some(Duration::from_millis(10))).unwrap_err(),
+        Wait::TimedOut
+    );
+    let other = {
+        let a = a.clone();
+        thread::spawn(move || a.get(Some(Duration::from_secs(10))))
+    };
+    match other.join().unwrap() {
+        Ok(Completion::Send {
+            result: Ok(buf), ..
+        }) => assert_eq!(&buf[..], b"hi"),
+        other => panic!("expected the send completion, got {other:?}"),
+    }
+    let mut got = [0u8; 2];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hi");
+}
+
+#[test]
+fn get_after_shutdown_keeps_reporting_closed() {
+    let port = CompletionPort::new(BufferPool::new(512, 1), 1).unwrap();
+    port.shutdown();
+    for _ in 0..3 {
+        assert_eq!(port.get(None).unwrap_err(), Wait::Closed);
+    }
+}

@@ -3,36 +3,34 @@
 //! The API is the article's: [`associate`](CompletionPort::associate) a socket,
 //! [`post_recv`](CompletionPort::post_recv) / [`post_send`](CompletionPort::post_send) operations,
 //! and [`get`](CompletionPort::get) the next [`Completion`] from any number of worker threads.
-//!
-//! mio's `Poll::poll` takes `&mut self`, so only one thread can wait in epoll at a time. As in
-//! Boost.Asio's scheduler, "run the reactor" is itself a task in the shared queue: whichever worker
-//! pops it polls (without blocking when other work is queued), and the others take queued work.
-//! The thread that sees readiness performs the syscalls and runs the completions itself, from a
-//! thread-private queue that needs no lock, up to [`CHAIN_LIMIT`] in a row; only the overflow goes
-//! through the shared queue. No more threads are kept awake than there are cores.
+//! How `get` shares one OS poller among many threads is in [`scheduler`]; what a posted operation
+//! does while it waits is in [`socket`].
 
+mod scheduler;
 mod socket;
 
 pub use socket::{Socket, shutting_down};
 
 use crate::buffer::{Buf, BufferPool};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use std::cell::RefCell;
-use std::collections::VecDeque;
+use scheduler::{Queue, Task};
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-/// How many completions a thread runs from its private queue before it shares the rest and
-/// looks at the shared queue (the reactor, other sockets): bounds what one busy socket can delay.
-pub const CHAIN_LIMIT: usize = 64;
+pub use scheduler::CHAIN_LIMIT;
+
 /// How often a draining server calls [`CompletionPort::abort_quiet`]: a connection quiet for this
 /// long has finished its exchange.
 pub const QUIET_SWEEP: Duration = Duration::from_millis(100);
 /// Readiness events taken from the OS per reactor turn.
 const EVENTS_PER_TURN: usize = 256;
 const WAKE_TOKEN: Token = Token(usize::MAX);
+/// Low bits of a token: the slab key; high bits (on 64-bit targets): a generation, so an event
+/// read for a socket that has since closed is not applied to the next socket given its key.
+const KEY_BITS: u32 = 32;
+const KEY_MASK: usize = (1 << KEY_BITS) - 1;
 
 /// A finished operation, as `GetQueuedCompletionStatus` would report it.
 #[derive(Debug)]
@@ -52,6 +50,16 @@ pub enum Completion {
     User(u64),
 }
 
+impl Completion {
+    /// The socket the operation was posted on, if any.
+    pub fn socket(&self) -> Option<&Arc<Socket>> {
+        match self {
+            Completion::Recv { socket, .. } | Completion::Send { socket, .. } => Some(socket),
+            Completion::User(_) => None,
+        }
+    }
+}
+
 /// Why [`CompletionPort::get`] returned without a completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -67,7 +75,6 @@ pub struct CompletionPort {
 }
 
 struct Shared {
-    id: usize,
     queue: Mutex<Queue>,
     wakeup: Condvar,
     /// Only the thread running the reactor task touches this, so the lock is never contended.
@@ -79,54 +86,12 @@ struct Shared {
     emptied: (Mutex<()>, Condvar),
     pool: BufferPool,
     max_awake: usize,
+    /// Bumped for every associated socket, for the high bits of its token.
+    generation: AtomicUsize,
     /// Seconds since the port started, advanced by [`CompletionPort::tick`].
     clock: AtomicU32,
     started: Instant,
 }
-
-enum Task {
-    /// Poll the OS for readiness.
-    Reactor,
-    /// A socket whose posted operation can now make progress.
-    Ready(Arc<Socket>),
-    Done(Completion),
-}
-
-#[derive(Default)]
-struct Queue {
-    tasks: VecDeque<Task>,
-    /// Threads inside `get` (registered workers).
-    threads: usize,
-    /// Threads waiting on the condition variable.
-    idle: usize,
-    /// Notifications sent to idle threads that they have not consumed yet.
-    wakeups: usize,
-    /// A thread is (or is about to be) blocked in the OS poll.
-    reactor_blocked: bool,
-    /// The waker was already fired for the current blocking poll.
-    interrupted: bool,
-    closed: bool,
-}
-
-impl Queue {
-    fn awake(&self) -> usize {
-        self.threads - self.idle + self.wakeups
-    }
-}
-
-thread_local! {
-    static LOCAL: RefCell<Local> = const { RefCell::new(Local { port: 0, tasks: VecDeque::new(), chained: 0 }) };
-}
-
-/// A worker thread's private queue: completions it produced itself and will run next.
-struct Local {
-    /// The id of the port this thread works for (0: none).
-    port: usize,
-    tasks: VecDeque<Task>,
-    chained: usize,
-}
-
-static NEXT_PORT_ID: AtomicUsize = AtomicUsize::new(1);
 
 impl CompletionPort {
     /// A new port. `pool` supplies receive buffers; `max_awake` caps how many workers run at once
@@ -135,14 +100,9 @@ impl CompletionPort {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(poll.registry(), WAKE_TOKEN)?;
-        let queue = Queue {
-            tasks: VecDeque::from([Task::Reactor]),
-            ..Queue::default()
-        };
         Ok(CompletionPort {
             shared: Arc::new(Shared {
-                id: NEXT_PORT_ID.fetch_add(1, Ordering::Relaxed),
-                queue: Mutex::new(queue),
+                queue: Mutex::new(Queue::new()),
                 wakeup: Condvar::new(),
                 reactor: Mutex::new((poll, Events::with_capacity(EVENTS_PER_TURN))),
                 registry,
@@ -151,6 +111,7 @@ impl CompletionPort {
                 emptied: (Mutex::new(()), Condvar::new()),
                 pool,
                 max_awake: max_awake.max(1),
+                generation: AtomicUsize::new(0),
                 clock: AtomicU32::new(0),
                 started: Instant::now(),
             }),
@@ -167,13 +128,11 @@ impl CompletionPort {
         let s = &self.shared;
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let entry = sockets.vacant_entry();
-        let key = entry.key();
-        s.registry.register(
-            &mut stream,
-            Token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let socket = Arc::new(Socket::new(key, stream, self.now()));
+        let generation = s.generation.fetch_add(1, Ordering::Relaxed);
+        let token = entry.key() | generation.checked_shl(KEY_BITS).unwrap_or(0);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        s.registry.register(&mut stream, Token(token), interest)?;
+        let socket = Arc::new(Socket::new(token, stream, self.now()));
         entry.insert(socket.clone());
         Ok(socket)
     }
@@ -187,8 +146,9 @@ impl CompletionPort {
         }
         st.post_recv();
         // Speculative: if the last read filled its buffer there is probably more waiting.
-        let out = &mut |c| self.complete(c);
-        st.perform(socket, &self.shared.pool, out);
+        st.perform(socket, &self.shared.pool, self.now(), &mut |c| {
+            self.complete(c)
+        });
     }
 
     /// Posts a send of all of `buf`'s bytes; it completes when the kernel has taken every one.
@@ -199,8 +159,10 @@ impl CompletionPort {
             return;
         }
         st.post_send(buf);
-        let out = &mut |c| self.complete(c);
-        st.perform(socket, &self.shared.pool, out);
+        // Speculative: the kernel's send buffer nearly always has room.
+        st.perform(socket, &self.shared.pool, self.now(), &mut |c| {
+            self.complete(c)
+        });
     }
 
     /// Posts a completion that [`get`](Self::get) returns as [`Completion::User`].
@@ -210,21 +172,21 @@ impl CompletionPort {
 
     /// Closes the socket: posted operations are dropped without completing.
     pub fn close(&self, socket: &Socket) {
-        let stream = socket.lock().close();
-        if let Some(mut stream) = stream {
-            let _ = self.shared.registry.deregister(&mut stream);
-            drop(stream);
-            let mut sockets = self
-                .shared
-                .sockets
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            sockets.try_remove(socket.key());
-            if sockets.is_empty() {
-                drop(sockets);
-                let _guard = self.shared.emptied.0.lock();
-                self.shared.emptied.1.notify_all();
-            }
+        let Some(mut stream) = socket.lock().close() else {
+            return;
+        };
+        let _ = self.shared.registry.deregister(&mut stream);
+        drop(stream);
+        let mut sockets = self
+            .shared
+            .sockets
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        sockets.try_remove(socket.key() & KEY_MASK);
+        if sockets.is_empty() {
+            drop(sockets);
+            let _guard = self.shared.emptied.0.lock();
+            self.shared.emptied.1.notify_all();
         }
     }
 
@@ -256,37 +218,7 @@ impl CompletionPort {
 
     /// Open (associated, not yet closed) sockets.
     pub fn open_sockets(&self) -> usize {
-        self.shared
-            .sockets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
-    /// Waits for the next completion, running the reactor when it is this thread's turn.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<Completion, Wait> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        self.enter();
-        loop {
-            let task = match self.pop_local() {
-                Some(task) => task,
-                None => self.pop_shared(deadline)?,
-            };
-            match task {
-                Task::Done(c) => return Ok(c),
-                Task::Ready(socket) => self.run_ready(&socket),
-                Task::Reactor => unreachable!("the reactor task is run by pop_shared"),
-            }
-        }
-    }
-
-    /// Makes every waiting and future `get` return [`Wait::Closed`].
-    pub fn shutdown(&self) {
-        let mut q = self.lock_queue();
-        q.closed = true;
-        drop(q);
-        self.shared.wakeup.notify_all();
-        let _ = self.shared.waker.wake();
+        self.sockets().len()
     }
 
     /// For a graceful shutdown, call every [`QUIET_SWEEP`]: fails with [`shutting_down`] the
@@ -310,7 +242,7 @@ impl CompletionPort {
     /// Returns how many were expired.
     pub fn expire_idle(&self, idle: Duration) -> usize {
         let now = self.now();
-        let limit = idle.as_secs().max(1).min(u32::MAX as u64) as u32;
+        let limit = idle.as_secs().clamp(1, u32::MAX as u64) as u32;
         let tasks = self.each_socket(|socket| {
             if now.saturating_sub(socket.idle_since()) < limit {
                 return None;
@@ -325,259 +257,26 @@ impl CompletionPort {
         n
     }
 
-    fn each_socket<T>(&self, f: impl FnMut(&Arc<Socket>) -> Option<T>) -> Vec<T> {
-        let sockets: Vec<Arc<Socket>> = self
-            .shared
+    fn sockets(&self) -> RwLockReadGuard<'_, slab::Slab<Arc<Socket>>> {
+        self.shared
             .sockets
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(_, s)| s.clone())
-            .collect();
+    }
+
+    /// The socket an event's token names, unless it has closed since.
+    fn socket_for(sockets: &slab::Slab<Arc<Socket>>, token: Token) -> Option<&Arc<Socket>> {
+        sockets
+            .get(token.0 & KEY_MASK)
+            .filter(|s| s.key() == token.0)
+    }
+
+    fn each_socket<T>(&self, f: impl FnMut(&Arc<Socket>) -> Option<T>) -> Vec<T> {
+        let sockets: Vec<Arc<Socket>> = self.sockets().iter().map(|(_, s)| s.clone()).collect();
         sockets.iter().filter_map(f).collect()
     }
 
     fn now(&self) -> u32 {
         self.shared.clock.load(Ordering::Relaxed)
-    }
-
-    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers the calling thread as a worker of this port (once).
-    fn enter(&self) {
-        let id = self.shared.id;
-        let first = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
-            let first = l.port != id;
-            if first {
-                l.port = id;
-                l.tasks.clear();
-            }
-            first
-        });
-        if first {
-            self.lock_queue().threads += 1;
-        }
-    }
-
-    /// Runs a ready socket's I/O on this thread.
-    fn run_ready(&self, socket: &Arc<Socket>) {
-        let mut st = socket.lock();
-        st.queued = false;
-        let out = &mut |c| self.complete(c);
-        st.perform(socket, &self.shared.pool, out);
-    }
-
-    /// Delivers a finished operation: to this thread's private queue when it is one of our
-    /// workers (it runs it next, no lock, no wake-up), otherwise through the shared queue.
-    fn complete(&self, c: Completion) {
-        match &c {
-            Completion::Recv { socket, .. } | Completion::Send { socket, .. } => {
-                socket.touch(self.now())
-            }
-            Completion::User(_) => {}
-        }
-        let id = self.shared.id;
-        let task = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
-            if l.port == id {
-                l.tasks.push_back(Task::Done(c));
-                None
-            } else {
-                Some(Task::Done(c))
-            }
-        });
-        if let Some(task) = task {
-            self.push_shared(vec![task]);
-        }
-    }
-
-    fn pop_local(&self) -> Option<Task> {
-        let id = self.shared.id;
-        let overflow = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
-            debug_assert_eq!(l.port, id);
-            if l.tasks.is_empty() {
-                l.chained = 0;
-                return Ok(None);
-            }
-            if l.chained < CHAIN_LIMIT {
-                l.chained += 1;
-                return Ok(l.tasks.pop_front());
-            }
-            // Chained long enough: share the rest and give the shared queue (reactor included) a turn.
-            l.chained = 0;
-            Err(std::mem::take(&mut l.tasks))
-        });
-        match overflow {
-            Ok(task) => task,
-            Err(tasks) => {
-                self.push_shared(tasks);
-                None
-            }
-        }
-    }
-
-    fn push_shared(&self, tasks: impl IntoIterator<Item = Task>) {
-        let mut q = self.lock_queue();
-        let before = q.tasks.len();
-        q.tasks.extend(tasks);
-        let added = q.tasks.len() - before;
-        for _ in 0..added {
-            if !self.wake_one(&mut q) {
-                break;
-            }
-        }
-    }
-
-    /// Wakes an idle worker if the awake cap allows; otherwise makes sure a thread blocked in the
-    /// OS poll comes back to look at the queue. Returns false when nothing more can be woken.
-    fn wake_one(&self, q: &mut Queue) -> bool {
-        if q.idle > q.wakeups && q.awake() < self.shared.max_awake {
-            q.wakeups += 1;
-            self.shared.wakeup.notify_one();
-            return true;
-        }
-        if q.reactor_blocked && !q.interrupted {
-            q.interrupted = true;
-            let _ = self.shared.waker.wake();
-        }
-        false
-    }
-
-    /// Takes the next shared task, running the reactor when its turn comes and waiting when
-    /// there is nothing to do.
-    fn pop_shared(&self, deadline: Option<Instant>) -> Result<Task, Wait> {
-        let mut q = self.lock_queue();
-        loop {
-            if q.closed {
-                q.threads -= 1;
-                return Err(Wait::Closed);
-            }
-            match q.tasks.pop_front() {
-                Some(Task::Reactor) => {
-                    drop(self.run_reactor(q, deadline));
-                    if let Some(task) = self.pop_local() {
-                        return Ok(task);
-                    }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(Wait::TimedOut);
-                    }
-                    q = self.lock_queue();
-                }
-                Some(task) => {
-                    // More queued work and spare cores: let another thread help.
-                    if !q.tasks.is_empty() {
-                        self.wake_one(&mut q);
-                    }
-                    return Ok(task);
-                }
-                None => {
-                    q.idle += 1;
-                    q = match deadline {
-                        None => self
-                            .shared
-                            .wakeup
-                            .wait(q)
-                            .unwrap_or_else(|e| e.into_inner()),
-                        Some(d) => {
-                            let left = d.saturating_duration_since(Instant::now());
-                            self.shared
-                                .wakeup
-                                .wait_timeout(q, left)
-                                .unwrap_or_else(|e| e.into_inner())
-                                .0
-                        }
-                    };
-                    q.idle -= 1;
-                    if q.wakeups > 0 {
-                        q.wakeups -= 1;
-                    } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(Wait::TimedOut);
-                    }
-                }
-            }
-        }
-    }
-
-    /// One turn at the OS poll. Ready sockets go to this thread's private queue (it performs
-    /// their I/O next) up to the chain limit; the rest are shared. Returns with the queue locked
-    /// and the reactor task back in it.
-    fn run_reactor<'a>(
-        &'a self,
-        mut q: MutexGuard<'a, Queue>,
-        deadline: Option<Instant>,
-    ) -> MutexGuard<'a, Queue> {
-        let more = !q.tasks.is_empty();
-        let timeout = if more || q.closed {
-            Some(Duration::ZERO)
-        } else {
-            deadline.map(|d| d.saturating_duration_since(Instant::now()))
-        };
-        q.reactor_blocked = timeout != Some(Duration::ZERO);
-        q.interrupted = false;
-        drop(q);
-
-        let mut ready = Vec::new();
-        {
-            let mut reactor = self
-                .shared
-                .reactor
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let (poll, events) = &mut *reactor;
-            if let Err(e) = poll.poll(events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!(error = %e, "poll failed");
-                }
-            }
-            let sockets = self
-                .shared
-                .sockets
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            for ev in events.iter() {
-                let Some(socket) = sockets.get(ev.token().0) else {
-                    continue;
-                };
-                let read_closed = ev.is_read_closed() || ev.is_error();
-                let readable = ev.is_readable() || read_closed;
-                let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
-                if socket.lock().on_event(readable, writable, read_closed) {
-                    ready.push(Task::Ready(socket.clone()));
-                }
-            }
-        }
-
-        let shared = if ready.len() > CHAIN_LIMIT {
-            ready.split_off(CHAIN_LIMIT)
-        } else {
-            Vec::new()
-        };
-        let kept = ready.len();
-        if kept > 0 {
-            let id = self.shared.id;
-            LOCAL.with(|l| {
-                let mut l = l.borrow_mut();
-                debug_assert_eq!(l.port, id);
-                l.tasks.extend(ready);
-            });
-        }
-        let mut q = self.lock_queue();
-        q.reactor_blocked = false;
-        q.tasks.push_back(Task::Reactor);
-        let n = shared.len();
-        q.tasks.extend(shared);
-        // While this thread works through its batch, another should take the reactor (and the
-        // overflow). A single event is done so quickly that the hand-over would cost more.
-        let wanted = n + usize::from(kept > 1);
-        for _ in 0..wanted {
-            if !self.wake_one(&mut q) {
-                break;
-            }
-        }
-        q
     }
 }

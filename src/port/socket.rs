@@ -11,7 +11,6 @@ use super::Completion;
 use crate::buffer::{Buf, BufferPool};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -63,16 +62,9 @@ impl Socket {
         }
     }
 
-    /// The completion key: unique among open sockets of the port, reused after close.
+    /// The completion key: a table index plus a generation, so keys are not reused soon.
     pub fn key(&self) -> usize {
         self.key
-    }
-
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match &self.lock().stream {
-            Some(s) => s.peer_addr(),
-            None => Err(io::ErrorKind::NotConnected.into()),
-        }
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, IoState> {
@@ -144,10 +136,11 @@ impl IoState {
         &mut self,
         sock: &Arc<Socket>,
         pool: &BufferPool,
+        now: u32,
         out: &mut impl FnMut(Completion),
     ) {
         if self.send.is_some() && self.writable {
-            if let Some(result) = self.try_send() {
+            if let Some(result) = self.try_send(sock, now) {
                 out(Completion::Send {
                     socket: sock.clone(),
                     result,
@@ -155,7 +148,7 @@ impl IoState {
             }
         }
         if self.recv_posted && self.readable {
-            if let Some(result) = self.try_recv(pool) {
+            if let Some(result) = self.try_recv(pool, sock, now) {
                 self.recv_posted = false;
                 out(Completion::Recv {
                     socket: sock.clone(),
@@ -166,13 +159,18 @@ impl IoState {
     }
 
     /// Finishes the posted send if the kernel takes all of it; `None` means "wait for writable".
-    fn try_send(&mut self) -> Option<io::Result<Buf>> {
+    /// Any progress counts as activity for the idle timeout, so a slow but steady reader of a
+    /// large buffer is not cut off.
+    fn try_send(&mut self, sock: &Socket, now: u32) -> Option<io::Result<Buf>> {
         let stream = self.stream.as_ref()?;
         let op = self.send.as_mut()?;
         while op.sent < op.buf.len() {
             match (&*stream).write(&op.buf[op.sent..]) {
                 Ok(0) => return Some(self.finish_send(Err(io::ErrorKind::WriteZero.into()))),
-                Ok(n) => op.sent += n,
+                Ok(n) => {
+                    op.sent += n;
+                    sock.touch(now);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.writable = false;
                     return None;
@@ -191,7 +189,7 @@ impl IoState {
 
     /// Reads into a freshly borrowed buffer; `None` means "nothing there yet", and the buffer goes
     /// straight back to the pool so a waiting connection holds none.
-    fn try_recv(&mut self, pool: &BufferPool) -> Option<io::Result<Buf>> {
+    fn try_recv(&mut self, pool: &BufferPool, sock: &Socket, now: u32) -> Option<io::Result<Buf>> {
         let stream = self.stream.as_ref()?;
         let mut buf = pool.take();
         loop {
@@ -206,6 +204,7 @@ impl IoState {
                     }
                     buf.set_len(n);
                     self.quiet = false;
+                    sock.touch(now);
                     return Some(Ok(buf));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -248,6 +247,16 @@ impl IoState {
             return None;
         }
         if !std::mem::replace(&mut self.quiet, true) {
+            return None;
+        }
+        // Our flags only know what the reactor has seen; a busy reactor may not have reported
+        // bytes that already arrived. Closing on them would reset the connection.
+        if self
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0))
+        {
+            self.quiet = false;
             return None;
         }
         self.recv_posted = false;

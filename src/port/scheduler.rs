@@ -1,0 +1,330 @@
+//! How many threads share one OS poller: Boost.Asio's scheduler, over mio.
+//!
+//! mio's `Poll::poll` takes `&mut self`, so only one thread can wait in epoll at a time. "Run the
+//! reactor" is therefore a task in the shared queue: whichever worker pops it polls (without
+//! blocking when other work is queued) while the others take queued work. The thread that sees
+//! readiness performs the syscalls and runs the completions itself, from a thread-private queue
+//! that needs no lock, up to [`CHAIN_LIMIT`] in a row; only the overflow goes through the shared
+//! queue. No more threads are kept awake (the one blocked in epoll included) than `max_awake`.
+
+use super::{Completion, CompletionPort, Shared, Socket, Wait};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How many tasks a thread runs from its private queue before it shares the rest and looks at
+/// the shared queue (the reactor, other sockets): bounds what one busy socket can delay.
+pub const CHAIN_LIMIT: usize = 64;
+
+pub(super) enum Task {
+    /// Poll the OS for readiness.
+    Reactor,
+    /// A socket whose posted operation can now make progress.
+    Ready(Arc<Socket>),
+    Done(Completion),
+}
+
+pub(super) struct Queue {
+    tasks: VecDeque<Task>,
+    /// Threads that are workers of this port (see [`Local`]).
+    threads: usize,
+    /// Threads waiting on the condition variable.
+    idle: usize,
+    /// Notifications sent to idle threads that they have not consumed yet.
+    wakeups: usize,
+    /// A thread is (or is about to be) blocked in the OS poll.
+    reactor_blocked: bool,
+    /// The waker was already fired for the current blocking poll.
+    interrupted: bool,
+    closed: bool,
+}
+
+impl Queue {
+    pub(super) fn new() -> Self {
+        Queue {
+            tasks: VecDeque::from([Task::Reactor]),
+            threads: 0,
+            idle: 0,
+            wakeups: 0,
+            reactor_blocked: false,
+            interrupted: false,
+            closed: false,
+        }
+    }
+
+    fn awake(&self) -> usize {
+        self.threads - self.idle + self.wakeups
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = const {
+        RefCell::new(Local { port: None, tasks: VecDeque::new(), chained: 0 })
+    };
+}
+
+/// A worker thread's private queue: completions it produced itself and will run next. A thread
+/// is a worker of a port from a `get` that returns a completion until a `get` that returns none,
+/// so a completion posted from any other thread (or time) goes through the shared queue.
+struct Local {
+    port: Option<Arc<Shared>>,
+    tasks: VecDeque<Task>,
+    chained: usize,
+}
+
+impl Local {
+    fn works_for(&self, shared: &Arc<Shared>) -> bool {
+        self.port.as_ref().is_some_and(|p| Arc::ptr_eq(p, shared))
+    }
+}
+
+impl CompletionPort {
+    /// Waits for the next completion, running the reactor when it is this thread's turn.
+    pub fn get(&self, timeout: Option<Duration>) -> Result<Completion, Wait> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.enter();
+        loop {
+            let task = match self.pop_local() {
+                Some(task) => task,
+                None => match self.pop_shared(deadline) {
+                    Ok(task) => task,
+                    Err(wait) => {
+                        self.leave();
+                        return Err(wait);
+                    }
+                },
+            };
+            match task {
+                Task::Done(c) => return Ok(c),
+                Task::Ready(socket) => self.run_ready(&socket),
+                Task::Reactor => unreachable!("the reactor task is run by pop_shared"),
+            }
+        }
+    }
+
+    /// Makes every waiting and future `get` return [`Wait::Closed`].
+    pub fn shutdown(&self) {
+        self.lock_queue().closed = true;
+        self.shared.wakeup.notify_all();
+        let _ = self.shared.waker.wake();
+    }
+
+    pub(super) fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the calling thread a worker of this port. A thread that worked for another port
+    /// hands that port's private tasks back to it first.
+    fn enter(&self) {
+        let previous = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.works_for(&self.shared) {
+                return None;
+            }
+            let tasks = std::mem::take(&mut l.tasks);
+            l.chained = 0;
+            Some((l.port.replace(self.shared.clone()), tasks))
+        });
+        let Some((previous, tasks)) = previous else {
+            return;
+        };
+        if let Some(shared) = previous {
+            let old = CompletionPort { shared };
+            old.lock_queue().threads -= 1;
+            old.push_shared(tasks);
+        }
+        self.lock_queue().threads += 1;
+    }
+
+    /// The calling thread stops being a worker (its private queue is empty here).
+    fn leave(&self) {
+        let tasks = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            l.port = None;
+            std::mem::take(&mut l.tasks)
+        });
+        self.lock_queue().threads -= 1;
+        self.push_shared(tasks);
+    }
+
+    /// Runs a ready socket's I/O on this thread.
+    fn run_ready(&self, socket: &Arc<Socket>) {
+        let mut st = socket.lock();
+        st.queued = false;
+        st.perform(socket, &self.shared.pool, self.now(), &mut |c| {
+            self.complete(c)
+        });
+    }
+
+    /// Delivers a finished operation: to this thread's private queue when it is one of our
+    /// workers (it runs it next, no lock, no wake-up), otherwise through the shared queue.
+    pub(super) fn complete(&self, c: Completion) {
+        let c = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.works_for(&self.shared) {
+                l.tasks.push_back(Task::Done(c));
+                None
+            } else {
+                Some(c)
+            }
+        });
+        if let Some(c) = c {
+            self.push_shared([Task::Done(c)]);
+        }
+    }
+
+    fn pop_local(&self) -> Option<Task> {
+        let overflow = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.tasks.is_empty() {
+                l.chained = 0;
+                return Ok(None);
+            }
+            if l.chained < CHAIN_LIMIT {
+                l.chained += 1;
+                return Ok(l.tasks.pop_front());
+            }
+            // Chained long enough: share the rest, give the shared queue (reactor included) a turn.
+            l.chained = 0;
+            Err(l.tasks.drain(..).collect::<Vec<_>>())
+        });
+        match overflow {
+            Ok(task) => task,
+            Err(tasks) => {
+                self.push_shared(tasks);
+                None
+            }
+        }
+    }
+
+    pub(super) fn push_shared(&self, tasks: impl IntoIterator<Item = Task>) {
+        let mut q = self.lock_queue();
+        let before = q.tasks.len();
+        q.tasks.extend(tasks);
+        let added = q.tasks.len() - before;
+        self.wake(&mut q, added);
+    }
+
+    /// Wakes up to `n` idle workers, as the awake cap allows; if that is not enough, makes sure a
+    /// thread blocked in the OS poll comes back to look at the queue.
+    fn wake(&self, q: &mut Queue, n: usize) {
+        for _ in 0..n {
+            if q.idle > q.wakeups && q.awake() < self.shared.max_awake {
+                q.wakeups += 1;
+                self.shared.wakeup.notify_one();
+            } else {
+                if q.reactor_blocked && !q.interrupted {
+                    q.interrupted = true;
+                    let _ = self.shared.waker.wake();
+                }
+                return;
+            }
+        }
+    }
+
+    /// Takes the next shared task, running the reactor when its turn comes and waiting when
+    /// there is nothing to do.
+    fn pop_shared(&self, deadline: Option<Instant>) -> Result<Task, Wait> {
+        let mut q = self.lock_queue();
+        loop {
+            if q.closed {
+                return Err(Wait::Closed);
+            }
+            match q.tasks.pop_front() {
+                Some(Task::Reactor) => {
+                    self.run_reactor(q, deadline);
+                    if let Some(task) = self.pop_local() {
+                        return Ok(task);
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Wait::TimedOut);
+                    }
+                    q = self.lock_queue();
+                }
+                Some(task) => {
+                    // More queued work and spare cores: let another thread help.
+                    if !q.tasks.is_empty() {
+                        self.wake(&mut q, 1);
+                    }
+                    return Ok(task);
+                }
+                None => {
+                    q.idle += 1;
+                    let wakeup = &self.shared.wakeup;
+                    q = match deadline {
+                        None => wakeup.wait(q).unwrap_or_else(|e| e.into_inner()),
+                        Some(d) => {
+                            let left = d.saturating_duration_since(Instant::now());
+                            wakeup
+                                .wait_timeout(q, left)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0
+                        }
+                    };
+                    q.idle -= 1;
+                    if q.wakeups > 0 {
+                        q.wakeups -= 1;
+                    } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Wait::TimedOut);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One turn at the OS poll, entered with the reactor task just popped. Ready sockets go to
+    /// this thread's private queue (it performs their I/O next) up to the chain limit; the rest
+    /// are shared, and the reactor task goes back in the queue.
+    fn run_reactor(&self, mut q: MutexGuard<'_, Queue>, deadline: Option<Instant>) {
+        let more = !q.tasks.is_empty();
+        let timeout = if more || q.closed {
+            Some(Duration::ZERO)
+        } else {
+            deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        q.reactor_blocked = timeout != Some(Duration::ZERO);
+        q.interrupted = false;
+        drop(q);
+
+        let mut ready = Vec::new();
+        {
+            let mut reactor = self
+                .shared
+                .reactor
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let (poll, events) = &mut *reactor;
+            if let Err(e) = poll.poll(events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "poll failed");
+                }
+            }
+            let sockets = self.sockets();
+            for ev in events.iter() {
+                let Some(socket) = Self::socket_for(&sockets, ev.token()) else {
+                    continue;
+                };
+                let read_closed = ev.is_read_closed() || ev.is_error();
+                let readable = ev.is_readable() || read_closed;
+                let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                if socket.lock().on_event(readable, writable, read_closed) {
+                    ready.push(Task::Ready(socket.clone()));
+                }
+            }
+        }
+
+        let shared = ready.split_off(ready.len().min(CHAIN_LIMIT));
+        let kept = ready.len();
+        LOCAL.with(|l| l.borrow_mut().tasks.extend(ready));
+        let mut q = self.lock_queue();
+        q.reactor_blocked = false;
+        q.tasks.push_back(Task::Reactor);
+        let n = shared.len();
+        q.tasks.extend(shared);
+        // While this thread works through its batch, another should take the reactor (and the
+        // overflow). A single event is done so quickly that the hand-over would cost more.
+        self.wake(&mut q, n + usize::from(kept > 1));
+    }
+}
