@@ -21,8 +21,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Opens a listening socket: SO_REUSEADDR (restart without waiting out TIME_WAIT), IPv6
 /// sockets IPv6-only (so `[::]:p` and `0.0.0.0:p` can both be listed), the given backlog.
 pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
-    let socket =
-        socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -55,30 +54,14 @@ impl Acceptor {
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
-        let mut listeners: Vec<TcpListener> =
-            listeners.into_iter().map(TcpListener::from_std).collect();
+        let mut listeners: Vec<TcpListener> = listeners.into_iter().map(TcpListener::from_std).collect();
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(l, Token(i), Interest::READABLE)?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let mut state = State {
-            poll,
-            listeners,
-            port,
-            config,
-            stats,
-            stop: stop.clone(),
-            backoff: None,
-            warned: None,
-        };
-        let thread = std::thread::Builder::new()
-            .name("echoport-acceptor".into())
-            .spawn(move || state.run())?;
-        Ok(Acceptor {
-            stop,
-            waker,
-            thread,
-        })
+        let mut state = State { poll, listeners, port, config, stats, stop: stop.clone(), backoff: None, warned: None };
+        let thread = std::thread::Builder::new().name("echoport-acceptor".into()).spawn(move || state.run())?;
+        Ok(Acceptor { stop, waker, thread })
     }
 
     /// Stops accepting and closes the listeners; new connections are refused by the kernel.
@@ -194,10 +177,7 @@ impl State {
 /// accept the next one at once rather than leave the backlog waiting for a new edge.
 fn retry_at_once(e: &io::Error) -> bool {
     use io::ErrorKind::*;
-    if matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionReset | Interrupted | PermissionDenied
-    ) {
+    if matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | PermissionDenied) {
         return true;
     }
     #[cfg(unix)]
@@ -218,10 +198,7 @@ fn retry_at_once(e: &io::Error) -> bool {
 
 #[cfg(unix)]
 fn out_of_descriptors(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 #[cfg(not(unix))]

@@ -28,13 +28,7 @@ impl BufferPool {
     pub fn new(size: usize, retain: usize) -> Self {
         assert!(size > 0, "buffer size must be positive");
         let (free_tx, free_rx) = crossbeam_channel::bounded(retain.max(1));
-        BufferPool {
-            inner: Arc::new(Inner {
-                size,
-                free_tx,
-                free_rx,
-            }),
-        }
+        BufferPool { inner: Arc::new(Inner { size, free_tx, free_rx }) }
     }
 
     /// The capacity of every buffer of this pool.
@@ -44,16 +38,8 @@ impl BufferPool {
 
     /// Borrows an empty buffer (length 0, capacity `buffer_size()`).
     pub fn take(&self) -> Buf {
-        let data = self
-            .inner
-            .free_rx
-            .try_recv()
-            .unwrap_or_else(|_| vec![0u8; self.inner.size].into_boxed_slice());
-        Buf {
-            data: Some(data),
-            len: 0,
-            pool: self.clone(),
-        }
+        let data = self.inner.free_rx.try_recv().unwrap_or_else(|_| vec![0u8; self.inner.size].into_boxed_slice());
+        Buf { data: Some(data), len: 0, pool: self.clone() }
     }
 
     /// How many idle buffers the pool holds right now.
@@ -111,10 +97,7 @@ impl Drop for Buf {
 
 impl std::fmt::Debug for Buf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Buf")
-            .field("len", &self.len)
-            .field("capacity", &self.capacity())
-            .finish()
+        f.debug_struct("Buf").field("len", &self.len).field("capacity", &self.capacity()).finish()
     }
 }
 

@@ -252,9 +252,7 @@ impl Config {
 // ---- Validators: one per setting, shared by flags/env and the config file. ----------------
 
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("invalid socket address '{s}'"))
+    s.trim().parse().map_err(|_| format!("invalid socket address '{s}'"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -269,9 +267,7 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     match s.trim() {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
-        other => Err(format!(
-            "unknown log format '{other}'; expected 'text' or 'json'"
-        )),
+        other => Err(format!("unknown log format '{other}'; expected 'text' or 'json'")),
     }
 }
 
@@ -299,9 +295,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         s.parse().map(Duration::from_secs).unwrap_or(Duration::MAX)
     } else {
         humantime::parse_duration(s).map_err(|_| {
-            format!(
-                "invalid duration '{s}'; expected seconds (30) or a duration such as 30s, 500ms, 2m"
-            )
+            format!("invalid duration '{s}'; expected seconds (30) or a duration such as 30s, 500ms, 2m")
         })?
     };
     check_duration(parsed)
@@ -438,10 +432,7 @@ fn duration_value(value: &Value) -> Result<Duration, String> {
         Value::Integer(n) => u64::try_from(*n)
             .map_err(|_| "must be at least 0".to_owned())
             .and_then(|secs| check_duration(Duration::from_secs(secs))),
-        other => Err(wrong_type(
-            "a duration (a string such as \"30s\" or an integer)",
-            other,
-        )),
+        other => Err(wrong_type("a duration (a string such as \"30s\" or an integer)", other)),
     }
 }
 
@@ -450,10 +441,7 @@ fn listen_value(value: &Value) -> Result<Vec<SocketAddr>, String> {
     match value {
         Value::String(s) => Ok(vec![parse_socket_addr(s)?]),
         Value::Array(items) if items.is_empty() => Err("must list at least one address".to_owned()),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| str_value(item).and_then(parse_socket_addr))
-            .collect(),
+        Value::Array(items) => items.iter().map(|item| str_value(item).and_then(parse_socket_addr)).collect(),
         other => Err(wrong_type("an array of strings", other)),
     }
 }
@@ -469,11 +457,8 @@ mod tests {
     impl TempConfig {
         fn new(contents: &str) -> Self {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let name = format!(
-                "echoport-config-test-{}-{}.toml",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            );
+            let name =
+                format!("echoport-config-test-{}-{}.toml", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
             let path = std::env::temp_dir().join(name);
             std::fs::write(&path, contents).expect("write temp config");
             TempConfig(path)
@@ -551,8 +536,7 @@ mod tests {
             "2m",
         ])
         .expect("valid flags");
-        let listen: Vec<SocketAddr> =
-            vec!["0.0.0.0:1".parse().unwrap(), "[::1]:2".parse().unwrap()];
+        let listen: Vec<SocketAddr> = vec!["0.0.0.0:1".parse().unwrap(), "[::1]:2".parse().unwrap()];
         assert_eq!(c.listen, listen);
         assert_eq!(c.workers, 3);
         assert_eq!(c.max_conns, 50000);
@@ -638,9 +622,7 @@ mod tests {
     fn example_config_file_commented_keys_are_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/echoport.toml");
         let text = std::fs::read_to_string(path).expect("read example config");
-        let text = text
-            .replace("# workers = ", "workers = ")
-            .replace("# log-level = ", "log-level = ");
+        let text = text.replace("# workers = ", "workers = ").replace("# log-level = ", "log-level = ");
         let file = TempConfig::new(&text);
         let c = load(&["--config", file.path()]).expect("uncommented example is valid");
         assert_eq!(c.workers, 8);
@@ -649,10 +631,7 @@ mod tests {
 
     #[test]
     fn flag_errors() {
-        assert_eq!(
-            load_err(&["--workers", "0"]),
-            "invalid value '0' for '--workers <N>': must be at least 1"
-        );
+        assert_eq!(load_err(&["--workers", "0"]), "invalid value '0' for '--workers <N>': must be at least 1");
         assert_eq!(
             load_err(&["--listen", "nonsense"]),
             "invalid value 'nonsense' for '--listen <ADDR>': invalid socket address 'nonsense'"
@@ -665,10 +644,7 @@ mod tests {
             load_err(&["--buffer-size", "16777217"]),
             "invalid value '16777217' for '--buffer-size <BYTES>': must be at most 16777216"
         );
-        assert_eq!(
-            load_err(&["--backlog", "0"]),
-            "invalid value '0' for '--backlog <N>': must be at least 1"
-        );
+        assert_eq!(load_err(&["--backlog", "0"]), "invalid value '0' for '--backlog <N>': must be at least 1");
         assert_eq!(
             load_err(&["--max-conns", "many"]),
             "invalid value 'many' for '--max-conns <N>': 'many' is not a whole number"
@@ -699,10 +675,7 @@ mod tests {
     fn help_has_examples() {
         let help = load_err(&["--help"]);
         assert!(help.contains("Examples:"), "{help}");
-        assert!(
-            help.contains("echoport --config config/echoport.toml"),
-            "{help}"
-        );
+        assert!(help.contains("echoport --config config/echoport.toml"), "{help}");
         assert!(help.contains("ECHOPORT_<FLAG>"), "{help}");
     }
 
@@ -725,18 +698,9 @@ mod tests {
 
     #[test]
     fn file_unknown_key() {
-        assert_eq!(
-            file_err("bogus = 1\n"),
-            "config file 'PATH': unknown key 'bogus'"
-        );
-        assert_eq!(
-            file_err("config = \"x\"\n"),
-            "config file 'PATH': unknown key 'config'"
-        );
-        assert_eq!(
-            file_err("[server]\nworkers = 1\n"),
-            "config file 'PATH': unknown key 'server'"
-        );
+        assert_eq!(file_err("bogus = 1\n"), "config file 'PATH': unknown key 'bogus'");
+        assert_eq!(file_err("config = \"x\"\n"), "config file 'PATH': unknown key 'config'");
+        assert_eq!(file_err("[server]\nworkers = 1\n"), "config file 'PATH': unknown key 'server'");
     }
 
     #[test]
@@ -753,10 +717,7 @@ mod tests {
             file_err("listen = 7007\n"),
             "config file 'PATH': key 'listen': expected an array of strings, found integer"
         );
-        assert_eq!(
-            file_err("listen = [7007]\n"),
-            "config file 'PATH': key 'listen': expected a string, found integer"
-        );
+        assert_eq!(file_err("listen = [7007]\n"), "config file 'PATH': key 'listen': expected a string, found integer");
         assert_eq!(
             file_err("idle-timeout = true\n"),
             "config file 'PATH': key 'idle-timeout': \
@@ -766,10 +727,7 @@ mod tests {
 
     #[test]
     fn file_bad_values() {
-        assert_eq!(
-            file_err("workers = 0\n"),
-            "config file 'PATH': key 'workers': must be at least 1"
-        );
+        assert_eq!(file_err("workers = 0\n"), "config file 'PATH': key 'workers': must be at least 1");
         assert_eq!(
             file_err("buffer-size = 100000000\n"),
             "config file 'PATH': key 'buffer-size': must be at most 16777216"
@@ -778,25 +736,16 @@ mod tests {
             file_err("listen = [\"127.0.0.1:1\", \"nonsense\"]\n"),
             "config file 'PATH': key 'listen': invalid socket address 'nonsense'"
         );
-        assert_eq!(
-            file_err("listen = []\n"),
-            "config file 'PATH': key 'listen': must list at least one address"
-        );
+        assert_eq!(file_err("listen = []\n"), "config file 'PATH': key 'listen': must list at least one address");
         assert_eq!(
             file_err("mode = \"chat\"\n"),
             "config file 'PATH': key 'mode': chat mode is not implemented yet; the only mode is 'echo'"
         );
-        assert_eq!(
-            file_err("stats-interval = -1\n"),
-            "config file 'PATH': key 'stats-interval': must be at least 0"
-        );
+        assert_eq!(file_err("stats-interval = -1\n"), "config file 'PATH': key 'stats-interval': must be at least 0");
         assert_eq!(
             file_err("shutdown-timeout = 99999999999\n"),
             "config file 'PATH': key 'shutdown-timeout': must be at most 365 days"
         );
-        assert_eq!(
-            file_err("log-level = \"\"\n"),
-            "config file 'PATH': key 'log-level': must not be empty"
-        );
+        assert_eq!(file_err("log-level = \"\"\n"), "config file 'PATH': key 'log-level': must not be empty");
     }
 }

@@ -18,39 +18,23 @@ pub struct Echo;
 impl Handler for Echo {
     fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats) {
         match completion {
-            Completion::Recv {
-                socket,
-                result: Ok(buf),
-            } if buf.is_empty() => {
+            Completion::Recv { socket, result: Ok(buf) } if buf.is_empty() => {
                 // The peer shut down its sending side. A receive is only ever outstanding once
                 // every byte received before it has been sent back, so nothing is owed: close.
                 tracing::debug!(key = socket.key(), "peer finished sending");
                 port.close(&socket);
             }
-            Completion::Recv {
-                socket,
-                result: Ok(buf),
-            } => {
+            Completion::Recv { socket, result: Ok(buf) } => {
                 bump(&stats.bytes_in, buf.len() as u64);
                 bump(&stats.messages, 1);
                 port.post_send(&socket, buf);
             }
-            Completion::Send {
-                socket,
-                result: Ok(buf),
-            } => {
-                bump(&stats.bytes_out, buf.len() as u64);
-                drop(buf); // back to the pool: a waiting receive holds no buffer
+            Completion::Send { socket, result: Ok(sent) } => {
+                // The buffer went back to the pool: a waiting receive holds none.
+                bump(&stats.bytes_out, sent as u64);
                 port.post_recv(&socket);
             }
-            Completion::Recv {
-                socket,
-                result: Err(e),
-            }
-            | Completion::Send {
-                socket,
-                result: Err(e),
-            } => {
+            Completion::Recv { socket, result: Err(e) } | Completion::Send { socket, result: Err(e) } => {
                 close_on_error(port, &socket, &e, stats);
             }
             Completion::User(_) => {}

@@ -30,9 +30,7 @@ pub fn init_logging(config: &Config) {
         eprintln!("warning: bad log filter ({e}); using \"info\"");
         EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -44,37 +42,22 @@ pub fn run(config: Config) -> Result<(), String> {
     let listeners = config
         .listen
         .iter()
-        .map(|&addr| {
-            acceptor::bind(addr, config.backlog)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))
-        })
+        .map(|&addr| acceptor::bind(addr, config.backlog).map_err(|e| format!("cannot listen on {addr}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let bound: Vec<SocketAddr> = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
-    let signals =
-        ShutdownSignals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let signals = ShutdownSignals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pool = BufferPool::new(config.buffer_size, POOL_RETAIN);
-    let port = CompletionPort::new(pool, cores)
-        .map_err(|e| format!("cannot create the completion port: {e}"))?;
+    let port = CompletionPort::new(pool, cores).map_err(|e| format!("cannot create the completion port: {e}"))?;
     let stats = Arc::new(Stats::new(config.workers));
     let handler: Arc<dyn Handler> = match config.mode {
         Mode::Echo => Arc::new(Echo),
     };
-    let workers = WorkerPool::spawn(&port, handler, &stats)
-        .map_err(|e| format!("cannot start workers: {e}"))?;
-    let acceptor = Acceptor::spawn(
-        listeners,
-        port.clone(),
-        AcceptorConfig {
-            max_conns: config.max_conns,
-        },
-        stats.clone(),
-    )
-    .map_err(|e| format!("cannot start the acceptor: {e}"))?;
+    let workers = WorkerPool::spawn(&port, handler, &stats).map_err(|e| format!("cannot start workers: {e}"))?;
+    let acceptor =
+        Acceptor::spawn(listeners, port.clone(), AcceptorConfig { max_conns: config.max_conns }, stats.clone())
+            .map_err(|e| format!("cannot start the acceptor: {e}"))?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let housekeeper = spawn_housekeeper(&port, &stats, &config, stop_rx)?;
 
@@ -102,10 +85,7 @@ pub fn run(config: Config) -> Result<(), String> {
     signals.exit_on_next();
     acceptor.stop();
     if !drain(&port, Instant::now() + config.shutdown_timeout) {
-        tracing::warn!(
-            open = port.open_sockets(),
-            "shutdown timeout: closing remaining connections"
-        );
+        tracing::warn!(open = port.open_sockets(), "shutdown timeout: closing remaining connections");
         port.close_all();
     }
     drop(stop_tx);

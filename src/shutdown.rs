@@ -26,16 +26,11 @@ impl ShutdownSignals {
 
     /// Watches for a second signal on a background thread and exits the process when it comes.
     pub fn exit_on_next(mut self) {
-        let spawned = std::thread::Builder::new()
-            .name("echoport-signals".into())
-            .spawn(move || {
-                let signal = self.wait();
-                tracing::warn!(
-                    signal,
-                    "second signal: exiting without waiting for connections"
-                );
-                std::process::exit(FORCED_EXIT_CODE);
-            });
+        let spawned = std::thread::Builder::new().name("echoport-signals".into()).spawn(move || {
+            let signal = self.wait();
+            tracing::warn!(signal, "second signal: exiting without waiting for connections");
+            std::process::exit(FORCED_EXIT_CODE);
+        });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot watch for a second signal");
         }

@@ -18,10 +18,7 @@ pub struct WorkerStats {
 /// Adds to a counter that only the calling thread writes: a plain load and store, no locked
 /// read-modify-write on the hot path. Readers on other threads see a value at most one update old.
 pub fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// All of the server's counters.

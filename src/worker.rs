@@ -20,11 +20,7 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts `count` workers (one per entry of `stats.workers`).
-    pub fn spawn(
-        port: &CompletionPort,
-        handler: Arc<dyn Handler>,
-        stats: &Arc<Stats>,
-    ) -> io::Result<Self> {
+    pub fn spawn(port: &CompletionPort, handler: Arc<dyn Handler>, stats: &Arc<Stats>) -> io::Result<Self> {
         let mut threads = Vec::with_capacity(stats.workers.len());
         for index in 0..stats.workers.len() {
             let (port, handler, stats) = (port.clone(), handler.clone(), stats.clone());
@@ -55,15 +51,10 @@ fn run(port: &CompletionPort, handler: &dyn Handler, stats: &Stats, index: usize
                 let socket = completion.socket().cloned();
                 // A bug in one connection's handling must not take a worker (and with it the
                 // port's awake count) down: drop that connection and keep serving.
-                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                    handler.on_completion(port, completion, mine)
-                }));
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.on_completion(port, completion, mine)));
                 if outcome.is_err() {
                     bump(&mine.errors, 1);
-                    tracing::error!(
-                        key = socket.as_ref().map(|s| s.key()),
-                        "handler panicked; connection closed"
-                    );
+                    tracing::error!(key = socket.as_ref().map(|s| s.key()), "handler panicked; connection closed");
                     if let Some(socket) = socket {
                         port.close(&socket);
                     }

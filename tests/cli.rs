@@ -22,11 +22,7 @@ const CLAP_HINT: &str = "\n\nFor more information, try '--help'.\n";
 /// environment (ECHOPORT_*, RUST_LOG) are removed so only what a test sets applies.
 fn echoport(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoport"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("ECHOPORT_") {
             cmd.env_remove(key);
@@ -63,11 +59,7 @@ impl Running {
             let _ = stdout.read_to_string(&mut text);
             text
         });
-        Running {
-            child,
-            stderr: rx,
-            stdout: Some(stdout),
-        }
+        Running { child, stderr: rx, stdout: Some(stdout) }
     }
 
     /// The next stderr line, `None` once stderr is closed; panics after `deadline`.
@@ -76,10 +68,9 @@ impl Running {
         match self.stderr.recv_timeout(left) {
             Ok(line) => Some(line),
             Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "echoport still running after {TIMEOUT:?}; stderr so far:\n{}",
-                seen.join("\n")
-            ),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("echoport still running after {TIMEOUT:?}; stderr so far:\n{}", seen.join("\n"))
+            }
         }
     }
 
@@ -110,11 +101,7 @@ impl Running {
         // stderr is closed, so the process has exited (it starts no children of its own).
         let status = self.child.wait().expect("wait for echoport");
         let stdout = self.stdout.take().map(|h| h.join().expect("stdout reader"));
-        Outcome {
-            status,
-            stdout: stdout.unwrap_or_default(),
-            stderr: lines.iter().map(|l| format!("{l}\n")).collect(),
-        }
+        Outcome { status, stdout: stdout.unwrap_or_default(), stderr: lines.iter().map(|l| format!("{l}\n")).collect() }
     }
 }
 
@@ -149,11 +136,7 @@ struct TempConfig(PathBuf);
 impl TempConfig {
     fn new(contents: &str) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "echoport-cli-test-{}-{}.toml",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("echoport-cli-test-{}-{}.toml", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let path = std::env::temp_dir().join(name);
         std::fs::write(&path, contents).expect("write temp config");
         TempConfig(path)
@@ -175,12 +158,7 @@ impl Drop for TempConfig {
 fn assert_config_file_fails(contents: &str, expected: &str) {
     let file = TempConfig::new(contents);
     // --listen on an ephemeral port: if validation wrongly passed, no fixed port is taken.
-    let outcome = run(&mut echoport(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        file.path(),
-    ]));
+    let outcome = run(&mut echoport(&["--listen", "127.0.0.1:0", "--config", file.path()]));
     assert_fails(&outcome, &expected.replace("PATH", file.path()));
 }
 
@@ -193,9 +171,7 @@ struct Startup {
 
 fn parse_startup(line: &str) -> Startup {
     let rest = &line[line.find("listening on ").expect("startup line") + "listening on ".len()..];
-    let (addrs, fields) = rest
-        .split_once(" mode=")
-        .expect("mode= after the addresses");
+    let (addrs, fields) = rest.split_once(" mode=").expect("mode= after the addresses");
     let field = |name: &str| {
         fields
             .split_whitespace()
@@ -205,11 +181,7 @@ fn parse_startup(line: &str) -> Startup {
     };
     Startup {
         addrs: addrs.split(", ").map(str::to_owned).collect(),
-        mode: fields
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        mode: fields.split_whitespace().next().unwrap_or_default().to_owned(),
         workers: field("workers=").parse().expect("workers is a number"),
     }
 }
@@ -239,19 +211,13 @@ fn unparsable_listen_address() {
 #[test]
 fn zero_workers() {
     let outcome = run(&mut echoport(&["--workers", "0"]));
-    assert_fails(
-        &outcome,
-        &format!("error: invalid value '0' for '--workers <N>': must be at least 1{CLAP_HINT}"),
-    );
+    assert_fails(&outcome, &format!("error: invalid value '0' for '--workers <N>': must be at least 1{CLAP_HINT}"));
 }
 
 #[test]
 fn zero_workers_from_env() {
     let outcome = run(echoport(&[]).env("ECHOPORT_WORKERS", "0"));
-    assert_fails(
-        &outcome,
-        &format!("error: invalid value '0' for '--workers <N>': must be at least 1{CLAP_HINT}"),
-    );
+    assert_fails(&outcome, &format!("error: invalid value '0' for '--workers <N>': must be at least 1{CLAP_HINT}"));
 }
 
 #[test]
@@ -268,10 +234,7 @@ fn chat_mode_is_not_implemented() {
 
 #[test]
 fn config_file_unknown_key() {
-    assert_config_file_fails(
-        "workers = 2\nbogus = 1\n",
-        "error: config file 'PATH': unknown key 'bogus'\n",
-    );
+    assert_config_file_fails("workers = 2\nbogus = 1\n", "error: config file 'PATH': unknown key 'bogus'\n");
 }
 
 #[test]
@@ -284,10 +247,7 @@ fn config_file_wrong_type() {
 
 #[test]
 fn config_file_bad_value() {
-    assert_config_file_fails(
-        "workers = 0\n",
-        "error: config file 'PATH': key 'workers': must be at least 1\n",
-    );
+    assert_config_file_fails("workers = 0\n", "error: config file 'PATH': key 'workers': must be at least 1\n");
     assert_config_file_fails(
         "listen = [\"nonsense\"]\n",
         "error: config file 'PATH': key 'listen': invalid socket address 'nonsense'\n",
@@ -309,10 +269,7 @@ fn config_file_missing() {
     // The OS wording of "not found" is platform-specific; take it from the OS itself.
     let io_error = std::fs::read_to_string(path).expect_err("file must not exist");
     let outcome = run(&mut echoport(&["--config", path]));
-    assert_fails(
-        &outcome,
-        &format!("error: config file '{path}': cannot read: {io_error}\n"),
-    );
+    assert_fails(&outcome, &format!("error: config file '{path}': cannot read: {io_error}\n"));
 }
 
 #[test]
@@ -322,10 +279,7 @@ fn port_already_in_use() {
     let outcome = run(&mut echoport(&["--listen", &addr]));
     assert_eq!(outcome.status.code(), Some(2), "stderr: {}", outcome.stderr);
     assert!(
-        outcome
-            .stderr
-            .lines()
-            .any(|l| l.starts_with("error: ") && l.contains(&addr) && l.contains("in use")),
+        outcome.stderr.lines().any(|l| l.starts_with("error: ") && l.contains(&addr) && l.contains("in use")),
         "expected an 'error: ... {addr} ... in use' line; stderr:\n{}",
         outcome.stderr
     );
@@ -344,11 +298,7 @@ fn help_has_examples() {
         "ECHOPORT_<FLAG>",
         "[env: ECHOPORT_WORKERS=]",
     ] {
-        assert!(
-            outcome.stdout.contains(wanted),
-            "no {wanted:?} in:\n{}",
-            outcome.stdout
-        );
+        assert!(outcome.stdout.contains(wanted), "no {wanted:?} in:\n{}", outcome.stdout);
     }
 }
 
@@ -356,10 +306,7 @@ fn help_has_examples() {
 fn version() {
     let outcome = run(&mut echoport(&["--version"]));
     assert_eq!(outcome.status.code(), Some(0));
-    assert_eq!(
-        outcome.stdout,
-        format!("echoport {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(outcome.stdout, format!("echoport {}\n", env!("CARGO_PKG_VERSION")));
 }
 
 // ---- Precedence: flag > env > config file > default ----------------------------------------
@@ -405,8 +352,7 @@ fn flag_beats_env() {
 fn config_from_env_and_listen_list_from_env() {
     let file = TempConfig::new("workers = 3\nlisten = \"127.0.0.1:1\"\n");
     let mut cmd = echoport(&[]);
-    cmd.env("ECHOPORT_CONFIG", file.path())
-        .env("ECHOPORT_LISTEN", "127.0.0.1:0,127.0.0.1:0");
+    cmd.env("ECHOPORT_CONFIG", file.path()).env("ECHOPORT_LISTEN", "127.0.0.1:0,127.0.0.1:0");
     let started = startup(&mut cmd);
     assert_eq!(started.workers, 3, "workers from the ECHOPORT_CONFIG file");
     assert_eq!(started.addrs.len(), 2, "addresses: {:?}", started.addrs);

@@ -27,12 +27,10 @@ fn chunked_client(addr: SocketAddr, data: Arc<Vec<u8>>, seed: u64) -> Result<(),
         let mut off = 0;
         while off < wdata.len() {
             let n = (rng.range(1, 64 * 1024) as usize).min(wdata.len() - off);
-            w.write_all(&wdata[off..off + n])
-                .map_err(|e| format!("write at {off}: {e}"))?;
+            w.write_all(&wdata[off..off + n]).map_err(|e| format!("write at {off}: {e}"))?;
             off += n;
         }
-        w.shutdown(Shutdown::Write)
-            .map_err(|e| format!("shutdown(Write): {e}"))
+        w.shutdown(Shutdown::Write).map_err(|e| format!("shutdown(Write): {e}"))
     });
 
     let mut r = s;
@@ -43,11 +41,7 @@ fn chunked_client(addr: SocketAddr, data: Arc<Vec<u8>>, seed: u64) -> Result<(),
             Ok(0) => break Ok(()),
             Ok(n) => {
                 if pos + n > data.len() {
-                    break Err(format!(
-                        "received {} bytes, more than the {} sent",
-                        pos + n,
-                        data.len()
-                    ));
+                    break Err(format!("received {} bytes, more than the {} sent", pos + n, data.len()));
                 }
                 if let Some(d) = first_diff(&buf[..n], &data[pos..pos + n]) {
                     break Err(format!("byte mismatch at offset {}", pos + d));
@@ -117,20 +111,11 @@ fn concurrent_clients_byte_exact_echo() {
             Err(_) => Some(format!("client {i} panicked")),
         })
         .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {CLIENTS} clients failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {CLIENTS} clients failed:\n{}", failures.len(), failures.join("\n"));
 
     server.signal(Signal::SIGTERM);
     let st = server.final_stats();
-    assert_eq!(
-        stat(&st, "total"),
-        CLIENTS as u64,
-        "total connections: {st:?}"
-    );
+    assert_eq!(stat(&st, "total"), CLIENTS as u64, "total connections: {st:?}");
     assert_eq!(stat(&st, "bytes_in"), total, "bytes_in: {st:?}");
     assert_eq!(stat(&st, "bytes_out"), total, "bytes_out: {st:?}");
     assert_eq!(stat(&st, "open"), 0, "open: {st:?}");
@@ -166,9 +151,7 @@ fn client_reset_mid_stream_does_not_hurt_others() {
     write_until_stalled(&a, 11, &mut written, 8 * MIB as u64);
     assert!(written > 0, "could not write anything");
     // SO_LINGER 0 turns close() into an RST, with data still queued both ways.
-    socket2::SockRef::from(&a)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
+    socket2::SockRef::from(&a).set_linger(Some(Duration::ZERO)).unwrap();
     drop(a);
 
     // Another client is served correctly afterwards.
@@ -206,14 +189,9 @@ fn non_reading_client_is_backpressured_without_memory_growth() {
     // Try once more: the server must still not be reading the hog's data.
     write_until_stalled(&hog, 21, &mut written, PUSH);
     let after = server.rss_kib();
-    eprintln!(
-        "rss before={before} KiB after_fill={after_fill} KiB after={after} KiB; hog wrote {written} bytes"
-    );
+    eprintln!("rss before={before} KiB after_fill={after_fill} KiB after={after} KiB; hog wrote {written} bytes");
 
-    assert!(
-        written < PUSH,
-        "the never-reading client pushed all {PUSH} bytes: the server does not apply backpressure"
-    );
+    assert!(written < PUSH, "the never-reading client pushed all {PUSH} bytes: the server does not apply backpressure");
     for (label, rss) in [("after fill", after_fill), ("after retry", after)] {
         assert!(
             rss.saturating_sub(before) < LIMIT_KIB,
@@ -237,11 +215,7 @@ fn zero_byte_connections_then_serving_continues() {
     let mut s = connect(addr);
     s.shutdown(Shutdown::Write).unwrap();
     let got = read_to_eof(&mut s).expect("read to EOF");
-    assert!(
-        got.is_empty(),
-        "got {} bytes for an empty request",
-        got.len()
-    );
+    assert!(got.is_empty(), "got {} bytes for an empty request", got.len());
     drop(s);
 
     echo_roundtrip(addr, b"still serving after empty connections");
@@ -298,14 +272,12 @@ fn two_thousand_concurrent_connections() {
                 };
                 let res = (|| -> Result<(), String> {
                     for (i, s) in socks.iter_mut().enumerate() {
-                        s.write_all(msg(i).as_bytes())
-                            .map_err(|e| format!("thread {t}: write #{i}: {e}"))?;
+                        s.write_all(msg(i).as_bytes()).map_err(|e| format!("thread {t}: write #{i}: {e}"))?;
                     }
                     for (i, s) in socks.iter_mut().enumerate() {
                         let want = msg(i);
                         let mut got = vec![0u8; want.len()];
-                        s.read_exact(&mut got)
-                            .map_err(|e| format!("thread {t}: read #{i}: {e}"))?;
+                        s.read_exact(&mut got).map_err(|e| format!("thread {t}: read #{i}: {e}"))?;
                         if got != want.as_bytes() {
                             return Err(format!("thread {t}: conn #{i}: wrong echo"));
                         }
@@ -319,10 +291,7 @@ fn two_thousand_concurrent_connections() {
             })
         })
         .collect();
-    let errors: Vec<String> = handles
-        .into_iter()
-        .filter_map(|h| h.join().unwrap().err())
-        .collect();
+    let errors: Vec<String> = handles.into_iter().filter_map(|h| h.join().unwrap().err()).collect();
     assert!(errors.is_empty(), "failures:\n{}", errors.join("\n"));
     server.assert_alive();
 
@@ -355,26 +324,13 @@ fn json_logs_are_one_object_per_line_with_stable_fields() {
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_exit(BOUND).code(), Some(0));
     let lines = server.lines();
-    let objects: Vec<serde_json::Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    let message = |v: &serde_json::Value| {
-        v["fields"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let start = objects
-        .iter()
-        .find(|v| message(v).starts_with("listening on "))
-        .expect("a startup line");
+    let objects: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let message = |v: &serde_json::Value| v["fields"]["message"].as_str().unwrap_or_default().to_owned();
+    let start = objects.iter().find(|v| message(v).starts_with("listening on ")).expect("a startup line");
     assert_eq!(start["fields"]["mode"], "echo");
     assert!(start["fields"]["workers"].as_u64().unwrap_or(0) >= 1);
-    let fin = objects
-        .iter()
-        .find(|v| message(v) == "final stats")
-        .expect("a final stats line");
+    let fin = objects.iter().find(|v| message(v) == "final stats").expect("a final stats line");
     assert_eq!(fin["fields"]["bytes_in"], 4);
     assert_eq!(fin["fields"]["bytes_out"], 4);
     assert_eq!(fin["fields"]["total"], 1);

@@ -25,11 +25,7 @@ fn max_conns_refuses_the_extra_client() {
     let mut buf = [0u8; 64];
     let started = Instant::now();
     let r = c.read(&mut buf);
-    assert!(
-        is_closed(&r),
-        "third client was not closed by the server (read gave {r:?} after {:?})",
-        started.elapsed()
-    );
+    assert!(is_closed(&r), "third client was not closed by the server (read gave {r:?} after {:?})", started.elapsed());
     drop(c);
 
     // The two admitted clients are unaffected.
@@ -47,10 +43,7 @@ fn max_conns_refuses_the_extra_client() {
 #[test]
 fn out_of_file_descriptors_is_survived() {
     const CLIENTS: usize = 100;
-    let mut server = Server::builder()
-        .nofile(64)
-        .args(["--workers", "2"])
-        .spawn();
+    let mut server = Server::builder().nofile(64).args(["--workers", "2"]).spawn();
     let addr = server.addr();
 
     // Connects complete in the kernel backlog even when the server cannot accept.
@@ -110,10 +103,7 @@ fn idle_client_is_closed_by_idle_timeout() {
     let mut buf = [0u8; 16];
     let r = c.read(&mut buf);
     let waited = idle_since.elapsed();
-    assert!(
-        is_closed(&r),
-        "idle client not closed by the server within 15 s (read gave {r:?} after {waited:?})"
-    );
+    assert!(is_closed(&r), "idle client not closed by the server within 15 s (read gave {r:?} after {waited:?})");
     assert!(
         waited >= Duration::from_millis(500),
         "idle client closed after only {waited:?}, before the 1 s idle timeout"
@@ -132,9 +122,7 @@ fn idle_client_is_closed_by_idle_timeout() {
 #[test]
 fn is_closed_treats_timeout_as_open() {
     // Guard against a helper bug that would make the tests above vacuous.
-    assert!(!is_closed(&Err(std::io::Error::from(
-        ErrorKind::WouldBlock
-    ))));
+    assert!(!is_closed(&Err(std::io::Error::from(ErrorKind::WouldBlock))));
     assert!(!is_closed(&Ok(1)));
     assert!(is_closed(&Ok(0)));
 }

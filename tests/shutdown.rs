@@ -24,10 +24,7 @@ fn sigterm_delivers_owed_bytes_then_eof() {
     let mut written = 0u64;
     write_until_stalled(&c, SEED, &mut written, 256 * MIB);
     assert!(written > 0);
-    assert!(
-        written < 256 * MIB,
-        "the server never stopped reading from a client that does not read"
-    );
+    assert!(written < 256 * MIB, "the server never stopped reading from a client that does not read");
     // We are done sending; the server owes exactly `written` bytes.
     c.shutdown(Shutdown::Write).unwrap();
 
@@ -54,10 +51,7 @@ fn sigterm_closes_idle_client() {
     server.signal(Signal::SIGTERM);
     let mut buf = [0u8; 16];
     let r = c.read(&mut buf);
-    assert!(
-        matches!(r, Ok(0)),
-        "idle client should see EOF on shutdown, read gave {r:?}"
-    );
+    assert!(matches!(r, Ok(0)), "idle client should see EOF on shutdown, read gave {r:?}");
 
     let status = server.wait_exit(BOUND);
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
@@ -79,16 +73,8 @@ fn second_signal_exits_at_once_with_130() {
     let t = Instant::now();
     server.signal(Signal::SIGINT);
     let status = server.wait_exit(Duration::from_secs(20));
-    assert_eq!(
-        status.code(),
-        Some(130),
-        "second signal: expected exit code 130, got {status:?}"
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(20),
-        "exit took {:?}",
-        t.elapsed()
-    );
+    assert_eq!(status.code(), Some(130), "second signal: expected exit code 130, got {status:?}");
+    assert!(t.elapsed() < Duration::from_secs(20), "exit took {:?}", t.elapsed());
     drop(c);
 }
 

@@ -6,9 +6,11 @@
 //! How `get` shares one OS poller among many threads is in [`scheduler`]; what a posted operation
 //! does while it waits is in [`socket`].
 
+mod payload;
 mod scheduler;
 mod socket;
 
+pub use payload::Payload;
 pub use socket::{Socket, shutting_down};
 
 use crate::buffer::{Buf, BufferPool};
@@ -37,15 +39,9 @@ const KEY_MASK: usize = (1 << KEY_BITS) - 1;
 pub enum Completion {
     /// A posted receive finished: `Ok(buf)` holds the bytes read; an empty buffer means the peer
     /// shut down its sending side.
-    Recv {
-        socket: Arc<Socket>,
-        result: io::Result<Buf>,
-    },
-    /// A posted send finished: every byte was written (`Ok` gives the buffer back), or it failed.
-    Send {
-        socket: Arc<Socket>,
-        result: io::Result<Buf>,
-    },
+    Recv { socket: Arc<Socket>, result: io::Result<Buf> },
+    /// A posted send finished: every byte was written (`Ok` says how many), or it failed.
+    Send { socket: Arc<Socket>, result: io::Result<usize> },
     /// A completion posted with [`CompletionPort::post_user`].
     User(u64),
 }
@@ -146,23 +142,19 @@ impl CompletionPort {
         }
         st.post_recv();
         // Speculative: if the last read filled its buffer there is probably more waiting.
-        st.perform(socket, &self.shared.pool, self.now(), &mut |c| {
-            self.complete(c)
-        });
+        st.perform(socket, &self.shared.pool, self.now(), &mut |c| self.complete(c));
     }
 
-    /// Posts a send of all of `buf`'s bytes; it completes when the kernel has taken every one.
-    /// At most one send may be outstanding per socket.
-    pub fn post_send(&self, socket: &Arc<Socket>, buf: Buf) {
+    /// Posts a send of all of the payload's bytes; it completes when the kernel has taken every
+    /// one. At most one send may be outstanding per socket.
+    pub fn post_send(&self, socket: &Arc<Socket>, payload: impl Into<Payload>) {
         let mut st = socket.lock();
         if st.is_closed() {
             return;
         }
-        st.post_send(buf);
+        st.post_send(payload.into());
         // Speculative: the kernel's send buffer nearly always has room.
-        st.perform(socket, &self.shared.pool, self.now(), &mut |c| {
-            self.complete(c)
-        });
+        st.perform(socket, &self.shared.pool, self.now(), &mut |c| self.complete(c));
     }
 
     /// Posts a completion that [`get`](Self::get) returns as [`Completion::User`].
@@ -177,11 +169,7 @@ impl CompletionPort {
         };
         let _ = self.shared.registry.deregister(&mut stream);
         drop(stream);
-        let mut sockets = self
-            .shared
-            .sockets
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut sockets = self.shared.sockets.write().unwrap_or_else(|e| e.into_inner());
         sockets.try_remove(socket.key() & KEY_MASK);
         if sockets.is_empty() {
             drop(sockets);
@@ -209,10 +197,7 @@ impl CompletionPort {
             if left.is_zero() {
                 return false;
             }
-            guard = cond
-                .wait_timeout(guard, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            guard = cond.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
@@ -247,10 +232,7 @@ impl CompletionPort {
             if now.saturating_sub(socket.idle_since()) < limit {
                 return None;
             }
-            socket
-                .lock()
-                .abort(socket, io::ErrorKind::TimedOut)
-                .map(Task::Done)
+            socket.lock().abort(socket, io::ErrorKind::TimedOut).map(Task::Done)
         });
         let n = tasks.len();
         self.push_shared(tasks);
@@ -258,17 +240,12 @@ impl CompletionPort {
     }
 
     fn sockets(&self) -> RwLockReadGuard<'_, slab::Slab<Arc<Socket>>> {
-        self.shared
-            .sockets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shared.sockets.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The socket an event's token names, unless it has closed since.
     fn socket_for(sockets: &slab::Slab<Arc<Socket>>, token: Token) -> Option<&Arc<Socket>> {
-        sockets
-            .get(token.0 & KEY_MASK)
-            .filter(|s| s.key() == token.0)
+        sockets.get(token.0 & KEY_MASK).filter(|s| s.key() == token.0)
     }
 
     fn each_socket<T>(&self, f: impl FnMut(&Arc<Socket>) -> Option<T>) -> Vec<T> {

@@ -153,9 +153,7 @@ impl CompletionPort {
     fn run_ready(&self, socket: &Arc<Socket>) {
         let mut st = socket.lock();
         st.queued = false;
-        st.perform(socket, &self.shared.pool, self.now(), &mut |c| {
-            self.complete(c)
-        });
+        st.perform(socket, &self.shared.pool, self.now(), &mut |c| self.complete(c));
     }
 
     /// Delivers a finished operation: to this thread's private queue when it is one of our
@@ -257,10 +255,7 @@ impl CompletionPort {
                         None => wakeup.wait(q).unwrap_or_else(|e| e.into_inner()),
                         Some(d) => {
                             let left = d.saturating_duration_since(Instant::now());
-                            wakeup
-                                .wait_timeout(q, left)
-                                .unwrap_or_else(|e| e.into_inner())
-                                .0
+                            wakeup.wait_timeout(q, left).unwrap_or_else(|e| e.into_inner()).0
                         }
                     };
                     q.idle -= 1;
@@ -290,11 +285,7 @@ impl CompletionPort {
 
         let mut ready = Vec::new();
         {
-            let mut reactor = self
-                .shared
-                .reactor
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut reactor = self.shared.reactor.lock().unwrap_or_else(|e| e.into_inner());
             let (poll, events) = &mut *reactor;
             if let Err(e) = poll.poll(events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {

@@ -8,9 +8,13 @@
 //! next edge without a wasted `EAGAIN` read.
 
 use super::Completion;
+use super::payload::{Cursor, Payload};
 use crate::buffer::{Buf, BufferPool};
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::any::Any;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,6 +24,8 @@ pub struct Socket {
     state: Mutex<IoState>,
     /// The port clock (seconds) at the last completed operation, for idle timeouts.
     last_active: AtomicU32,
+    /// Per-connection state of the protocol handler (IOCP's per-handle completion key data).
+    context: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 pub(super) struct IoState {
@@ -35,12 +41,7 @@ pub(super) struct IoState {
     /// marked at the next sweep has been quiet for a whole sweep interval.
     quiet: bool,
     recv_posted: bool,
-    send: Option<SendOp>,
-}
-
-struct SendOp {
-    buf: Buf,
-    sent: usize,
+    send: Option<Cursor>,
 }
 
 impl Socket {
@@ -59,12 +60,30 @@ impl Socket {
                 send: None,
             }),
             last_active: AtomicU32::new(now),
+            context: OnceLock::new(),
         }
     }
 
     /// The completion key: a table index plus a generation, so keys are not reused soon.
     pub fn key(&self) -> usize {
         self.key
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match &self.lock().stream {
+            Some(s) => s.peer_addr(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Attaches the handler's per-connection state; only the first call takes effect.
+    pub fn set_context<T: Any + Send + Sync>(&self, context: T) -> bool {
+        self.context.set(Box::new(context)).is_ok()
+    }
+
+    /// The handler's per-connection state, if set and of type `T`.
+    pub fn context<T: Any>(&self) -> Option<&T> {
+        self.context.get()?.downcast_ref()
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, IoState> {
@@ -98,8 +117,7 @@ impl IoState {
         self.readable |= readable;
         self.read_closed |= read_closed;
         self.writable |= writable;
-        let runnable =
-            (self.recv_posted && self.readable) || (self.send.is_some() && self.writable);
+        let runnable = (self.recv_posted && self.readable) || (self.send.is_some() && self.writable);
         if runnable && !self.queued && !self.is_closed() {
             self.queued = true;
             return true;
@@ -108,19 +126,13 @@ impl IoState {
     }
 
     pub(super) fn post_recv(&mut self) {
-        debug_assert!(
-            !self.recv_posted,
-            "at most one receive outstanding per socket"
-        );
+        debug_assert!(!self.recv_posted, "at most one receive outstanding per socket");
         self.recv_posted = true;
     }
 
-    pub(super) fn post_send(&mut self, buf: Buf) {
-        debug_assert!(
-            self.send.is_none(),
-            "at most one send outstanding per socket"
-        );
-        self.send = Some(SendOp { buf, sent: 0 });
+    pub(super) fn post_send(&mut self, payload: Payload) {
+        debug_assert!(self.send.is_none(), "at most one send outstanding per socket");
+        self.send = Some(Cursor::new(payload));
     }
 
     /// Closes the descriptor (dropping posted operations) and hands back the stream so the
@@ -141,50 +153,40 @@ impl IoState {
     ) {
         if self.send.is_some() && self.writable {
             if let Some(result) = self.try_send(sock, now) {
-                out(Completion::Send {
-                    socket: sock.clone(),
-                    result,
-                });
+                out(Completion::Send { socket: sock.clone(), result });
             }
         }
         if self.recv_posted && self.readable {
             if let Some(result) = self.try_recv(pool, sock, now) {
                 self.recv_posted = false;
-                out(Completion::Recv {
-                    socket: sock.clone(),
-                    result,
-                });
+                out(Completion::Recv { socket: sock.clone(), result });
             }
         }
     }
 
     /// Finishes the posted send if the kernel takes all of it; `None` means "wait for writable".
     /// Any progress counts as activity for the idle timeout, so a slow but steady reader of a
-    /// large buffer is not cut off.
-    fn try_send(&mut self, sock: &Socket, now: u32) -> Option<io::Result<Buf>> {
+    /// large payload is not cut off.
+    fn try_send(&mut self, sock: &Socket, now: u32) -> Option<io::Result<usize>> {
         let stream = self.stream.as_ref()?;
         let op = self.send.as_mut()?;
-        while op.sent < op.buf.len() {
-            match (&*stream).write(&op.buf[op.sent..]) {
-                Ok(0) => return Some(self.finish_send(Err(io::ErrorKind::WriteZero.into()))),
-                Ok(n) => {
-                    op.sent += n;
-                    sock.touch(now);
-                }
+        let result = loop {
+            if op.finished() {
+                break Ok(op.total());
+            }
+            match op.write_to(stream) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => sock.touch(now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.writable = false;
                     return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Some(self.finish_send(Err(e))),
+                Err(e) => break Err(e),
             }
-        }
-        Some(self.finish_send(Ok(())))
-    }
-
-    fn finish_send(&mut self, result: io::Result<()>) -> io::Result<Buf> {
-        let op = self.send.take().expect("a send was posted");
-        result.map(|()| op.buf)
+        };
+        self.send = None;
+        Some(result)
     }
 
     /// Reads into a freshly borrowed buffer; `None` means "nothing there yet", and the buffer goes
@@ -223,16 +225,10 @@ impl IoState {
             return None;
         }
         if self.send.take().is_some() {
-            return Some(Completion::Send {
-                socket: sock.clone(),
-                result: Err(kind.into()),
-            });
+            return Some(Completion::Send { socket: sock.clone(), result: Err(kind.into()) });
         }
         if std::mem::take(&mut self.recv_posted) {
-            return Some(Completion::Recv {
-                socket: sock.clone(),
-                result: Err(kind.into()),
-            });
+            return Some(Completion::Recv { socket: sock.clone(), result: Err(kind.into()) });
         }
         None
     }
@@ -251,19 +247,12 @@ impl IoState {
         }
         // Our flags only know what the reactor has seen; a busy reactor may not have reported
         // bytes that already arrived. Closing on them would reset the connection.
-        if self
-            .stream
-            .as_ref()
-            .is_some_and(|s| s.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0))
-        {
+        if self.stream.as_ref().is_some_and(|s| s.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0)) {
             self.quiet = false;
             return None;
         }
         self.recv_posted = false;
-        Some(Completion::Recv {
-            socket: sock.clone(),
-            result: Err(shutting_down()),
-        })
+        Some(Completion::Recv { socket: sock.clone(), result: Err(shutting_down()) })
     }
 }
 

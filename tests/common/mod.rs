@@ -57,14 +57,12 @@ impl ServerBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
-        self.envs
-            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self.envs.push((k.as_ref().to_owned(), v.as_ref().to_owned()));
         self
     }
 
@@ -76,11 +74,8 @@ impl ServerBuilder {
 
     /// Spawn the server and wait (bounded) for its `listening on` line.
     pub fn spawn(self) -> Server {
-        let has = |flag: &str| {
-            self.args
-                .iter()
-                .any(|a| a == flag || a.to_string_lossy().starts_with(&format!("{flag}=")))
-        };
+        let has =
+            |flag: &str| self.args.iter().any(|a| a == flag || a.to_string_lossy().starts_with(&format!("{flag}=")));
         let mut args: Vec<OsString> = Vec::new();
         if !has("--listen") {
             args.extend(["--listen", "127.0.0.1:0"].map(OsString::from));
@@ -98,9 +93,7 @@ impl ServerBuilder {
             Some(n) => {
                 let mut c = Command::new("sh");
                 // `exec` keeps the PID, so signals and /proc/PID reach the server.
-                c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(bin());
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(bin());
                 c
             }
         };
@@ -116,9 +109,7 @@ impl ServerBuilder {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
 
         let mut child = cmd.spawn().expect("spawn echoport");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -136,9 +127,7 @@ impl ServerBuilder {
                         match r.read_until(b'\n', &mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(_) => {
-                                let line = strip_ansi(&String::from_utf8_lossy(&buf))
-                                    .trim_end()
-                                    .to_owned();
+                                let line = strip_ansi(&String::from_utf8_lossy(&buf)).trim_end().to_owned();
                                 lines.lock().unwrap().push(line.clone());
                                 let _ = tx.send(line);
                             }
@@ -148,27 +137,12 @@ impl ServerBuilder {
                 .expect("spawn stderr reader")
         };
 
-        let mut server = Server {
-            child,
-            rx,
-            lines,
-            reader: Some(reader),
-            addrs: Vec::new(),
-            status: None,
-        };
-        let line = server
-            .wait_for_line(|l| l.contains("listening on "), BOUND)
-            .unwrap_or_else(|| {
-                panic!(
-                    "server printed no `listening on` line within {BOUND:?}; args={args:?}\nstderr:\n{}",
-                    server.log()
-                )
-            });
+        let mut server = Server { child, rx, lines, reader: Some(reader), addrs: Vec::new(), status: None };
+        let line = server.wait_for_line(|l| l.contains("listening on "), BOUND).unwrap_or_else(|| {
+            panic!("server printed no `listening on` line within {BOUND:?}; args={args:?}\nstderr:\n{}", server.log())
+        });
         server.addrs = parse_listening(&line);
-        assert!(
-            !server.addrs.is_empty(),
-            "could not parse an address from {line:?}"
-        );
+        assert!(!server.addrs.is_empty(), "could not parse an address from {line:?}");
         server
     }
 }
@@ -181,9 +155,7 @@ pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
     // Text logs go on with ` mode=...`; in JSON logs the message string ends with a quote.
     let rest = rest.split('"').next().unwrap_or(rest);
     let rest = rest.split(" mode=").next().unwrap_or(rest);
-    rest.split(", ")
-        .filter_map(|s| s.trim().parse().ok())
-        .collect()
+    rest.split(", ").filter_map(|s| s.trim().parse().ok()).collect()
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -252,11 +224,7 @@ impl Server {
     /// Wait until some stderr line (ever received, including earlier ones)
     /// satisfies `pred`; `None` if none does within `timeout` or the server's
     /// stderr closed first.
-    pub fn wait_for_line(
-        &mut self,
-        mut pred: impl FnMut(&str) -> bool,
-        timeout: Duration,
-    ) -> Option<String> {
+    pub fn wait_for_line(&mut self, mut pred: impl FnMut(&str) -> bool, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         let mut scanned = 0;
         loop {
@@ -285,10 +253,7 @@ impl Server {
     pub fn expect_line(&mut self, what: &str, timeout: Duration) -> String {
         match self.wait_for_line(|l| l.contains(what), timeout) {
             Some(l) => l,
-            None => panic!(
-                "server did not log a line containing {what:?} within {timeout:?}\nstderr:\n{}",
-                self.log()
-            ),
+            None => panic!("server did not log a line containing {what:?} within {timeout:?}\nstderr:\n{}", self.log()),
         }
     }
 
@@ -300,8 +265,7 @@ impl Server {
 
     /// VmRSS of the server in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/PID/status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/PID/status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -310,8 +274,7 @@ impl Server {
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig)
-            .expect("kill(2)");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).expect("kill(2)");
     }
 
     /// `Some(status)` if the process has exited (does not block).
@@ -330,10 +293,7 @@ impl Server {
                 return st;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "server did not exit within {timeout:?}\nstderr:\n{}",
-                    self.log()
-                );
+                panic!("server did not exit within {timeout:?}\nstderr:\n{}", self.log());
             }
             // No readiness signal exists for process exit other than polling.
             thread::sleep(Duration::from_millis(10));
@@ -343,10 +303,7 @@ impl Server {
     /// Panic unless the server is still running.
     pub fn assert_alive(&mut self) {
         if let Some(st) = self.try_exit() {
-            panic!(
-                "server exited unexpectedly: {st:?}\nstderr:\n{}",
-                self.log()
-            );
+            panic!("server exited unexpectedly: {st:?}\nstderr:\n{}", self.log());
         }
     }
 }
@@ -362,11 +319,7 @@ impl Drop for Server {
             let _ = h.join();
         }
         if thread::panicking() {
-            eprintln!(
-                "---- echoport stderr (pid {}) ----\n{}\n---- end ----",
-                self.child.id(),
-                self.log()
-            );
+            eprintln!("---- echoport stderr (pid {}) ----\n{}\n---- end ----", self.child.id(), self.log());
         }
     }
 }
@@ -384,8 +337,7 @@ pub fn stats(line: &str) -> HashMap<String, u64> {
 
 /// Fetch a key from parsed stats, panicking with the line if absent.
 pub fn stat(s: &HashMap<String, u64>, key: &str) -> u64 {
-    *s.get(key)
-        .unwrap_or_else(|| panic!("stats line has no `{key}=`: {s:?}"))
+    *s.get(key).unwrap_or_else(|| panic!("stats line has no `{key}=`: {s:?}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -460,8 +412,7 @@ pub fn pattern_fill(seed: u64, offset: u64, buf: &mut [u8]) {
 
 /// Connect with bounded read/write timeouts and TCP_NODELAY.
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, BOUND)
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let s = TcpStream::connect_timeout(&addr, BOUND).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     s.set_nodelay(true).unwrap();
@@ -471,10 +422,7 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 /// Make a socket timeout error say what it is (std reports EAGAIN as WouldBlock).
 pub fn explain_timeout(e: io::Error, what: &str) -> io::Error {
     if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-        io::Error::new(
-            ErrorKind::TimedOut,
-            format!("{what}: nothing happened within the socket timeout ({e})"),
-        )
+        io::Error::new(ErrorKind::TimedOut, format!("{what}: nothing happened within the socket timeout ({e})"))
     } else {
         e
     }
@@ -485,10 +433,7 @@ pub fn read_to_eof(s: &mut TcpStream) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     match s.read_to_end(&mut out) {
         Ok(_) => Ok(out),
-        Err(e) => Err(explain_timeout(
-            e,
-            &format!("waiting for more data or EOF after {} bytes", out.len()),
-        )),
+        Err(e) => Err(explain_timeout(e, &format!("waiting for more data or EOF after {} bytes", out.len()))),
     }
 }
 
@@ -516,8 +461,7 @@ pub fn try_echo_roundtrip(addr: SocketAddr, data: &[u8]) -> io::Result<Vec<u8>> 
 /// Echo `data` over a fresh connection and assert it comes back byte-exact
 /// followed by EOF.
 pub fn echo_roundtrip(addr: SocketAddr, data: &[u8]) {
-    let got = try_echo_roundtrip(addr, data)
-        .unwrap_or_else(|e| panic!("echo round trip of {} bytes: {e}", data.len()));
+    let got = try_echo_roundtrip(addr, data).unwrap_or_else(|e| panic!("echo round trip of {} bytes: {e}", data.len()));
     assert_bytes_eq(&got, data, "echo round trip");
 }
 
@@ -529,9 +473,7 @@ pub fn try_echo_on(s: &TcpStream, data: &[u8]) -> io::Result<()> {
     thread::scope(|sc| {
         let h = sc.spawn(move || w.write_all(data));
         let mut got = vec![0u8; data.len()];
-        let res = r
-            .read_exact(&mut got)
-            .map_err(|e| explain_timeout(e, "reading the echo"));
+        let res = r.read_exact(&mut got).map_err(|e| explain_timeout(e, "reading the echo"));
         let wres = h.join().expect("writer thread panicked");
         res?;
         wres?;
@@ -547,19 +489,11 @@ pub fn try_echo_on(s: &TcpStream, data: &[u8]) -> io::Result<()> {
 }
 
 pub fn echo_on(s: &TcpStream, data: &[u8]) {
-    try_echo_on(s, data)
-        .unwrap_or_else(|e| panic!("echo of {} bytes on open connection: {e}", data.len()));
+    try_echo_on(s, data).unwrap_or_else(|e| panic!("echo of {} bytes on open connection: {e}", data.len()));
 }
 
 pub fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .or(if a.len() != b.len() {
-            Some(a.len().min(b.len()))
-        } else {
-            None
-        })
+    a.iter().zip(b).position(|(x, y)| x != y).or(if a.len() != b.len() { Some(a.len().min(b.len())) } else { None })
 }
 
 /// Compare without dumping megabytes into the panic message.
@@ -578,10 +512,7 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
 pub fn is_closed(r: &io::Result<usize>) -> bool {
     match r {
         Ok(0) => true,
-        Err(e) => matches!(
-            e.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
-        ),
+        Err(e) => matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe),
         Ok(_) => false,
     }
 }
@@ -628,10 +559,7 @@ pub fn read_pattern_to_eof(s: &mut TcpStream, seed: u64, expected: u64) -> Resul
             }
         };
         if pos + n as u64 > expected {
-            return Err(format!(
-                "received more than the {expected} bytes sent (at least {})",
-                pos + n as u64
-            ));
+            return Err(format!("received more than the {expected} bytes sent (at least {})", pos + n as u64));
         }
         pattern_fill(seed, pos, &mut want[..n]);
         if let Some(d) = first_diff(&buf[..n], &want[..n]) {
@@ -653,9 +581,6 @@ pub fn raise_nofile(min: u64) {
     if soft >= min {
         return;
     }
-    assert!(
-        hard >= min,
-        "this test needs RLIMIT_NOFILE >= {min}, but the hard limit is {hard}"
-    );
+    assert!(hard >= min, "this test needs RLIMIT_NOFILE >= {min}, but the hard limit is {hard}");
     setrlimit(Resource::RLIMIT_NOFILE, min.max(soft), hard).expect("setrlimit");
 }
