@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: formatting, lints, then unit and integration tests
 # (which start real echoport processes on 127.0.0.1 ephemeral ports).
+#
+# Some tests need programs from outside the Rust toolchain: ngIRCd (the load tool's chat scenario
+# is tested against a real IRC server) and Python 3 with venv (a real IRC client library from PyPI
+# is installed into target/pyenv by the test that uses it). As root, missing ones are installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+need=()
+command -v ngircd >/dev/null || need+=(ngircd)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "# installing ${need[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "warning: missing ${need[*]} (apt-get install ${need[*]}); the tests that need them will fail" >&2
+  fi
+fi
+
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked

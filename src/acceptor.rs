@@ -3,6 +3,7 @@
 
 use crate::port::CompletionPort;
 use crate::stats::Stats;
+use crate::worker::Handler;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Type};
@@ -50,6 +51,7 @@ impl Acceptor {
         listeners: Vec<std::net::TcpListener>,
         port: CompletionPort,
         config: AcceptorConfig,
+        handler: Arc<dyn Handler>,
         stats: Arc<Stats>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
@@ -59,7 +61,8 @@ impl Acceptor {
             poll.registry().register(l, Token(i), Interest::READABLE)?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let mut state = State { poll, listeners, port, config, stats, stop: stop.clone(), backoff: None, warned: None };
+        let mut state =
+            State { poll, listeners, port, config, handler, stats, stop: stop.clone(), backoff: None, warned: None };
         let thread = std::thread::Builder::new().name("echoport-acceptor".into()).spawn(move || state.run())?;
         Ok(Acceptor { stop, waker, thread })
     }
@@ -79,6 +82,7 @@ struct State {
     listeners: Vec<TcpListener>,
     port: CompletionPort,
     config: AcceptorConfig,
+    handler: Arc<dyn Handler>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     /// Set while out of file descriptors: how long to wait before trying again.
@@ -147,6 +151,7 @@ impl State {
             Ok(socket) => {
                 self.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, key = socket.key(), "accepted");
+                self.handler.on_accept(&self.port, &socket);
                 self.port.post_recv(&socket);
             }
             Err(e) => tracing::warn!(%peer, error = %e, "cannot register connection"),

@@ -22,6 +22,62 @@ use toml::{Table, Value};
 pub enum Mode {
     /// RFC 862: send every byte back to its sender.
     Echo,
+    /// An IRC-compatible chat server (RFC 1459 / 2812 client protocol).
+    Chat,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Chat => "chat",
+        }
+    }
+
+    /// Where the server listens when no address is configured.
+    fn default_listen(self) -> SocketAddr {
+        let port = match self {
+            Mode::Echo => 7007,
+            Mode::Chat => 6667,
+        };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+/// Chat-mode settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatSettings {
+    /// Required with PASS before registering, if set.
+    pub password: Option<String>,
+    pub server_name: String,
+    /// Message of the day file, read at start.
+    pub motd: Option<PathBuf>,
+    /// Bytes queued for one client before it is disconnected ("SendQ exceeded").
+    pub sendq_bytes: usize,
+    /// Lines per second a client may send on average; 0 = no flood control.
+    pub flood_rate: f64,
+    /// Lines a client may send in a burst above the rate.
+    pub flood_burst: u32,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// (name, password) pairs accepted by OPER.
+    pub opers: Vec<(String, String)>,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            password: None,
+            server_name: "echoport".to_owned(),
+            motd: None,
+            sendq_bytes: 1024 * 1024,
+            flood_rate: 10.0,
+            flood_burst: 20,
+            ping_interval: Duration::from_secs(120),
+            ping_timeout: Duration::from_secs(60),
+            opers: Vec::new(),
+        }
+    }
 }
 
 /// The shape of log lines on stderr.
@@ -51,12 +107,13 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    pub chat: ChatSettings,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 7007))],
+            listen: vec![Mode::Echo.default_listen()],
             mode: Mode::Echo,
             workers: default_workers(),
             max_conns: 0,
@@ -68,6 +125,7 @@ impl Default for Config {
             log_level: None,
             stats_interval: Some(Duration::from_secs(60)),
             config_file: None,
+            chat: ChatSettings::default(),
         }
     }
 }
@@ -126,10 +184,16 @@ where
 /// Layers the sources: defaults, then the config file, then flags/env.
 fn resolve(cli: Cli) -> Result<Config, ConfigError> {
     let mut config = Config::default();
+    let mut listen_given = cli.settings.listen.is_some();
     if let Some(path) = &cli.config {
-        config.apply(read_config_file(path)?);
+        let file = read_config_file(path)?;
+        listen_given |= file.listen.is_some();
+        config.apply(file);
     }
     config.apply(cli.settings);
+    if !listen_given {
+        config.listen = vec![config.mode.default_listen()];
+    }
     config.config_file = cli.config;
     Ok(config)
 }
@@ -206,6 +270,42 @@ struct Settings {
     /// How often to log stats; 0 = never [default: 60s]
     #[arg(long, env = "ECHOPORT_STATS_INTERVAL", value_name = "DUR", value_parser = parse_duration)]
     stats_interval: Option<Duration>,
+
+    /// Chat: password clients must send with PASS [default: none]
+    #[arg(long, env = "ECHOPORT_PASSWORD", value_name = "PW", value_parser = parse_password, help_heading = "Chat mode")]
+    password: Option<String>,
+
+    /// Chat: the server's name in replies [default: echoport]
+    #[arg(long, env = "ECHOPORT_SERVER_NAME", value_name = "NAME", value_parser = parse_server_name, help_heading = "Chat mode")]
+    server_name: Option<String>,
+
+    /// Chat: message-of-the-day file [default: none]
+    #[arg(long, env = "ECHOPORT_MOTD", value_name = "FILE", help_heading = "Chat mode")]
+    motd: Option<PathBuf>,
+
+    /// Chat: bytes queued for a client before it is dropped with "SendQ exceeded" [default: 1048576]
+    #[arg(long, env = "ECHOPORT_SENDQ_BYTES", value_name = "N", value_parser = parse_int(check_sendq), help_heading = "Chat mode")]
+    sendq_bytes: Option<usize>,
+
+    /// Chat: lines per second a client may send on average; 0 = no flood control [default: 10]
+    #[arg(long, env = "ECHOPORT_FLOOD_RATE", value_name = "PER_SEC", value_parser = parse_rate, help_heading = "Chat mode")]
+    flood_rate: Option<f64>,
+
+    /// Chat: lines a client may send at once above the rate [default: 20]
+    #[arg(long, env = "ECHOPORT_FLOOD_BURST", value_name = "N", value_parser = parse_int(check_burst), help_heading = "Chat mode")]
+    flood_burst: Option<u32>,
+
+    /// Chat: PING a client silent this long [default: 120s]
+    #[arg(long, env = "ECHOPORT_PING_INTERVAL", value_name = "DUR", value_parser = parse_duration, help_heading = "Chat mode")]
+    ping_interval: Option<Duration>,
+
+    /// Chat: drop a client that does not answer a PING within this [default: 60s]
+    #[arg(long, env = "ECHOPORT_PING_TIMEOUT", value_name = "DUR", value_parser = parse_duration, help_heading = "Chat mode")]
+    ping_timeout: Option<Duration>,
+
+    /// Chat: operator credentials for OPER, NAME:PASSWORD; repeatable [default: none]
+    #[arg(long = "oper", env = "ECHOPORT_OPER", value_name = "NAME:PASSWORD", value_delimiter = ',', value_parser = parse_oper, help_heading = "Chat mode")]
+    oper: Option<Vec<(String, String)>>,
 }
 
 impl Config {
@@ -246,6 +346,34 @@ impl Config {
         if let Some(v) = s.stats_interval {
             self.stats_interval = off_if_zero(v);
         }
+        let chat = &mut self.chat;
+        if let Some(v) = s.password {
+            chat.password = Some(v);
+        }
+        if let Some(v) = s.server_name {
+            chat.server_name = v;
+        }
+        if let Some(v) = s.motd {
+            chat.motd = Some(v);
+        }
+        if let Some(v) = s.sendq_bytes {
+            chat.sendq_bytes = v;
+        }
+        if let Some(v) = s.flood_rate {
+            chat.flood_rate = v;
+        }
+        if let Some(v) = s.flood_burst {
+            chat.flood_burst = v;
+        }
+        if let Some(v) = s.ping_interval {
+            chat.ping_interval = v.max(Duration::from_secs(1));
+        }
+        if let Some(v) = s.ping_timeout {
+            chat.ping_timeout = v.max(Duration::from_secs(1));
+        }
+        if let Some(v) = s.oper {
+            chat.opers = v;
+        }
     }
 }
 
@@ -258,8 +386,8 @@ fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
 fn parse_mode(s: &str) -> Result<Mode, String> {
     match s.trim() {
         "echo" => Ok(Mode::Echo),
-        "chat" => Err("chat mode is not implemented yet; the only mode is 'echo'".to_owned()),
-        other => Err(format!("unknown mode '{other}'; the only mode is 'echo'")),
+        "chat" => Ok(Mode::Chat),
+        other => Err(format!("unknown mode '{other}'; expected 'echo' or 'chat'")),
     }
 }
 
@@ -360,6 +488,47 @@ fn check_buffer_size(n: i64) -> Result<usize, String> {
 
 // ---- Config file ---------------------------------------------------------------------------
 
+fn check_sendq(n: i64) -> Result<usize, String> {
+    in_range(n, 512, i64::from(u32::MAX))
+}
+
+fn check_burst(n: i64) -> Result<u32, String> {
+    in_range(n, 1, 1_000_000)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    check_rate(rate)
+}
+
+fn check_rate(rate: f64) -> Result<f64, String> {
+    if !rate.is_finite() || rate < 0.0 {
+        return Err("must be a number of at least 0".to_owned());
+    }
+    Ok(rate)
+}
+
+/// IRC parameters cannot hold spaces or line breaks.
+fn irc_word(s: &str, what: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains([' ', '\r', '\n', '\0']) {
+        return Err(format!("{what} must be non-empty, without spaces or line breaks"));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_password(s: &str) -> Result<String, String> {
+    irc_word(s, "the password")
+}
+
+fn parse_server_name(s: &str) -> Result<String, String> {
+    irc_word(s.trim(), "the server name")
+}
+
+fn parse_oper(s: &str) -> Result<(String, String), String> {
+    let (name, password) = s.split_once(':').ok_or_else(|| format!("'{s}' is not NAME:PASSWORD"))?;
+    Ok((irc_word(name, "the operator name")?, irc_word(password, "the operator password")?))
+}
+
 fn read_config_file(path: &Path) -> Result<Settings, ConfigError> {
     let error = |msg: String| ConfigError(format!("config file '{}': {msg}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
@@ -404,6 +573,15 @@ fn settings_from_table(table: &Table) -> Result<Settings, String> {
                 s.log_level = Some(str_value(value).and_then(parse_log_level).map_err(named)?);
             }
             "stats-interval" => s.stats_interval = Some(duration_value(value).map_err(named)?),
+            "password" => s.password = Some(str_value(value).and_then(parse_password).map_err(named)?),
+            "server-name" => s.server_name = Some(str_value(value).and_then(parse_server_name).map_err(named)?),
+            "motd" => s.motd = Some(PathBuf::from(str_value(value).map_err(named)?)),
+            "sendq-bytes" => s.sendq_bytes = Some(int_value(value, check_sendq).map_err(named)?),
+            "flood-rate" => s.flood_rate = Some(rate_value(value).map_err(named)?),
+            "flood-burst" => s.flood_burst = Some(int_value(value, check_burst).map_err(named)?),
+            "ping-interval" => s.ping_interval = Some(duration_value(value).map_err(named)?),
+            "ping-timeout" => s.ping_timeout = Some(duration_value(value).map_err(named)?),
+            "oper" => s.oper = Some(oper_value(value).map_err(named)?),
             _ => return Err(format!("unknown key '{key}'")),
         }
     }
@@ -433,6 +611,24 @@ fn duration_value(value: &Value) -> Result<Duration, String> {
             .map_err(|_| "must be at least 0".to_owned())
             .and_then(|secs| check_duration(Duration::from_secs(secs))),
         other => Err(wrong_type("a duration (a string such as \"30s\" or an integer)", other)),
+    }
+}
+
+/// A number of lines per second: integer or float.
+fn rate_value(value: &Value) -> Result<f64, String> {
+    match value {
+        Value::Integer(n) => check_rate(*n as f64),
+        Value::Float(f) => check_rate(*f),
+        other => Err(wrong_type("a number", other)),
+    }
+}
+
+/// An array of "NAME:PASSWORD" strings.
+fn oper_value(value: &Value) -> Result<Vec<(String, String)>, String> {
+    match value {
+        Value::String(s) => Ok(vec![parse_oper(s)?]),
+        Value::Array(items) => items.iter().map(|item| str_value(item).and_then(parse_oper)).collect(),
+        other => Err(wrong_type("an array of strings", other)),
     }
 }
 
@@ -505,6 +701,50 @@ mod tests {
         assert_eq!(c.log_level, None);
         assert_eq!(c.stats_interval, Some(Duration::from_secs(60)));
         assert_eq!(c.config_file, None);
+    }
+
+    #[test]
+    fn chat_settings_from_flags_and_file() {
+        let c = load(&["--mode", "chat"]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:6667".parse().unwrap()], "chat's own default port");
+        assert_eq!(c.chat, ChatSettings::default());
+        let c = load(&[
+            "--mode=chat",
+            "--listen=127.0.0.1:7000",
+            "--password=pw",
+            "--server-name=irc.test",
+            "--sendq-bytes=4096",
+            "--flood-rate=0",
+            "--flood-burst=5",
+            "--ping-interval=30s",
+            "--ping-timeout=10",
+            "--oper=alice:a1",
+            "--oper=bob:b2",
+        ])
+        .unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
+        let chat = &c.chat;
+        assert_eq!((chat.password.as_deref(), chat.server_name.as_str()), (Some("pw"), "irc.test"));
+        assert_eq!((chat.sendq_bytes, chat.flood_rate, chat.flood_burst), (4096, 0.0, 5));
+        assert_eq!((chat.ping_interval, chat.ping_timeout), (Duration::from_secs(30), Duration::from_secs(10)));
+        assert_eq!(chat.opers, [("alice".to_owned(), "a1".to_owned()), ("bob".to_owned(), "b2".to_owned())]);
+
+        let file = TempConfig::new("mode = \"chat\"\nflood-rate = 2.5\noper = [\"x:y\"]\nmotd = \"/m\"\n");
+        let c = load(&["--config", file.path()]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:6667".parse().unwrap()]);
+        assert_eq!((c.chat.flood_rate, c.chat.opers.len()), (2.5, 1));
+        assert_eq!(c.chat.motd.as_deref(), Some(Path::new("/m")));
+    }
+
+    #[test]
+    fn chat_setting_errors_name_the_flag_or_key() {
+        assert!(load_err(&["--oper", "nocolon"]).contains("is not NAME:PASSWORD"));
+        assert!(load_err(&["--flood-rate=-1"]).contains("at least 0"));
+        assert!(load_err(&["--sendq-bytes", "10"]).contains("at least 512"));
+        assert!(load_err(&["--password", "a b"]).contains("without spaces"));
+        let file = TempConfig::new("flood-rate = \"fast\"\n");
+        let err = load_err(&["--config", file.path()]);
+        assert!(err.ends_with("key 'flood-rate': expected a number, found string"), "{err}");
     }
 
     #[test]
@@ -663,11 +903,10 @@ mod tests {
     }
 
     #[test]
-    fn chat_mode_is_rejected() {
+    fn unknown_mode_is_rejected() {
         assert_eq!(
-            load_err(&["--mode", "chat"]),
-            "invalid value 'chat' for '--mode <MODE>': \
-             chat mode is not implemented yet; the only mode is 'echo'"
+            load_err(&["--mode", "irc"]),
+            "invalid value 'irc' for '--mode <MODE>': unknown mode 'irc'; expected 'echo' or 'chat'"
         );
     }
 
@@ -738,8 +977,8 @@ mod tests {
         );
         assert_eq!(file_err("listen = []\n"), "config file 'PATH': key 'listen': must list at least one address");
         assert_eq!(
-            file_err("mode = \"chat\"\n"),
-            "config file 'PATH': key 'mode': chat mode is not implemented yet; the only mode is 'echo'"
+            file_err("mode = \"irc\"\n"),
+            "config file 'PATH': key 'mode': unknown mode 'irc'; expected 'echo' or 'chat'"
         );
         assert_eq!(file_err("stats-interval = -1\n"), "config file 'PATH': key 'stats-interval': must be at least 0");
         assert_eq!(

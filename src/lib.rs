@@ -6,8 +6,10 @@
 
 pub mod acceptor;
 pub mod buffer;
+pub mod chat;
 pub mod config;
 pub mod echo;
+pub mod load;
 pub mod port;
 pub mod server;
 pub mod shutdown;

@@ -2,6 +2,7 @@
 
 use crate::acceptor::{self, Acceptor, AcceptorConfig};
 use crate::buffer::BufferPool;
+use crate::chat::{self, Chat};
 use crate::config::{Config, LogFormat, Mode};
 use crate::echo::Echo;
 use crate::port::{CompletionPort, QUIET_SWEEP};
@@ -53,17 +54,25 @@ pub fn run(config: Config) -> Result<(), String> {
     let stats = Arc::new(Stats::new(config.workers));
     let handler: Arc<dyn Handler> = match config.mode {
         Mode::Echo => Arc::new(Echo),
+        Mode::Chat => {
+            let motd = config.chat.motd.as_deref().map(chat::read_motd).transpose()?;
+            Arc::new(Chat::new(config.chat.clone(), motd))
+        }
     };
-    let workers = WorkerPool::spawn(&port, handler, &stats).map_err(|e| format!("cannot start workers: {e}"))?;
-    let acceptor =
-        Acceptor::spawn(listeners, port.clone(), AcceptorConfig { max_conns: config.max_conns }, stats.clone())
-            .map_err(|e| format!("cannot start the acceptor: {e}"))?;
+    let workers =
+        WorkerPool::spawn(&port, handler.clone(), &stats).map_err(|e| format!("cannot start workers: {e}"))?;
+    let acceptor = Acceptor::spawn(
+        listeners,
+        port.clone(),
+        AcceptorConfig { max_conns: config.max_conns },
+        handler.clone(),
+        stats.clone(),
+    )
+    .map_err(|e| format!("cannot start the acceptor: {e}"))?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let housekeeper = spawn_housekeeper(&port, &stats, &config, stop_rx)?;
+    let housekeeper = spawn_housekeeper(&port, &handler, &stats, &config, stop_rx)?;
 
-    let mode = match config.mode {
-        Mode::Echo => "echo",
-    };
+    let mode = config.mode.name();
     tracing::info!(mode = %mode, workers = config.workers, "listening on {}", join_addrs(&bound));
     tracing::info!(
         max_conns = config.max_conns,
@@ -119,16 +128,19 @@ fn join_addrs(addrs: &[SocketAddr]) -> String {
     s
 }
 
-/// Once a second: advance the port clock and expire idle connections; every stats interval, log
-/// the counters. Stops when `stop` is dropped.
+/// Once a second: advance the port clock, expire idle connections (echo; chat has its own PING
+/// timeout) and run the handler's timers; every stats interval, log the counters. Stops when
+/// `stop` is dropped.
 fn spawn_housekeeper(
     port: &CompletionPort,
+    handler: &Arc<dyn Handler>,
     stats: &Arc<Stats>,
     config: &Config,
     stop: Receiver<()>,
 ) -> Result<JoinHandle<()>, String> {
-    let (port, stats) = (port.clone(), stats.clone());
-    let (idle, interval) = (config.idle_timeout, config.stats_interval);
+    let (port, handler, stats) = (port.clone(), handler.clone(), stats.clone());
+    let idle = config.idle_timeout.filter(|_| config.mode == Mode::Echo);
+    let interval = config.stats_interval;
     std::thread::Builder::new()
         .name("echoport-housekeeper".into())
         .spawn(move || {
@@ -142,6 +154,7 @@ fn spawn_housekeeper(
                 if let Some(idle) = idle {
                     port.expire_idle(idle);
                 }
+                handler.tick(&port);
                 if let Some(interval) = interval {
                     let elapsed = last_report.0.elapsed();
                     if elapsed >= interval {

@@ -1,7 +1,7 @@
 //! The worker pool: N threads, each looping on the one shared completion port, the way IOCP
 //! workers loop on `GetQueuedCompletionStatus`.
 
-use crate::port::{Completion, CompletionPort, Wait};
+use crate::port::{Completion, CompletionPort, Socket, Wait};
 use crate::stats::{Stats, WorkerStats, bump};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
@@ -10,7 +10,13 @@ use std::thread::JoinHandle;
 
 /// What a protocol does with each completion. Runs on worker threads, many at once.
 pub trait Handler: Send + Sync + 'static {
+    /// A connection was accepted and associated; its first receive is posted right after.
+    fn on_accept(&self, _port: &CompletionPort, _socket: &Arc<Socket>) {}
+
     fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats);
+
+    /// Called about once a second from the housekeeping thread (protocol timers).
+    fn tick(&self, _port: &CompletionPort) {}
 }
 
 /// Running worker threads.

@@ -221,14 +221,22 @@ fn zero_workers_from_env() {
 }
 
 #[test]
-fn chat_mode_is_not_implemented() {
-    let outcome = run(&mut echoport(&["--mode", "chat"]));
+fn unknown_mode() {
+    let outcome = run(&mut echoport(&["--mode", "irc"]));
     assert_fails(
         &outcome,
         &format!(
-            "error: invalid value 'chat' for '--mode <MODE>': \
-             chat mode is not implemented yet; the only mode is 'echo'{CLAP_HINT}"
+            "error: invalid value 'irc' for '--mode <MODE>': unknown mode 'irc'; expected 'echo' or 'chat'{CLAP_HINT}"
         ),
+    );
+}
+
+#[test]
+fn bad_oper_credentials_flag() {
+    let outcome = run(&mut echoport(&["--mode", "chat", "--oper", "admin"]));
+    assert_fails(
+        &outcome,
+        &format!("error: invalid value 'admin' for '--oper <NAME:PASSWORD>': 'admin' is not NAME:PASSWORD{CLAP_HINT}"),
     );
 }
 

@@ -1,0 +1,271 @@
+//! Chat mode: an IRC-compatible server on the completion port.
+//!
+//! The IRC logic ([`server`]) is a pure function of (state, client, line) -> lines to send and
+//! connections to close; this module only moves bytes. The completion-port rule for chat: a
+//! connection has at most one receive outstanding, re-armed only after the sends its input caused
+//! have been queued (and posted, where no send was in flight). A broadcast shares one `Arc` line
+//! among all recipients; each client's queue is bounded by `--sendq-bytes`, so a client that stops
+//! reading is dropped ("SendQ exceeded") instead of growing server memory or delaying others.
+
+mod conn;
+pub mod message;
+pub mod server;
+
+pub use server::{ChatConfig, ChatServer, ClientId, Effects};
+
+use crate::config::ChatSettings;
+use crate::port::{Completion, CompletionPort, Socket, shutting_down};
+use crate::stats::{WorkerStats, bump};
+use crate::worker::Handler;
+use conn::{Conn, Feed};
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// The chat handler: one for all connections.
+pub struct Chat {
+    state: Mutex<State>,
+    settings: ChatSettings,
+}
+
+struct State {
+    server: ChatServer,
+    sockets: HashMap<ClientId, Arc<Socket>>,
+}
+
+/// What applying effects left to do once the state lock is released.
+#[derive(Default)]
+struct Pending {
+    /// Sockets with lines queued and no send in flight.
+    kick: Vec<Arc<Socket>>,
+    /// Sockets to close now (nothing left to send).
+    close: Vec<Arc<Socket>>,
+    /// Clients whose send queue overflowed.
+    overflowed: Vec<Arc<Socket>>,
+}
+
+impl Chat {
+    pub fn new(settings: ChatSettings, motd: Option<Vec<String>>) -> Self {
+        let config = ChatConfig {
+            server_name: settings.server_name.clone(),
+            password: settings.password.clone(),
+            motd,
+            opers: settings.opers.clone(),
+            network: "echoport".to_owned(),
+        };
+        Chat { state: Mutex::new(State { server: ChatServer::new(config), sockets: HashMap::new() }), settings }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues the lines of `fx` on their connections. Runs under the state lock, so every
+    /// client sees lines in the order the server produced them.
+    fn apply(&self, st: &State, fx: Effects, pending: &mut Pending) {
+        for (id, line) in fx.sends {
+            let Some(socket) = st.sockets.get(&id) else { continue };
+            let Some(conn) = socket.context::<Conn>() else { continue };
+            let mut out = conn.output();
+            if out.dead {
+                continue;
+            }
+            out.bytes += line.len();
+            if out.bytes > self.settings.sendq_bytes {
+                out.dead = true;
+                out.queue.clear();
+                pending.overflowed.push(socket.clone());
+                continue;
+            }
+            out.queue.push_back(line);
+            if !out.sending {
+                out.sending = true;
+                pending.kick.push(socket.clone());
+            }
+        }
+        for id in fx.close {
+            let Some(socket) = st.sockets.get(&id) else { continue };
+            let Some(conn) = socket.context::<Conn>() else { continue };
+            let mut out = conn.output();
+            out.closing = true;
+            if !out.sending && !out.dead {
+                out.dead = true;
+                pending.close.push(socket.clone());
+            }
+        }
+    }
+
+    /// Posts queued lines, closes finished connections, and drops overflowing ones (whose QUIT
+    /// may queue more lines elsewhere: loop until settled).
+    fn settle(&self, port: &CompletionPort, mut pending: Pending) {
+        loop {
+            for socket in pending.kick.drain(..) {
+                self.send_queued(port, &socket);
+            }
+            for socket in pending.close.drain(..) {
+                self.forget(port, &socket);
+            }
+            let overflowed = std::mem::take(&mut pending.overflowed);
+            if overflowed.is_empty() {
+                return;
+            }
+            for socket in overflowed {
+                tracing::info!(key = socket.key(), sendq_bytes = self.settings.sendq_bytes, "SendQ exceeded");
+                self.disconnect(&socket, "SendQ exceeded", &mut pending);
+                port.close(&socket);
+            }
+        }
+    }
+
+    /// Hands everything queued for `socket` to the port as one send, or clears `sending`.
+    fn send_queued(&self, port: &CompletionPort, socket: &Arc<Socket>) {
+        let Some(conn) = socket.context::<Conn>() else { return };
+        let mut out = conn.output();
+        if out.dead || out.queue.is_empty() {
+            out.sending = false;
+            // Everything owed is sent: a closing connection can go now.
+            let finished = out.closing && !std::mem::replace(&mut out.dead, true);
+            drop(out);
+            if finished {
+                self.forget(port, socket);
+            }
+            return;
+        }
+        let lines = std::mem::take(&mut out.queue);
+        drop(out);
+        port.post_send(socket, lines);
+    }
+
+    /// The IRC side of a connection ending: QUIT to its channels, nick freed.
+    fn disconnect(&self, socket: &Arc<Socket>, reason: &str, pending: &mut Pending) {
+        let mut fx = Effects::default();
+        let mut st = self.lock();
+        st.server.disconnect(socket.key(), reason, &mut fx);
+        st.sockets.remove(&socket.key());
+        self.apply(&st, fx, pending);
+    }
+
+    /// Closes a connection whose queued lines are all sent.
+    fn forget(&self, port: &CompletionPort, socket: &Arc<Socket>) {
+        let mut pending = Pending::default();
+        self.disconnect(socket, "Connection closed", &mut pending);
+        port.close(socket);
+        self.settle(port, pending);
+    }
+
+    /// A connection failed or its peer left: no more sends to it.
+    fn drop_client(&self, port: &CompletionPort, socket: &Arc<Socket>, reason: &str) {
+        if let Some(conn) = socket.context::<Conn>() {
+            conn.output().dead = true;
+        }
+        let mut pending = Pending::default();
+        self.disconnect(socket, reason, &mut pending);
+        port.close(socket);
+        self.settle(port, pending);
+    }
+
+    fn on_input(&self, port: &CompletionPort, socket: &Arc<Socket>, data: &[u8]) {
+        let Some(conn) = socket.context::<Conn>() else { return port.close(socket) };
+        let now = Instant::now();
+        let mut fx = Effects::default();
+        let mut pending = Pending::default();
+        let feed = {
+            let mut input = conn.input();
+            let mut st = self.lock();
+            let feed = input
+                .feed(data, now, |line, truncated| st.server.handle_line(socket.key(), line, truncated, now, &mut fx));
+            self.apply(&st, std::mem::take(&mut fx), &mut pending);
+            feed
+        };
+        if feed == Feed::Flood {
+            tracing::info!(key = socket.key(), "excess flood");
+            self.error_and_close(socket, "Excess Flood", &mut pending);
+        }
+        self.settle(port, pending);
+        // Re-armed after the sends this input caused were queued and posted.
+        if !conn.output().closing {
+            port.post_recv(socket);
+        }
+    }
+
+    /// Tells the client why it is being dropped, drops it from the IRC state and closes it once
+    /// the line is sent.
+    fn error_and_close(&self, socket: &Arc<Socket>, reason: &str, pending: &mut Pending) {
+        let mut fx = Effects::default();
+        let mut st = self.lock();
+        let host = socket.peer_addr().map_or_else(|_| "*".to_owned(), |a| a.ip().to_string());
+        let line = format!("ERROR :Closing Link: {host} ({reason})\r\n");
+        fx.sends.push((socket.key(), Arc::from(line.into_bytes())));
+        fx.close.push(socket.key());
+        self.apply(&st, fx, pending);
+        let mut fx = Effects::default();
+        st.server.disconnect(socket.key(), reason, &mut fx);
+        self.apply(&st, fx, pending);
+    }
+}
+
+impl Handler for Chat {
+    fn on_accept(&self, _port: &CompletionPort, socket: &Arc<Socket>) {
+        let now = Instant::now();
+        socket.set_context(Conn::new(self.settings.flood_rate, self.settings.flood_burst, now));
+        let ip = socket.peer_addr().map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip());
+        let mut st = self.lock();
+        st.server.connect(socket.key(), ip, now);
+        st.sockets.insert(socket.key(), socket.clone());
+    }
+
+    fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats) {
+        match completion {
+            Completion::Recv { socket, result: Ok(buf) } if buf.is_empty() => {
+                self.drop_client(port, &socket, "Remote host closed the connection");
+            }
+            Completion::Recv { socket, result: Ok(buf) } => {
+                bump(&stats.bytes_in, buf.len() as u64);
+                bump(&stats.messages, 1);
+                self.on_input(port, &socket, &buf);
+            }
+            Completion::Send { socket, result: Ok(sent) } => {
+                bump(&stats.bytes_out, sent as u64);
+                if let Some(conn) = socket.context::<Conn>() {
+                    conn.output().bytes -= sent;
+                }
+                self.send_queued(port, &socket);
+            }
+            Completion::Recv { socket, result: Err(e) } if is_shutdown(&e) => {
+                let mut pending = Pending::default();
+                self.error_and_close(&socket, "Server shutting down", &mut pending);
+                self.settle(port, pending);
+            }
+            Completion::Recv { socket, result: Err(e) } | Completion::Send { socket, result: Err(e) } => {
+                if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+                    bump(&stats.errors, 1);
+                }
+                tracing::debug!(key = socket.key(), error = %e, "connection error");
+                self.drop_client(port, &socket, &format!("Read error: {e}"));
+            }
+            Completion::User(_) => {}
+        }
+    }
+
+    fn tick(&self, port: &CompletionPort) {
+        let mut fx = Effects::default();
+        let mut pending = Pending::default();
+        {
+            let mut st = self.lock();
+            st.server.tick(Instant::now(), self.settings.ping_interval, self.settings.ping_timeout, &mut fx);
+            self.apply(&st, fx, &mut pending);
+        }
+        self.settle(port, pending);
+    }
+}
+
+fn is_shutdown(e: &io::Error) -> bool {
+    e.kind() == shutting_down().kind()
+}
+
+/// Reads the message-of-the-day file into lines.
+pub fn read_motd(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read --motd file '{}': {e}", path.display()))?;
+    Ok(String::from_utf8_lossy(&text).lines().map(|l| l.chars().take(400).collect()).collect())
+}
