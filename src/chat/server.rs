@@ -1042,6 +1042,10 @@ impl ChatServer {
             return;
         }
         let text = truncate_utf8(text, TOPICLEN);
+        // Only a change is news: setting the same text (or clearing no topic) says nothing.
+        if ch.topic.as_ref().map_or(&[][..], |t| &t.text[..]) == text {
+            return;
+        }
         let prefix = &self.clients[&id].prefix;
         let line = LineBuilder::new(prefix, b"TOPIC").middle(&ch.name).trailing(text);
         self.broadcast(fx, &key, &line, None);
