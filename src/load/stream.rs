@@ -14,12 +14,11 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
-use super::dial::{self, open_many};
+use super::dial;
 use super::pattern::Pattern;
-use super::progress::Progress;
 use super::record::Recorder;
 use super::report::{self, Report};
-use super::{DialArgs, OutArgs, TimeArgs, parse, sys, workers};
+use super::{DialArgs, OutArgs, TimeArgs, parse, workers};
 
 #[derive(Args, Debug, Clone)]
 pub struct StreamArgs {
@@ -81,14 +80,7 @@ struct Outcome {
 
 pub fn run(a: &StreamArgs) -> Result<Report, String> {
     let n = a.conns as usize;
-    sys::check_nofile(n)?;
-    let mut progress =
-        Progress::new(a.out.quiet, parse::dur(a.time.warmup), parse::dur(a.time.warmup + a.time.duration), "B");
-    let opened = open_many(&a.dial.dialer(), n, true, &mut |k| progress.phase("connect", k as u64, n as u64));
-    if let Some(e) = opened.first_error {
-        return Err(e);
-    }
-    let threads = a.threads.map_or(n.min(sys::cores()), |t| t as usize);
+    let (mut progress, opened, threads) = workers::open(&a.dial, &a.time, a.out.quiet, n, a.threads, "B")?;
     let conns: Vec<Conn> = opened
         .streams
         .into_iter()

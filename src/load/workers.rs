@@ -6,7 +6,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 
+use super::dial::{Opened, open_many};
 use super::progress::{Progress, TICK};
+use super::{DialArgs, TimeArgs, parse, sys};
+
+/// The connect phase every timed scenario starts with: `n` connections opened (each proven by a
+/// round trip) under a progress bar that then counts `unit`s, and how many worker threads to use.
+pub fn open(
+    dial: &DialArgs,
+    time: &TimeArgs,
+    quiet: bool,
+    n: usize,
+    threads: Option<u32>,
+    unit: &'static str,
+) -> Result<(Progress, Opened, usize), String> {
+    sys::check_nofile(n)?;
+    let progress = Progress::new(quiet, parse::dur(time.warmup), parse::dur(time.warmup + time.duration), unit);
+    let mut opened = open_many(&dial.dialer(), n, true, &mut |k| progress.phase("connect", k as u64, n as u64));
+    if let Some(e) = opened.first_error.take() {
+        return Err(e);
+    }
+    let threads = threads.map_or(n.min(sys::cores()), |t| t as usize);
+    Ok((progress, opened, threads))
+}
 
 /// Run `work(thread_index, items)` on `threads` threads; the results in thread order.
 /// `counter` is what the workers count (messages, bytes...) for the progress line.
