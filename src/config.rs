@@ -166,11 +166,16 @@ impl ConfigError {
 
 /// Parses the process's own arguments, the environment and the config file. Clap reports its
 /// own errors (and `--help` / `--version`) and exits, as a command-line tool should.
-pub fn load() -> Result<Config, ConfigError> {
-    resolve(Cli::parse())
+/// A subcommand (`check`) is returned as such; otherwise the server configuration.
+pub fn invocation() -> Result<Invocation, ConfigError> {
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(Subcommand::Check(args)) => Ok(Invocation::Check(args)),
+        None => resolve(cli).map(|c| Invocation::Serve(Box::new(c))),
+    }
 }
 
-/// Like [`load`], from explicit arguments (`args[0]` is the program name). Clap errors are
+/// Like [`invocation`] for the server configuration, from explicit arguments (`args[0]` is the program name). Clap errors are
 /// returned instead of exiting. Environment variables are still read.
 pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
 where
@@ -215,12 +220,43 @@ DUR is whole seconds (30) or a duration such as 30s, 500ms or 2m.";
 #[derive(Parser, Debug)]
 #[command(name = "echoport", version, about, after_help = AFTER_HELP)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+
     #[command(flatten)]
     settings: Settings,
 
     /// TOML config file; its keys are the flag names without "--"
     #[arg(long, env = "ECHOPORT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Subcommand {
+    /// Probe a running server: one echo round trip (PING/PONG with --mode chat); exit status 0
+    /// when it answered correctly, 1 with a one-line reason otherwise (for health checks)
+    Check(CheckArgs),
+}
+
+/// `echoport check`: what to probe.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Address of the server to probe
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub target: SocketAddr,
+    /// Give up after this long
+    #[arg(long, value_name = "DUR", default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The protocol the server speaks
+    #[arg(long, env = "ECHOPORT_MODE", value_name = "MODE", default_value = "echo", value_parser = parse_mode)]
+    pub mode: Mode,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Box<Config>),
+    Check(CheckArgs),
 }
 
 /// The settings one source provides; `None` = this source leaves it alone. Clap fills it from

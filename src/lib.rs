@@ -7,6 +7,7 @@
 pub mod acceptor;
 pub mod buffer;
 pub mod chat;
+pub mod check;
 pub mod config;
 pub mod echo;
 pub mod load;

@@ -335,3 +335,46 @@ fn json_logs_are_one_object_per_line_with_stable_fields() {
     assert_eq!(fin["fields"]["bytes_out"], 4);
     assert_eq!(fin["fields"]["total"], 1);
 }
+
+/// Runs `echoport check` and returns (exit code, stdout, stderr).
+fn check(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(bin())
+        .arg("check")
+        .args(args)
+        .env_remove("ECHOPORT_MODE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run echoport check");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_probe_passes_against_live_servers_and_fails_with_one_line_otherwise() {
+    let mut echo = Server::start(&[]);
+    let mut chat = Server::start(&["--mode", "chat"]);
+    let (echo_addr, chat_addr) = (echo.addr().to_string(), chat.addr().to_string());
+
+    let (code, out, _) = check(&["--target", &echo_addr]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("ok: echo round trip"), "{out}");
+    let (code, out, _) = check(&["--target", &chat_addr, "--mode", "chat"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("ok: PING/PONG"), "{out}");
+    // The wrong protocol is a failure, not a hang: an echo server never answers PING with PONG.
+    let (code, _, err) = check(&["--target", &echo_addr, "--mode", "chat", "--timeout", "1s"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no PONG: timed out"), "{err}");
+
+    echo.signal(Signal::SIGTERM);
+    assert_eq!(echo.wait_exit(BOUND).code(), Some(0));
+    let (code, _, err) = check(&["--target", &echo_addr]);
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with(&format!("error: cannot connect to {echo_addr}")), "{err}");
+    chat.signal(Signal::SIGTERM);
+    assert_eq!(chat.wait_exit(BOUND).code(), Some(0));
+}
