@@ -107,6 +107,8 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// Where to serve Prometheus metrics at /metrics; `None` = nowhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub chat: ChatSettings,
 }
 
@@ -125,6 +127,7 @@ impl Default for Config {
             log_level: None,
             stats_interval: Some(Duration::from_secs(60)),
             config_file: None,
+            metrics_listen: None,
             chat: ChatSettings::default(),
         }
     }
@@ -307,6 +310,10 @@ struct Settings {
     #[arg(long, env = "ECHOPORT_STATS_INTERVAL", value_name = "DUR", value_parser = parse_duration)]
     stats_interval: Option<Duration>,
 
+    /// Serve Prometheus metrics over HTTP at ADDR/metrics [default: off]
+    #[arg(long, env = "ECHOPORT_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
+    metrics_listen: Option<SocketAddr>,
+
     /// Chat: password clients must send with PASS [default: none]
     #[arg(long, env = "ECHOPORT_PASSWORD", value_name = "PW", value_parser = parse_password, help_heading = "Chat mode")]
     password: Option<String>,
@@ -381,6 +388,9 @@ impl Config {
         }
         if let Some(v) = s.stats_interval {
             self.stats_interval = off_if_zero(v);
+        }
+        if let Some(v) = s.metrics_listen {
+            self.metrics_listen = Some(v);
         }
         let chat = &mut self.chat;
         if let Some(v) = s.password {
@@ -609,6 +619,7 @@ fn settings_from_table(table: &Table) -> Result<Settings, String> {
                 s.log_level = Some(str_value(value).and_then(parse_log_level).map_err(named)?);
             }
             "stats-interval" => s.stats_interval = Some(duration_value(value).map_err(named)?),
+            "metrics-listen" => s.metrics_listen = Some(str_value(value).and_then(parse_socket_addr).map_err(named)?),
             "password" => s.password = Some(str_value(value).and_then(parse_password).map_err(named)?),
             "server-name" => s.server_name = Some(str_value(value).and_then(parse_server_name).map_err(named)?),
             "motd" => s.motd = Some(PathBuf::from(str_value(value).map_err(named)?)),

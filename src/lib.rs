@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod echo;
 pub mod load;
+pub mod metrics;
 pub mod port;
 pub mod server;
 pub mod shutdown;

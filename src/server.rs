@@ -5,6 +5,7 @@ use crate::buffer::BufferPool;
 use crate::chat::{self, Chat};
 use crate::config::{Config, LogFormat, Mode};
 use crate::echo::Echo;
+use crate::metrics::Metrics;
 use crate::port::{CompletionPort, QUIET_SWEEP};
 use crate::shutdown::ShutdownSignals;
 use crate::stats::Stats;
@@ -69,6 +70,14 @@ pub fn run(config: Config) -> Result<(), String> {
         stats.clone(),
     )
     .map_err(|e| format!("cannot start the acceptor: {e}"))?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let (metrics, bound) = Metrics::spawn(addr, port.clone(), stats.clone(), handler.clone())?;
+            tracing::info!("metrics on http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let housekeeper = spawn_housekeeper(&port, &handler, &stats, &config, stop_rx)?;
 
@@ -101,6 +110,9 @@ pub fn run(config: Config) -> Result<(), String> {
     let _ = housekeeper.join();
     port.shutdown();
     workers.join();
+    if let Some(metrics) = metrics {
+        metrics.stop();
+    }
     stats.snapshot(port.open_sockets()).log("final stats", 0);
     tracing::info!("shutdown complete");
     Ok(())

@@ -17,6 +17,11 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Called about once a second from the housekeeping thread (protocol timers).
     fn tick(&self, _port: &CompletionPort) {}
+
+    /// Protocol-specific counters for /metrics: (name, help, value).
+    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Running worker threads.

@@ -378,3 +378,48 @@ fn check_probe_passes_against_live_servers_and_fails_with_one_line_otherwise() {
     chat.signal(Signal::SIGTERM);
     assert_eq!(chat.wait_exit(BOUND).code(), Some(0));
 }
+
+/// GET `path` over plain HTTP/1.0; returns (status line, body).
+fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = connect(addr);
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    let reply = String::from_utf8(read_to_eof(&mut s).expect("read the HTTP reply")).expect("UTF-8 reply");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a header block");
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// Prometheus samples `name{labels} value` as (name with labels, value); comments skipped.
+fn samples(body: &str) -> Vec<(String, u64)> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("malformed sample: {l}"));
+            (name.to_owned(), value.parse().unwrap_or_else(|_| panic!("not a number: {l}")))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let mut server = Server::start(&["--metrics-listen", "127.0.0.1:0", "--workers", "3"]);
+    let line = server.wait_for_line(|l| l.contains("metrics on http://"), BOUND).expect("metrics line");
+    let metrics: SocketAddr = line.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    echo_roundtrip(server.addr(), b"twelve bytes");
+
+    let (status, body) = http_get(metrics, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let got = samples(&body);
+    let value = |name: &str| got.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(value("echoport_received_bytes_total"), Some(12), "{body}");
+    assert_eq!(value("echoport_sent_bytes_total"), Some(12), "{body}");
+    assert_eq!(value("echoport_connections_accepted_total"), Some(1), "{body}");
+    assert_eq!(value("echoport_connections_refused_total"), Some(0), "{body}");
+    assert!(value("echoport_connections_open").is_some() && value("echoport_queue_depth").is_some(), "{body}");
+    let workers = got.iter().filter(|(n, _)| n.starts_with("echoport_completions_total{worker=")).count();
+    assert_eq!(workers, 3, "one completions series per worker: {body}");
+    assert!(body.contains("# TYPE echoport_messages_total counter"), "{body}");
+    assert!(http_get(metrics, "/other").0.contains("404"));
+
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+}

@@ -20,6 +20,7 @@ use crate::worker::Handler;
 use conn::{Conn, Feed};
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -27,6 +28,8 @@ use std::time::Instant;
 pub struct Chat {
     state: Mutex<State>,
     settings: ChatSettings,
+    sendq_drops: AtomicU64,
+    flood_drops: AtomicU64,
 }
 
 struct State {
@@ -54,7 +57,8 @@ impl Chat {
             opers: settings.opers.clone(),
             network: "echoport".to_owned(),
         };
-        Chat { state: Mutex::new(State { server: ChatServer::new(config), sockets: HashMap::new() }), settings }
+        let state = Mutex::new(State { server: ChatServer::new(config), sockets: HashMap::new() });
+        Chat { state, settings, sendq_drops: AtomicU64::new(0), flood_drops: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -112,6 +116,7 @@ impl Chat {
             }
             for socket in overflowed {
                 tracing::info!(key = socket.key(), sendq_bytes = self.settings.sendq_bytes, "SendQ exceeded");
+                self.sendq_drops.fetch_add(1, Ordering::Relaxed);
                 self.disconnect(&socket, "SendQ exceeded", &mut pending);
                 port.close(&socket);
             }
@@ -180,6 +185,7 @@ impl Chat {
         };
         if feed == Feed::Flood {
             tracing::info!(key = socket.key(), "excess flood");
+            self.flood_drops.fetch_add(1, Ordering::Relaxed);
             self.error_and_close(socket, "Excess Flood", &mut pending);
         }
         self.settle(port, pending);
@@ -246,6 +252,23 @@ impl Handler for Chat {
             }
             Completion::User(_) => {}
         }
+    }
+
+    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let users = self.lock().server.clients() as u64;
+        vec![
+            ("echoport_chat_clients", "Chat clients connected (registered or not).", users),
+            (
+                "echoport_chat_sendq_disconnects_total",
+                "Clients dropped for SendQ exceeded.",
+                self.sendq_drops.load(Ordering::Relaxed),
+            ),
+            (
+                "echoport_chat_flood_disconnects_total",
+                "Clients dropped for Excess Flood.",
+                self.flood_drops.load(Ordering::Relaxed),
+            ),
+        ]
     }
 
     fn tick(&self, port: &CompletionPort) {

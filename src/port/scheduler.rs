@@ -104,6 +104,11 @@ impl CompletionPort {
         }
     }
 
+    /// Tasks waiting in the shared queue (the reactor's turn included): a backlog metric.
+    pub fn queue_depth(&self) -> usize {
+        self.lock_queue().tasks.len()
+    }
+
     /// Makes every waiting and future `get` return [`Wait::Closed`].
     pub fn shutdown(&self) {
         self.lock_queue().closed = true;
