@@ -750,6 +750,31 @@ mod tests {
         assert_eq!(c.config_file, None);
     }
 
+    /// Every flag is a config key, and both must stay documented: in config/echoport.toml (set
+    /// or commented out) and in README's flag tables. A new flag without docs fails here.
+    #[test]
+    fn every_flag_is_a_documented_config_key() {
+        use clap::CommandFactory;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = std::fs::read_to_string(root.join("config/echoport.toml")).unwrap();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let keys: Vec<String> = Cli::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .filter(|k| !matches!(k.as_str(), "help" | "version" | "config"))
+            .collect();
+        assert!(keys.len() >= 20, "{keys:?}");
+        for key in &keys {
+            let documented = example.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{key} =")));
+            assert!(documented, "config/echoport.toml does not document '{key}'");
+            assert!(readme.contains(&format!("`--{key}")), "README.md does not document --{key}");
+            let table: Table = format!("{key} = []").parse().unwrap();
+            if let Err(err) = settings_from_table(&table) {
+                assert!(!err.contains("unknown key"), "'{key}' is a flag but not a config key: {err}");
+            }
+        }
+    }
+
     #[test]
     fn chat_settings_from_flags_and_file() {
         let c = load(&["--mode", "chat"]).unwrap();
