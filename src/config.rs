@@ -35,7 +35,7 @@ impl Mode {
     }
 
     /// Where the server listens when no address is configured.
-    fn default_listen(self) -> SocketAddr {
+    pub fn default_listen(self) -> SocketAddr {
         let port = match self {
             Mode::Echo => 7007,
             Mode::Chat => 6667,
@@ -244,9 +244,10 @@ enum Subcommand {
 /// `echoport check`: what to probe.
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
-    /// Address of the server to probe
-    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
-    pub target: SocketAddr,
+    /// Address of the server to probe [default: the first ECHOPORT_LISTEN address, with 0.0.0.0
+    /// or [::] probed on loopback; else the mode's default port on 127.0.0.1]
+    #[arg(long, env = "ECHOPORT_LISTEN", value_name = "ADDR", value_parser = parse_probe_target)]
+    pub target: Option<SocketAddr>,
     /// Give up after this long
     #[arg(long, value_name = "DUR", default_value = "3s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -427,6 +428,20 @@ impl Config {
 
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.trim().parse().map_err(|_| format!("invalid socket address '{s}'"))
+}
+
+/// A probe target: the first of a comma-separated list (so ECHOPORT_LISTEN works as is), and a
+/// wildcard address becomes the loopback address of its family (a server on 0.0.0.0 answers there).
+fn parse_probe_target(s: &str) -> Result<SocketAddr, String> {
+    let mut addr = parse_socket_addr(s.split(',').next().unwrap_or_default())?;
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        addr.set_ip(loopback);
+    }
+    Ok(addr)
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
