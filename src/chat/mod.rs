@@ -234,7 +234,8 @@ impl Handler for Chat {
             Completion::Send { socket, result: Ok(sent) } => {
                 bump(&stats.bytes_out, sent as u64);
                 if let Some(conn) = socket.context::<Conn>() {
-                    conn.output().bytes -= sent;
+                    let mut out = conn.output();
+                    out.bytes = out.bytes.saturating_sub(sent);
                 }
                 self.send_queued(port, &socket);
             }
