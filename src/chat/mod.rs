@@ -8,6 +8,8 @@
 //! reading is dropped ("SendQ exceeded") instead of growing server memory or delaying others.
 
 mod conn;
+#[doc(hidden)]
+pub mod drive;
 pub mod message;
 pub mod server;
 

@@ -1,0 +1,107 @@
+//! A driver for fuzzing and property tests: replays arbitrary bytes as a session of several
+//! clients against [`ChatServer`] and panics if any invariant of the output breaks. Shared by the
+//! cargo-fuzz target (fuzz/) and the proptest in tests/, so both check the same things.
+
+use super::server::{ChatConfig, ChatServer, Effects};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 4;
+
+/// Each input line (split on LF) goes to client `first byte % 4`; a first byte of 0xFF instead
+/// drops and reconnects that client, 0xFE advances the clock and runs the ping timers.
+pub fn drive(data: &[u8]) {
+    let config = ChatConfig {
+        password: None,
+        opers: vec![("op".to_owned(), "pw".to_owned())],
+        motd: Some(vec!["hello".to_owned()]),
+        ..ChatConfig::default()
+    };
+    let mut server = ChatServer::new(config);
+    let mut now = Instant::now();
+    let mut open: HashSet<usize> = HashSet::new();
+    // Registered clients already in a shared channel, so random commands reach the deep paths.
+    for id in 0..CLIENTS {
+        server.connect(id, IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8 + 1)), now);
+        open.insert(id);
+        let mut fx = Effects::default();
+        for line in [format!("NICK c{id}"), format!("USER c{id} 0 * :client {id}"), "JOIN #chan".to_owned()] {
+            server.handle_line(id, line.as_bytes(), false, now, &mut fx);
+        }
+        check(&fx, &open);
+    }
+    for line in data.split(|&b| b == b'\n') {
+        let Some((&first, rest)) = line.split_first() else { continue };
+        let id = usize::from(first) % CLIENTS;
+        let mut fx = Effects::default();
+        match first {
+            0xFF => {
+                server.disconnect(id, "fuzz", &mut fx);
+                server.connect(id, IpAddr::V4(Ipv4Addr::LOCALHOST), now);
+                open.insert(id);
+            }
+            0xFE => {
+                now += Duration::from_secs(61);
+                server.tick(now, Duration::from_secs(60), Duration::from_secs(30), &mut fx);
+            }
+            _ if open.contains(&id) => {
+                let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
+                let cut = &rest[..rest.len().min(510)];
+                server.handle_line(id, cut, rest.len() > 510, now, &mut fx);
+            }
+            _ => {}
+        }
+        check(&fx, &open);
+        for id in fx.close {
+            server.disconnect(id, "closed", &mut Effects::default());
+            open.remove(&id);
+        }
+        assert!(server.clients() <= CLIENTS, "more clients than connections");
+    }
+}
+
+/// Every line sent is one well-formed IRC line: at most 512 bytes, CRLF-terminated, with no CR,
+/// LF or NUL inside (so no relayed text can smuggle a second line), addressed to an open client.
+fn check(fx: &Effects, open: &HashSet<usize>) {
+    for (to, line) in &fx.sends {
+        assert!(open.contains(to), "line for a client that is not connected: {to}");
+        assert!(line.len() <= 512, "line longer than 512 bytes: {}", line.len());
+        let body = line
+            .strip_suffix(b"\r\n")
+            .unwrap_or_else(|| panic!("line without CRLF: {:?}", String::from_utf8_lossy(line)));
+        assert!(!body.is_empty(), "empty line");
+        assert!(
+            !body.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
+            "CR, LF or NUL inside a line: {:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn fx(line: &[u8]) -> Effects {
+        Effects { sends: vec![(0, Arc::from(line))], close: Vec::new() }
+    }
+
+    #[test]
+    #[should_panic(expected = "CR, LF or NUL inside a line")]
+    fn a_smuggled_second_line_is_caught() {
+        check(&fx(b":a PRIVMSG #c :x\r:evil QUIT\r\n"), &HashSet::from([0]));
+    }
+
+    #[test]
+    #[should_panic(expected = "line without CRLF")]
+    fn an_unterminated_line_is_caught() {
+        check(&fx(b":a PRIVMSG #c :x"), &HashSet::from([0]));
+    }
+
+    #[test]
+    fn a_well_formed_line_passes() {
+        check(&fx(b":a PRIVMSG #c :x\r\n"), &HashSet::from([0]));
+    }
+}
