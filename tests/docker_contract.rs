@@ -10,6 +10,8 @@
 //!
 //! Every wait is bounded; the server is killed and reaped on drop even when an assertion fails.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -312,7 +314,7 @@ impl Server {
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(strip_ansi(&line)).is_err() {
+                if tx.send(common::strip_ansi(&line)).is_err() {
                     break;
                 }
             }
@@ -367,24 +369,6 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // CSI: ESC [ parameters final-letter
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Run the health-check command like Docker does: killed if it outlives HEALTHCHECK --timeout.

@@ -158,7 +158,7 @@ pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
     rest.split(", ").filter_map(|s| s.trim().parse().ok()).collect()
 }
 
-fn strip_ansi(s: &str) -> String {
+pub fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
