@@ -1,18 +1,19 @@
 //! The acceptor thread: owns the listeners, accepts connections, associates each with the
 //! completion port and posts its first receive — from then on it belongs to the worker pool.
 
-use crate::port::CompletionPort;
+use crate::limits::{Limit, PerIpCap};
+use crate::port::{CompletionPort, Lease};
 use crate::stats::Stats;
 use crate::worker::Handler;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Type};
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const STOP: Token = Token(usize::MAX);
 /// First and longest pause after running out of file descriptors.
@@ -37,6 +38,8 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener>
 pub struct AcceptorConfig {
     /// 0: no limit besides the open-file limit.
     pub max_conns: usize,
+    /// `--max-conns-per-ip`; `None`: no cap.
+    pub per_ip: Option<Arc<PerIpCap>>,
 }
 
 /// A running acceptor thread.
@@ -61,8 +64,7 @@ impl Acceptor {
             poll.registry().register(l, Token(i), Interest::READABLE)?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let mut state =
-            State { poll, listeners, port, config, handler, stats, stop: stop.clone(), backoff: None, warned: None };
+        let mut state = State { poll, listeners, port, config, handler, stats, stop: stop.clone(), backoff: None };
         let thread = std::thread::Builder::new().name("echoport-acceptor".into()).spawn(move || state.run())?;
         Ok(Acceptor { stop, waker, thread })
     }
@@ -87,8 +89,6 @@ struct State {
     stop: Arc<AtomicBool>,
     /// Set while out of file descriptors: how long to wait before trying again.
     backoff: Option<Duration>,
-    /// When the last "out of file descriptors" warning was logged, and how many were held back.
-    warned: Option<(Instant, u64)>,
 }
 
 impl State {
@@ -125,7 +125,8 @@ impl State {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if retry_at_once(&e) => {}
                 Err(e) if out_of_descriptors(&e) => {
-                    self.warn_exhausted(&e);
+                    tracing::debug!(error = %e, open = self.port.open_sockets(), "accept failed");
+                    self.stats.limits.hit(Limit::OutOfFds, None);
                     return true;
                 }
                 Err(e) => {
@@ -139,15 +140,20 @@ impl State {
     fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr) {
         let max = self.config.max_conns;
         if max > 0 && self.port.open_sockets() >= max {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, max_conns = max, "refused: connection limit reached");
-            return; // dropping the stream closes it at once
+            return self.refuse(stream, peer, Limit::MaxConns, "Server full");
+        }
+        let mut lease: Option<Lease> = None;
+        if let Some(cap) = &self.config.per_ip {
+            let Some(slot) = cap.admit(peer.ip()) else {
+                return self.refuse(stream, peer, Limit::MaxConnsPerIp, "Too many connections from your address");
+            };
+            lease = Some(Box::new(slot));
         }
         // Echo replies are small and latency-bound: never hold them back for Nagle.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
         }
-        match self.port.associate(stream) {
+        match self.port.associate_holding(stream, lease) {
             Ok(socket) => {
                 self.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, key = socket.key(), "accepted");
@@ -158,21 +164,12 @@ impl State {
         }
     }
 
-    /// Logs at most one warning every 10 seconds, with how many were held back.
-    fn warn_exhausted(&mut self, e: &io::Error) {
-        let now = Instant::now();
-        match &mut self.warned {
-            Some((at, held)) if now.duration_since(*at) < Duration::from_secs(10) => *held += 1,
-            _ => {
-                let held = self.warned.map_or(0, |(_, n)| n);
-                tracing::warn!(
-                    error = %e,
-                    open = self.port.open_sockets(),
-                    suppressed = held,
-                    "accept failed: out of file descriptors; pausing accepts, existing clients are still served"
-                );
-                self.warned = Some((now, 0));
-            }
+    /// Tells the client why, if the protocol has a way to (one short write into an empty send
+    /// buffer, so it never blocks), and closes it.
+    fn refuse(&self, stream: mio::net::TcpStream, peer: SocketAddr, limit: Limit, reason: &str) {
+        self.stats.limits.hit(limit, Some(peer.ip()));
+        if let Some(line) = self.handler.refusal(peer, reason) {
+            let _ = (&stream).write(&line);
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct ChatSettings {
     pub motd: Option<PathBuf>,
     /// Bytes queued for one client before it is disconnected ("SendQ exceeded").
     pub sendq_bytes: usize,
+    /// The longest line a client may send, CR LF included; longer ones get 417.
+    pub max_line_bytes: usize,
+    /// Drop a client whose line stays unfinished this long (slowloris); `None` = never.
+    pub line_timeout: Option<Duration>,
     /// Lines per second a client may send on average; 0 = no flood control.
     pub flood_rate: f64,
     /// Lines a client may send in a burst above the rate.
@@ -71,6 +75,8 @@ impl Default for ChatSettings {
             server_name: "echoport".to_owned(),
             motd: None,
             sendq_bytes: 1024 * 1024,
+            max_line_bytes: 512,
+            line_timeout: Some(Duration::from_secs(30)),
             flood_rate: 10.0,
             flood_burst: 20,
             ping_interval: Duration::from_secs(120),
@@ -95,6 +101,8 @@ pub struct Config {
     pub workers: usize,
     /// 0 = no limit other than the open-file limit.
     pub max_conns: usize,
+    /// 0 = no per-address limit.
+    pub max_conns_per_ip: u32,
     pub backlog: u32,
     pub buffer_size: usize,
     /// `None` = connections never time out.
@@ -119,6 +127,7 @@ impl Default for Config {
             mode: Mode::Echo,
             workers: default_workers(),
             max_conns: 0,
+            max_conns_per_ip: 0,
             backlog: 1024,
             buffer_size: 16 * 1024,
             idle_timeout: Some(Duration::from_secs(300)),
@@ -271,7 +280,7 @@ struct Settings {
     #[arg(long, env = "ECHOPORT_LISTEN", value_name = "ADDR", value_delimiter = ',', value_parser = parse_socket_addr)]
     listen: Option<Vec<SocketAddr>>,
 
-    /// What to do with connections: echo (chat is reserved, not implemented yet) [default: echo]
+    /// What to do with connections: echo (RFC 862) or chat (IRC) [default: echo]
     #[arg(long, env = "ECHOPORT_MODE", value_name = "MODE", value_parser = parse_mode)]
     mode: Option<Mode>,
 
@@ -282,6 +291,10 @@ struct Settings {
     /// Most connections open at once; 0 = only the open-file limit [default: 0]
     #[arg(long, env = "ECHOPORT_MAX_CONNS", value_name = "N", value_parser = parse_int(check_max_conns))]
     max_conns: Option<usize>,
+
+    /// Most connections open at once from one address (IPv6: one /64); 0 = no cap [default: 0]
+    #[arg(long, env = "ECHOPORT_MAX_CONNS_PER_IP", value_name = "N", value_parser = parse_int(check_max_conns_per_ip))]
+    max_conns_per_ip: Option<u32>,
 
     /// Listen backlog [default: 1024]
     #[arg(long, env = "ECHOPORT_BACKLOG", value_name = "N", value_parser = parse_int(check_backlog))]
@@ -331,6 +344,14 @@ struct Settings {
     #[arg(long, env = "ECHOPORT_SENDQ_BYTES", value_name = "N", value_parser = parse_int(check_sendq), help_heading = "Chat mode")]
     sendq_bytes: Option<usize>,
 
+    /// Chat: longest line a client may send, CR LF included, 64..=512; longer ones get 417 [default: 512]
+    #[arg(long, env = "ECHOPORT_MAX_LINE_BYTES", value_name = "N", value_parser = parse_int(check_max_line), help_heading = "Chat mode")]
+    max_line_bytes: Option<usize>,
+
+    /// Chat: drop a client whose line stays unfinished this long (slowloris); 0 = never [default: 30s]
+    #[arg(long, env = "ECHOPORT_LINE_TIMEOUT", value_name = "DUR", value_parser = parse_duration, help_heading = "Chat mode")]
+    line_timeout: Option<Duration>,
+
     /// Chat: lines per second a client may send on average; 0 = no flood control [default: 10]
     #[arg(long, env = "ECHOPORT_FLOOD_RATE", value_name = "PER_SEC", value_parser = parse_rate, help_heading = "Chat mode")]
     flood_rate: Option<f64>,
@@ -369,6 +390,9 @@ impl Config {
         if let Some(v) = s.max_conns {
             self.max_conns = v;
         }
+        if let Some(v) = s.max_conns_per_ip {
+            self.max_conns_per_ip = v;
+        }
         if let Some(v) = s.backlog {
             self.backlog = v;
         }
@@ -405,6 +429,12 @@ impl Config {
         }
         if let Some(v) = s.sendq_bytes {
             chat.sendq_bytes = v;
+        }
+        if let Some(v) = s.max_line_bytes {
+            chat.max_line_bytes = v;
+        }
+        if let Some(v) = s.line_timeout {
+            chat.line_timeout = off_if_zero(v);
         }
         if let Some(v) = s.flood_rate {
             chat.flood_rate = v;
@@ -538,6 +568,16 @@ fn check_max_conns(n: i64) -> Result<usize, String> {
     in_range(n, 0, usize_max())
 }
 
+fn check_max_conns_per_ip(n: i64) -> Result<u32, String> {
+    in_range(n, 0, i64::from(u32::MAX))
+}
+
+/// Up to RFC 1459's 512: every line is relayed within that limit. Down to 64, still room for a
+/// command and its parameters.
+fn check_max_line(n: i64) -> Result<usize, String> {
+    in_range(n, 64, 512)
+}
+
 /// listen(2) takes a C int.
 fn check_backlog(n: i64) -> Result<u32, String> {
     in_range(n, 1, i64::from(i32::MAX))
@@ -621,6 +661,7 @@ fn settings_from_table(table: &Table) -> Result<Settings, String> {
             "mode" => s.mode = Some(str_value(value).and_then(parse_mode).map_err(named)?),
             "workers" => s.workers = Some(int_value(value, check_workers).map_err(named)?),
             "max-conns" => s.max_conns = Some(int_value(value, check_max_conns).map_err(named)?),
+            "max-conns-per-ip" => s.max_conns_per_ip = Some(int_value(value, check_max_conns_per_ip).map_err(named)?),
             "backlog" => s.backlog = Some(int_value(value, check_backlog).map_err(named)?),
             "buffer-size" => {
                 s.buffer_size = Some(int_value(value, check_buffer_size).map_err(named)?);
@@ -639,6 +680,8 @@ fn settings_from_table(table: &Table) -> Result<Settings, String> {
             "server-name" => s.server_name = Some(str_value(value).and_then(parse_server_name).map_err(named)?),
             "motd" => s.motd = Some(PathBuf::from(str_value(value).map_err(named)?)),
             "sendq-bytes" => s.sendq_bytes = Some(int_value(value, check_sendq).map_err(named)?),
+            "max-line-bytes" => s.max_line_bytes = Some(int_value(value, check_max_line).map_err(named)?),
+            "line-timeout" => s.line_timeout = Some(duration_value(value).map_err(named)?),
             "flood-rate" => s.flood_rate = Some(rate_value(value).map_err(named)?),
             "flood-burst" => s.flood_burst = Some(int_value(value, check_burst).map_err(named)?),
             "ping-interval" => s.ping_interval = Some(duration_value(value).map_err(named)?),
@@ -821,6 +864,24 @@ mod tests {
         assert_eq!(c.listen, vec!["127.0.0.1:6667".parse().unwrap()]);
         assert_eq!((c.chat.flood_rate, c.chat.opers.len()), (2.5, 1));
         assert_eq!(c.chat.motd.as_deref(), Some(Path::new("/m")));
+    }
+
+    #[test]
+    fn abuse_limits_from_flags_and_file() {
+        let c = load(&[]).unwrap();
+        assert_eq!((c.max_conns_per_ip, c.chat.max_line_bytes), (0, 512));
+        assert_eq!(c.chat.line_timeout, Some(Duration::from_secs(30)));
+        let c = load(&["--max-conns-per-ip=20", "--max-line-bytes=128", "--line-timeout=0"]).unwrap();
+        assert_eq!((c.max_conns_per_ip, c.chat.max_line_bytes, c.chat.line_timeout), (20, 128, None));
+        let file = TempConfig::new("max-conns-per-ip = 3\nmax-line-bytes = 64\nline-timeout = \"5s\"\n");
+        let c = load(&["--config", file.path()]).unwrap();
+        assert_eq!((c.max_conns_per_ip, c.chat.max_line_bytes), (3, 64));
+        assert_eq!(c.chat.line_timeout, Some(Duration::from_secs(5)));
+        assert!(load_err(&["--max-line-bytes", "1000"]).contains("at most 512"));
+        assert!(load_err(&["--max-line-bytes", "10"]).contains("at least 64"));
+        assert!(load_err(&["--max-conns-per-ip=-1"]).contains("at least 0"));
+        let err = file_err("line-timeout = true\n");
+        assert!(err.contains("key 'line-timeout'"), "{err}");
     }
 
     #[test]

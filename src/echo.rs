@@ -46,10 +46,8 @@ impl Handler for Echo {
 /// not the operator's: they are logged at debug level only.
 fn close_on_error(port: &CompletionPort, socket: &Arc<Socket>, e: &io::Error, stats: &WorkerStats) {
     match e.kind() {
-        io::ErrorKind::TimedOut => {
-            bump(&stats.timeouts, 1);
-            tracing::debug!(key = socket.key(), "idle timeout");
-        }
+        // Counted (and logged) by the sweep that expired it.
+        io::ErrorKind::TimedOut => tracing::debug!(key = socket.key(), "idle timeout"),
         io::ErrorKind::ConnectionAborted => {
             tracing::debug!(key = socket.key(), "closed for shutdown")
         }

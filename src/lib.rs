@@ -10,6 +10,7 @@ pub mod chat;
 pub mod check;
 pub mod config;
 pub mod echo;
+pub mod limits;
 pub mod load;
 pub mod metrics;
 pub mod port;

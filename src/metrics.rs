@@ -68,7 +68,12 @@ pub fn render(port: &CompletionPort, stats: &Stats, handler: &dyn Handler) -> St
     let one = |v: u64| [(String::new(), v)];
     metric("echoport_connections_open", "gauge", "Connections open now.", &one(snap.open));
     metric("echoport_connections_accepted_total", "counter", "Connections accepted.", &one(snap.total));
-    metric("echoport_connections_refused_total", "counter", "Connections refused by --max-conns.", &one(snap.refused));
+    metric(
+        "echoport_connections_refused_total",
+        "counter",
+        "Connections refused by --max-conns or --max-conns-per-ip.",
+        &one(snap.refused),
+    );
     metric("echoport_received_bytes_total", "counter", "Bytes received from clients.", &one(snap.bytes_in));
     metric("echoport_sent_bytes_total", "counter", "Bytes sent to clients.", &one(snap.bytes_out));
     metric("echoport_messages_total", "counter", "Receive completions carrying data.", &one(snap.messages));
@@ -87,6 +92,9 @@ pub fn render(port: &CompletionPort, stats: &Stats, handler: &dyn Handler) -> St
     );
     let errors = [("{kind=\"timeout\"}".to_owned(), snap.timeouts), ("{kind=\"io\"}".to_owned(), snap.errors)];
     metric("echoport_errors_total", "counter", "Connections ended by an error, by kind.", &errors);
+    let hits: Vec<(String, u64)> =
+        stats.limits.counts().map(|(limit, n)| (format!("{{limit=\"{}\"}}", limit.name()), n)).collect();
+    metric("echoport_limit_hits_total", "counter", "Times each configured limit was hit.", &hits);
     for (name, help, value) in handler.counters() {
         let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
         metric(name, kind, help, &one(value));

@@ -5,6 +5,7 @@ use crate::buffer::BufferPool;
 use crate::chat::{self, Chat};
 use crate::config::{Config, LogFormat, Mode};
 use crate::echo::Echo;
+use crate::limits::{Limit, PerIpCap};
 use crate::metrics::Metrics;
 use crate::port::{CompletionPort, QUIET_SWEEP};
 use crate::shutdown::ShutdownSignals;
@@ -57,7 +58,7 @@ pub fn run(config: Config) -> Result<(), String> {
         Mode::Echo => Arc::new(Echo),
         Mode::Chat => {
             let motd = config.chat.motd.as_deref().map(chat::read_motd).transpose()?;
-            Arc::new(Chat::new(config.chat.clone(), motd))
+            Arc::new(Chat::new(config.chat.clone(), motd, stats.clone()))
         }
     };
     let workers =
@@ -65,7 +66,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let acceptor = Acceptor::spawn(
         listeners,
         port.clone(),
-        AcceptorConfig { max_conns: config.max_conns },
+        AcceptorConfig { max_conns: config.max_conns, per_ip: PerIpCap::new(config.max_conns_per_ip) },
         handler.clone(),
         stats.clone(),
     )
@@ -85,6 +86,7 @@ pub fn run(config: Config) -> Result<(), String> {
     tracing::info!(mode = %mode, workers = config.workers, "listening on {}", join_addrs(&bound));
     tracing::info!(
         max_conns = config.max_conns,
+        max_conns_per_ip = config.max_conns_per_ip,
         backlog = config.backlog,
         buffer_size = config.buffer_size,
         idle_timeout = ?config.idle_timeout,
@@ -113,7 +115,7 @@ pub fn run(config: Config) -> Result<(), String> {
     if let Some(metrics) = metrics {
         metrics.stop();
     }
-    stats.snapshot(port.open_sockets()).log("final stats", 0);
+    stats.log(port.open_sockets(), "final stats", 0);
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -164,16 +166,18 @@ fn spawn_housekeeper(
                 }
                 port.tick();
                 if let Some(idle) = idle {
-                    port.expire_idle(idle);
+                    let expired = port.expire_idle(idle);
+                    stats.limits.hit_n(Limit::IdleTimeout, expired as u64, None);
                 }
                 handler.tick(&port);
                 if let Some(interval) = interval {
                     let elapsed = last_report.0.elapsed();
                     if elapsed >= interval {
-                        let snap = stats.snapshot(port.open_sockets());
-                        let rate = (snap.messages - last_report.1) as f64 / elapsed.as_secs_f64();
-                        snap.log("stats", rate as u64);
-                        last_report = (Instant::now(), snap.messages);
+                        let open = port.open_sockets();
+                        let messages = stats.snapshot(open).messages;
+                        let rate = (messages - last_report.1) as f64 / elapsed.as_secs_f64();
+                        stats.log(open, "stats", rate as u64);
+                        last_report = (Instant::now(), messages);
                     }
                 }
             }

@@ -1,6 +1,8 @@
 //! Counters: one cache-line-aligned block per worker, so the hot path never shares a line with
-//! another core; the reporter sums them.
+//! another core; the reporter sums them. Limit hits, rare by nature, are shared ([`Limits`]).
 
+use crate::limits::{Limit, Limits};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters written by a single worker thread.
@@ -11,7 +13,6 @@ pub struct WorkerStats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub messages: AtomicU64,
-    pub timeouts: AtomicU64,
     pub errors: AtomicU64,
 }
 
@@ -27,7 +28,7 @@ pub struct Stats {
     pub workers: Vec<WorkerStats>,
     /// Written by the acceptor thread only.
     pub accepted: AtomicU64,
-    pub refused: AtomicU64,
+    pub limits: Limits,
 }
 
 /// A point-in-time sum of the counters.
@@ -35,10 +36,12 @@ pub struct Stats {
 pub struct Snapshot {
     pub open: u64,
     pub total: u64,
+    /// Refused by `--max-conns` or `--max-conns-per-ip`.
     pub refused: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub messages: u64,
+    /// Closed by an idle, registration, ping or line timeout.
     pub timeouts: u64,
     pub errors: u64,
     pub completions: u64,
@@ -49,16 +52,18 @@ impl Stats {
         Stats {
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             accepted: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
+            limits: Limits::default(),
         }
     }
 
     pub fn snapshot(&self, open: usize) -> Snapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let hits = |limits: &[Limit]| limits.iter().map(|&l| self.limits.count(l)).sum();
         let mut s = Snapshot {
             open: open as u64,
             total: get(&self.accepted),
-            refused: get(&self.refused),
+            refused: hits(&[Limit::MaxConns, Limit::MaxConnsPerIp]),
+            timeouts: hits(&[Limit::IdleTimeout, Limit::RegistrationTimeout, Limit::PingTimeout, Limit::LineTimeout]),
             ..Snapshot::default()
         };
         for w in &self.workers {
@@ -66,16 +71,27 @@ impl Stats {
             s.bytes_in += get(&w.bytes_in);
             s.bytes_out += get(&w.bytes_out);
             s.messages += get(&w.messages);
-            s.timeouts += get(&w.timeouts);
             s.errors += get(&w.errors);
         }
         s
     }
 }
 
+impl Stats {
+    /// Logs a snapshot as `key=value` fields; `per_sec` is the message rate since the last one.
+    /// `limits` lists the limits hit so far, as `name=count` pairs.
+    pub fn log(&self, open: usize, message: &str, per_sec: u64) {
+        let snap = self.snapshot(open);
+        let mut limits = String::new();
+        for (limit, n) in self.limits.counts().filter(|&(_, n)| n > 0) {
+            let _ = write!(limits, "{}{}={n}", if limits.is_empty() { "" } else { " " }, limit.name());
+        }
+        snap.log(message, per_sec, &limits);
+    }
+}
+
 impl Snapshot {
-    /// Logs the snapshot as `key=value` fields; `per_sec` is the message rate since the last one.
-    pub fn log(&self, message: &str, per_sec: u64) {
+    fn log(&self, message: &str, per_sec: u64, limits: &str) {
         tracing::info!(
             open = self.open,
             total = self.total,
@@ -85,6 +101,7 @@ impl Snapshot {
             refused = self.refused,
             timeouts = self.timeouts,
             errors = self.errors,
+            limits,
             "{message}"
         );
     }
@@ -100,8 +117,10 @@ mod tests {
         bump(&stats.workers[0].bytes_in, 5);
         bump(&stats.workers[2].bytes_in, 7);
         bump(&stats.workers[1].messages, 1);
-        stats.refused.fetch_add(2, Ordering::Relaxed);
+        stats.limits.hit(Limit::MaxConns, None);
+        stats.limits.hit(Limit::MaxConnsPerIp, None);
+        stats.limits.hit(Limit::PingTimeout, None);
         let s = stats.snapshot(4);
-        assert_eq!((s.open, s.bytes_in, s.messages, s.refused), (4, 12, 1, 2));
+        assert_eq!((s.open, s.bytes_in, s.messages, s.refused, s.timeouts), (4, 12, 1, 2, 1));
     }
 }

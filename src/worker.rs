@@ -4,6 +4,7 @@
 use crate::port::{Completion, CompletionPort, Socket, Wait};
 use crate::stats::{Stats, WorkerStats, bump};
 use std::io;
+use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,6 +15,12 @@ pub trait Handler: Send + Sync + 'static {
     fn on_accept(&self, _port: &CompletionPort, _socket: &Arc<Socket>) {}
 
     fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats);
+
+    /// What to tell a connection refused by a limit before it is closed (`reason` is a short
+    /// phrase such as "Server full"); `None` closes it without a word.
+    fn refusal(&self, _peer: SocketAddr, _reason: &str) -> Option<Vec<u8>> {
+        None
+    }
 
     /// Called about once a second from the housekeeping thread (protocol timers).
     fn tick(&self, _port: &CompletionPort) {}

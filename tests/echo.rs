@@ -379,31 +379,10 @@ fn check_probe_passes_against_live_servers_and_fails_with_one_line_otherwise() {
     assert_eq!(chat.wait_exit(BOUND).code(), Some(0));
 }
 
-/// GET `path` over plain HTTP/1.0; returns (status line, body).
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = connect(addr);
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
-    let reply = String::from_utf8(read_to_eof(&mut s).expect("read the HTTP reply")).expect("UTF-8 reply");
-    let (head, body) = reply.split_once("\r\n\r\n").expect("a header block");
-    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
-}
-
-/// Prometheus samples `name{labels} value` as (name with labels, value); comments skipped.
-fn samples(body: &str) -> Vec<(String, u64)> {
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("malformed sample: {l}"));
-            (name.to_owned(), value.parse().unwrap_or_else(|_| panic!("not a number: {l}")))
-        })
-        .collect()
-}
-
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
     let mut server = Server::start(&["--metrics-listen", "127.0.0.1:0", "--workers", "3"]);
-    let line = server.wait_for_line(|l| l.contains("metrics on http://"), BOUND).expect("metrics line");
-    let metrics: SocketAddr = line.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let metrics = metrics_addr(&mut server);
     echo_roundtrip(server.addr(), b"twelve bytes");
 
     let (status, body) = http_get(metrics, "/metrics");

@@ -1,14 +1,184 @@
-//! Connection limits, file-descriptor exhaustion and idle timeouts.
+//! Connection limits, file-descriptor exhaustion and timeouts: each limit stops only the client
+//! that hit it, tells it why (chat: an ERROR line) or closes it cleanly (echo), and is counted in
+//! /metrics and logged at most once per 10 s.
 
 mod common;
+#[path = "common/irc.rs"]
+mod irc;
 
 use std::io::{ErrorKind, Read};
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use irc::{Client, WAIT};
 use nix::sys::signal::Signal;
+
+/// Connects from a chosen loopback source address (every 127.0.0.0/8 address works on Linux).
+fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.bind(&SocketAddr::new(IpAddr::V4(source), 0).into()).expect("bind the source address");
+    socket.connect_timeout(&addr.into(), BOUND).unwrap_or_else(|e| panic!("connect from {source}: {e}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Polls `/metrics` until `name` reaches `want` (the server has no push signal for "a socket
+/// closed"); panics after [`BOUND`].
+fn wait_metric(metrics: SocketAddr, name: &str, want: u64) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let got = scrape(metrics, name);
+        if got == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} stayed at {got:?}, expected {want}");
+        thread::sleep(Duration::from_millis(20)); // pacing between scrapes, not synchronisation
+    }
+}
+
+/// A chat server with flood control off and metrics on; returns it with its metrics address.
+fn chat_server(extra: &[&str]) -> (Server, SocketAddr) {
+    let mut server = Server::builder()
+        .args(["--mode", "chat", "--flood-rate", "0", "--metrics-listen", "127.0.0.1:0"])
+        .args(extra)
+        .spawn();
+    let metrics = metrics_addr(&mut server);
+    (server, metrics)
+}
+
+/// Reads the ERROR line a refused or dropped chat client gets, then EOF.
+fn expect_error_and_close(c: &mut Client, reason: &str) {
+    let lines = c.expect_closed(WAIT);
+    let error = lines.iter().find(|m| m.is("ERROR")).unwrap_or_else(|| panic!("no ERROR line, got: {lines:?}"));
+    assert!(error.last().contains(reason), "ERROR line {error} does not say {reason:?}");
+}
+
+#[test]
+fn max_conns_per_ip_refuses_only_that_address() {
+    let mut server = Server::start(&["--max-conns-per-ip", "2", "--metrics-listen", "127.0.0.1:0"]);
+    let (addr, metrics) = (server.addr(), metrics_addr(&mut server));
+    let here = Ipv4Addr::new(127, 0, 0, 1);
+    let a = connect_from(here, addr);
+    echo_on(&a, b"first");
+    let b = connect_from(here, addr);
+    echo_on(&b, b"second");
+
+    let mut c = connect_from(here, addr);
+    let r = c.read(&mut [0u8; 16]);
+    assert!(is_closed(&r), "a third connection from {here} was not closed (read gave {r:?})");
+    let other = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr);
+    echo_on(&other, b"another address has its own allowance");
+    echo_on(&a, b"the admitted ones are unaffected");
+    assert_eq!(limit_hits(metrics, "max_conns_per_ip"), 1);
+    server.expect_line("--max-conns-per-ip reached", BOUND);
+
+    // A closed connection gives its slot back.
+    drop(a);
+    wait_metric(metrics, "echoport_connections_open", 2);
+    let d = connect_from(here, addr);
+    echo_on(&d, b"a freed slot is reused");
+    drop((b, c, d, other));
+
+    server.signal(Signal::SIGTERM);
+    let st = server.final_stats();
+    assert_eq!(stat(&st, "refused"), 1, "{st:?}");
+    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+}
+
+#[test]
+fn chat_refusals_say_why() {
+    let (mut server, metrics) = chat_server(&["--max-conns-per-ip", "1", "--max-conns", "2"]);
+    let addr = server.addr();
+    let mut alice = Client::registered(addr, "alice");
+    let mut again = Client::from_stream(connect_from(Ipv4Addr::LOCALHOST, addr), "alice-again");
+    expect_error_and_close(&mut again, "Too many connections from your address");
+
+    let mut bob = Client::from_stream(connect_from(Ipv4Addr::new(127, 0, 0, 2), addr), "bob");
+    bob.register("bob");
+    let mut third = Client::from_stream(connect_from(Ipv4Addr::new(127, 0, 0, 3), addr), "carol");
+    expect_error_and_close(&mut third, "Server full");
+
+    alice.assert_quiet("refusals reach no one else");
+    bob.assert_quiet("refusals reach no one else");
+    assert_eq!(limit_hits(metrics, "max_conns_per_ip"), 1);
+    assert_eq!(limit_hits(metrics, "max_conns"), 1);
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+}
+
+#[test]
+fn slowloris_is_dropped_by_the_line_timeout() {
+    let (mut server, metrics) = chat_server(&["--line-timeout", "1"]);
+    let addr = server.addr();
+    let mut alice = Client::registered(addr, "alice");
+    alice.join("#c");
+    let mut slow = Client::registered(addr, "slow");
+    slow.join("#c");
+    alice.expect(|m| m.is("JOIN") && m.nick() == "slow", WAIT);
+
+    // Half a line, and never its end.
+    slow.send_raw(b"PRIVMSG #c :never fin");
+    let started = Instant::now();
+    expect_error_and_close(&mut slow, "Read timeout");
+    assert!(started.elapsed() >= Duration::from_millis(500), "dropped after only {:?}", started.elapsed());
+    let quit = alice.expect(|m| m.is("QUIT"), WAIT);
+    assert_eq!(quit.nick(), "slow");
+
+    // Complete lines, however slow, are not what the limit is about; an idle client stays.
+    alice.assert_quiet("alice is still served");
+    assert_eq!(limit_hits(metrics, "line_timeout"), 1);
+    server.expect_line("--line-timeout", BOUND);
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+}
+
+#[test]
+fn max_line_bytes_rejects_longer_lines_with_417() {
+    let (mut server, metrics) = chat_server(&["--max-line-bytes", "100"]);
+    let addr = server.addr();
+    let mut alice = Client::registered(addr, "alice");
+    alice.join("#c");
+    let mut bob = Client::registered(addr, "bob");
+    bob.join("#c");
+    alice.expect(|m| m.is("JOIN") && m.nick() == "bob", WAIT);
+
+    let fits = format!("PRIVMSG #c :{}", "f".repeat(100 - 2 - 12));
+    bob.send(&fits);
+    assert_eq!(alice.expect_cmd("PRIVMSG").last().len(), 100 - 2 - 12);
+    bob.send(&format!("PRIVMSG #c :{}", "x".repeat(100)));
+    let reply = bob.expect(|m| m.is_numeric(), WAIT);
+    assert!(reply.is("417"), "expected 417 ERR_INPUTTOOLONG, got {reply}");
+    alice.assert_quiet("the overlong line was not relayed");
+    bob.assert_quiet("the connection goes on");
+    assert_eq!(limit_hits(metrics, "line_too_long"), 1);
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+}
+
+#[test]
+fn limit_hits_are_all_counted_but_logged_once() {
+    const REFUSED: u64 = 30;
+    let mut server = Server::start(&["--max-conns", "1", "--metrics-listen", "127.0.0.1:0"]);
+    let (addr, metrics) = (server.addr(), metrics_addr(&mut server));
+    let held = connect(addr);
+    echo_on(&held, b"holding the only slot");
+    for i in 0..REFUSED {
+        let mut c = connect(addr);
+        let r = c.read(&mut [0u8; 16]);
+        assert!(is_closed(&r), "refused connection {i} was not closed (read gave {r:?})");
+    }
+    assert_eq!(limit_hits(metrics, "max_conns"), REFUSED);
+    server.signal(Signal::SIGTERM);
+    server.wait_exit(BOUND);
+    let logged = server.lines().iter().filter(|l| l.contains("--max-conns reached")).count();
+    // One line per 10 s window; a very slow box may cross into a second window.
+    assert!((1..=2).contains(&logged), "{logged} log lines for {REFUSED} refusals:\n{}", server.log());
+}
 
 #[test]
 fn max_conns_refuses_the_extra_client() {
@@ -48,7 +218,7 @@ fn out_of_file_descriptors_is_survived() {
 
     // Connects complete in the kernel backlog even when the server cannot accept.
     let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(addr)).collect();
-    let warn = server.expect_line("file descriptors", BOUND);
+    let warn = server.expect_line("out of file descriptors", BOUND);
     eprintln!("server warned: {warn}");
     server.assert_alive();
 

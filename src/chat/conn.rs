@@ -3,10 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
-
-/// The longest line content accepted (RFC 1459: 512 bytes including CR LF).
-pub const MAX_LINE: usize = 510;
+use std::time::{Duration, Instant};
 
 /// Set as the socket's context when a chat connection is accepted.
 pub struct Conn {
@@ -15,10 +12,15 @@ pub struct Conn {
 }
 
 pub struct Input {
-    /// The start of a line whose end has not arrived yet (at most [`MAX_LINE`] bytes).
+    /// The longest line content accepted (`--max-line-bytes` less CR LF).
+    max_line: usize,
+    /// The start of a line whose end has not arrived yet (at most `max_line` + 1 bytes: the
+    /// line and its CR). This is the whole receive queue the server keeps for a client.
     partial: Vec<u8>,
-    /// The current line was longer than [`MAX_LINE`]: its rest is skipped up to the LF.
+    /// The current line was longer than `max_line`: its rest is skipped up to the LF.
     overlong: bool,
+    /// When the unfinished line (if any) began arriving, for `--line-timeout`.
+    partial_since: Option<Instant>,
     bucket: TokenBucket,
 }
 
@@ -37,13 +39,13 @@ pub struct Output {
 }
 
 impl Conn {
-    pub fn new(flood_rate: f64, flood_burst: u32, now: Instant) -> Self {
+    /// `max_line_bytes` counts the CR LF, as `--max-line-bytes` does.
+    pub fn new(flood_rate: f64, flood_burst: u32, max_line_bytes: usize, now: Instant) -> Self {
         Conn {
-            input: Mutex::new(Input {
-                partial: Vec::new(),
-                overlong: false,
-                bucket: TokenBucket::new(flood_rate, flood_burst, now),
-            }),
+            input: Mutex::new(Input::new(
+                max_line_bytes.saturating_sub(2),
+                TokenBucket::new(flood_rate, flood_burst, now),
+            )),
             output: Mutex::new(Output::default()),
         }
     }
@@ -66,12 +68,19 @@ pub enum Feed {
 }
 
 impl Input {
+    fn new(max_line: usize, bucket: TokenBucket) -> Self {
+        Input { max_line, partial: Vec::new(), overlong: false, partial_since: None, bucket }
+    }
+
     /// Cuts `data` into lines (LF-terminated, an optional CR before it dropped) and hands each to
-    /// `on_line` with whether it was cut to [`MAX_LINE`]. Stops at the first line beyond the flood
-    /// allowance.
+    /// `on_line` with whether it was cut to the maximum length. Stops at the first line beyond
+    /// the flood allowance.
     pub fn feed(&mut self, data: &[u8], now: Instant, mut on_line: impl FnMut(&[u8], bool)) -> Feed {
         let mut rest = data;
+        let max_line = self.max_line;
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            // Whatever follows this LF is a new line, begun now.
+            self.partial_since = None;
             let (piece, tail) = (&rest[..end], &rest[end + 1..]);
             rest = tail;
             if !self.bucket.take(now) {
@@ -85,17 +94,25 @@ impl Input {
                 &self.partial
             };
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            truncated |= line.len() > MAX_LINE;
-            on_line(&line[..line.len().min(MAX_LINE)], truncated);
+            truncated |= line.len() > max_line;
+            on_line(&line[..line.len().min(max_line)], truncated);
             self.partial.clear();
         }
         self.overlong |= self.push_partial(rest);
+        if !rest.is_empty() && self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
         Feed::Ok
+    }
+
+    /// How long the current line has been arriving without its end; zero when none is.
+    pub fn unfinished_for(&self, now: Instant) -> Duration {
+        self.partial_since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 
     /// Keeps at most a line and its CR; true when bytes had to be dropped.
     fn push_partial(&mut self, piece: &[u8]) -> bool {
-        let room = (MAX_LINE + 1).saturating_sub(self.partial.len());
+        let room = (self.max_line + 1).saturating_sub(self.partial.len());
         self.partial.extend_from_slice(&piece[..piece.len().min(room)]);
         piece.len() > room
     }
@@ -140,8 +157,10 @@ mod tests {
         (out, feed)
     }
 
+    const MAX_LINE: usize = 510;
+
     fn input(rate: f64, burst: u32) -> Input {
-        Input { partial: Vec::new(), overlong: false, bucket: TokenBucket::new(rate, burst, Instant::now()) }
+        Input::new(MAX_LINE, TokenBucket::new(rate, burst, Instant::now()))
     }
 
     #[test]
@@ -167,6 +186,32 @@ mod tests {
         assert_eq!(got[0].0.len(), MAX_LINE);
         assert!(got[0].1, "flagged as truncated");
         assert_eq!(got[1], ("PING :ok".into(), false));
+    }
+
+    #[test]
+    fn a_shorter_max_line_cuts_sooner() {
+        let mut i = Input::new(62, TokenBucket::new(0.0, 1, Instant::now()));
+        let (got, _) = lines(&mut i, &[b'x'; 100]);
+        assert!(got.is_empty());
+        let (got, _) = lines(&mut i, b"\r\nPING :short\r\n");
+        assert_eq!((got[0].0.len(), got[0].1), (62, true));
+        assert_eq!(got[1], ("PING :short".into(), false));
+    }
+
+    #[test]
+    fn unfinished_line_age_counts_from_its_first_byte() {
+        let mut i = input(0.0, 1);
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        i.feed(b"PING :a\r\n", t0, |_, _| {});
+        assert_eq!(i.unfinished_for(t0 + s), Duration::ZERO, "nothing unfinished");
+        i.feed(b"PRIV", t0 + s, |_, _| {});
+        i.feed(b"MSG #c", t0 + 5 * s, |_, _| {});
+        assert_eq!(i.unfinished_for(t0 + 10 * s), 9 * s, "more bytes of the same line do not reset it");
+        i.feed(b" :x\nNI", t0 + 10 * s, |_, _| {});
+        assert_eq!(i.unfinished_for(t0 + 12 * s), 2 * s, "a new line starts its own clock");
+        i.feed(b"CK n\n", t0 + 12 * s, |_, _| {});
+        assert_eq!(i.unfinished_for(t0 + 60 * s), Duration::ZERO);
     }
 
     #[test]

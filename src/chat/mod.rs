@@ -13,16 +13,17 @@ pub mod drive;
 pub mod message;
 pub mod server;
 
-pub use server::{ChatConfig, ChatServer, ClientId, Effects};
+pub use server::{ChatConfig, ChatServer, ClientId, Effects, Expired};
 
 use crate::config::ChatSettings;
+use crate::limits::Limit;
 use crate::port::{Completion, CompletionPort, Socket, shutting_down};
-use crate::stats::{WorkerStats, bump};
+use crate::stats::{Stats, WorkerStats, bump};
 use crate::worker::Handler;
 use conn::{Conn, Feed};
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -30,8 +31,8 @@ use std::time::Instant;
 pub struct Chat {
     state: Mutex<State>,
     settings: ChatSettings,
-    sendq_drops: AtomicU64,
-    flood_drops: AtomicU64,
+    /// Where limit hits are counted.
+    stats: Arc<Stats>,
 }
 
 struct State {
@@ -51,7 +52,7 @@ struct Pending {
 }
 
 impl Chat {
-    pub fn new(settings: ChatSettings, motd: Option<Vec<String>>) -> Self {
+    pub fn new(settings: ChatSettings, motd: Option<Vec<String>>, stats: Arc<Stats>) -> Self {
         let config = ChatConfig {
             server_name: settings.server_name.clone(),
             password: settings.password.clone(),
@@ -60,7 +61,7 @@ impl Chat {
             network: "echoport".to_owned(),
         };
         let state = Mutex::new(State { server: ChatServer::new(config), sockets: HashMap::new() });
-        Chat { state, settings, sendq_drops: AtomicU64::new(0), flood_drops: AtomicU64::new(0) }
+        Chat { state, settings, stats }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -117,8 +118,7 @@ impl Chat {
                 return;
             }
             for socket in overflowed {
-                tracing::info!(key = socket.key(), sendq_bytes = self.settings.sendq_bytes, "SendQ exceeded");
-                self.sendq_drops.fetch_add(1, Ordering::Relaxed);
+                self.hit(Limit::SendQ, &socket);
                 self.disconnect(&socket, "SendQ exceeded", &mut pending);
                 port.close(&socket);
             }
@@ -177,17 +177,22 @@ impl Chat {
         let now = Instant::now();
         let mut fx = Effects::default();
         let mut pending = Pending::default();
+        let mut too_long = 0;
         let feed = {
             let mut input = conn.input();
             let mut st = self.lock();
-            let feed = input
-                .feed(data, now, |line, truncated| st.server.handle_line(socket.key(), line, truncated, now, &mut fx));
+            let feed = input.feed(data, now, |line, truncated| {
+                too_long += u64::from(truncated);
+                st.server.handle_line(socket.key(), line, truncated, now, &mut fx);
+            });
             self.apply(&st, std::mem::take(&mut fx), &mut pending);
             feed
         };
+        if too_long > 0 {
+            self.stats.limits.hit_n(Limit::LineTooLong, too_long, peer_ip(socket));
+        }
         if feed == Feed::Flood {
-            tracing::info!(key = socket.key(), "excess flood");
-            self.flood_drops.fetch_add(1, Ordering::Relaxed);
+            self.hit(Limit::Flood, socket);
             self.error_and_close(socket, "Excess Flood", &mut pending);
         }
         self.settle(port, pending);
@@ -202,21 +207,53 @@ impl Chat {
     fn error_and_close(&self, socket: &Arc<Socket>, reason: &str, pending: &mut Pending) {
         let mut fx = Effects::default();
         let mut st = self.lock();
-        let host = socket.peer_addr().map_or_else(|_| "*".to_owned(), |a| a.ip().to_string());
-        let line = format!("ERROR :Closing Link: {host} ({reason})\r\n");
-        fx.sends.push((socket.key(), Arc::from(line.into_bytes())));
+        let line = closing_link(socket.peer_addr().ok(), reason);
+        fx.sends.push((socket.key(), Arc::from(line)));
         fx.close.push(socket.key());
         self.apply(&st, fx, pending);
         let mut fx = Effects::default();
         st.server.disconnect(socket.key(), reason, &mut fx);
         self.apply(&st, fx, pending);
     }
+
+    /// Counts a limit hit by one client (and maybe logs it).
+    fn hit(&self, limit: Limit, socket: &Socket) {
+        self.stats.limits.hit(limit, peer_ip(socket));
+    }
+
+    /// `--line-timeout`: drops clients whose current line has been arriving for too long (a
+    /// slowloris holds a connection open by never finishing one).
+    fn expire_unfinished_lines(&self, now: Instant, pending: &mut Pending) {
+        let Some(limit) = self.settings.line_timeout else { return };
+        // Each input is locked alone, never under the state lock (on_input takes them the other
+        // way round).
+        let sockets: Vec<Arc<Socket>> = self.lock().sockets.values().cloned().collect();
+        for socket in sockets {
+            let Some(conn) = socket.context::<Conn>() else { continue };
+            if conn.input().unfinished_for(now) < limit || conn.output().closing {
+                continue;
+            }
+            self.hit(Limit::LineTimeout, &socket);
+            self.error_and_close(&socket, "Read timeout", pending);
+        }
+    }
+}
+
+/// The line a client is sent before the server closes its connection.
+fn closing_link(peer: Option<SocketAddr>, reason: &str) -> Vec<u8> {
+    let host = peer.map_or_else(|| "*".to_owned(), |a| a.ip().to_string());
+    format!("ERROR :Closing Link: {host} ({reason})\r\n").into_bytes()
+}
+
+fn peer_ip(socket: &Socket) -> Option<IpAddr> {
+    socket.peer_addr().ok().map(|a| a.ip())
 }
 
 impl Handler for Chat {
     fn on_accept(&self, _port: &CompletionPort, socket: &Arc<Socket>) {
         let now = Instant::now();
-        socket.set_context(Conn::new(self.settings.flood_rate, self.settings.flood_burst, now));
+        let s = &self.settings;
+        socket.set_context(Conn::new(s.flood_rate, s.flood_burst, s.max_line_bytes, now));
         let ip = socket.peer_addr().map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip());
         let mut st = self.lock();
         st.server.connect(socket.key(), ip, now);
@@ -259,29 +296,27 @@ impl Handler for Chat {
 
     fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
         let users = self.lock().server.clients() as u64;
-        vec![
-            ("echoport_chat_clients", "Chat clients connected (registered or not).", users),
-            (
-                "echoport_chat_sendq_disconnects_total",
-                "Clients dropped for SendQ exceeded.",
-                self.sendq_drops.load(Ordering::Relaxed),
-            ),
-            (
-                "echoport_chat_flood_disconnects_total",
-                "Clients dropped for Excess Flood.",
-                self.flood_drops.load(Ordering::Relaxed),
-            ),
-        ]
+        vec![("echoport_chat_clients", "Chat clients connected (registered or not).", users)]
+    }
+
+    fn refusal(&self, peer: SocketAddr, reason: &str) -> Option<Vec<u8>> {
+        Some(closing_link(Some(peer), reason))
     }
 
     fn tick(&self, port: &CompletionPort) {
+        let now = Instant::now();
         let mut fx = Effects::default();
         let mut pending = Pending::default();
-        {
+        let expired = {
             let mut st = self.lock();
-            st.server.tick(Instant::now(), self.settings.ping_interval, self.settings.ping_timeout, &mut fx);
+            let expired = st.server.tick(now, self.settings.ping_interval, self.settings.ping_timeout, &mut fx);
             self.apply(&st, fx, &mut pending);
-        }
+            expired
+        };
+        let limits = &self.stats.limits;
+        limits.hit_n(Limit::RegistrationTimeout, expired.registration as u64, None);
+        limits.hit_n(Limit::PingTimeout, expired.ping as u64, None);
+        self.expire_unfinished_lines(now, &mut pending);
         self.settle(port, pending);
     }
 }

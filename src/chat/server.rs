@@ -86,6 +86,17 @@ impl Default for ChatConfig {
     }
 }
 
+/// Clients [`ChatServer::tick`] dropped, by reason.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// Connected for the ping timeout without registering.
+    pub registration: usize,
+    /// Sent a PING and did not answer within the ping timeout.
+    pub ping: usize,
+}
+
+const REGISTRATION_TIMEOUT: &str = "Registration timeout";
+
 /// What the engine must do after a call. Messages are complete IRC lines ending in "\r\n",
 /// shared (Arc) so a broadcast to N members allocates the line once.
 #[derive(Default, Debug)]
@@ -388,13 +399,14 @@ impl ChatServer {
     /// those that did not answer within `ping_timeout` after that ("Ping timeout") and those
     /// that did not register within `ping_timeout` of connecting ("Registration timeout").
     /// A zero `ping_interval` turns pinging off; a zero `ping_timeout` turns both drops off.
-    pub fn tick(&mut self, now: Instant, ping_interval: Duration, ping_timeout: Duration, fx: &mut Effects) {
+    /// Returns how many clients it dropped, by reason.
+    pub fn tick(&mut self, now: Instant, ping_interval: Duration, ping_timeout: Duration, fx: &mut Effects) -> Expired {
         let mut to_ping = Vec::new();
         let mut expired = Vec::new();
         for (&id, c) in &self.clients {
             if !c.registered {
                 if !ping_timeout.is_zero() && now.saturating_duration_since(c.connected) >= ping_timeout {
-                    expired.push((id, "Registration timeout"));
+                    expired.push((id, REGISTRATION_TIMEOUT));
                 }
                 continue;
             }
@@ -422,11 +434,17 @@ impl ChatServer {
                 }
             }
         }
+        let mut counts = Expired::default();
         for (id, reason) in expired {
+            match reason {
+                REGISTRATION_TIMEOUT => counts.registration += 1,
+                _ => counts.ping += 1,
+            }
             self.send_error(fx, id, reason.as_bytes());
             self.remove_client(id, reason.as_bytes(), fx);
             fx.close.push(id);
         }
+        counts
     }
 
     /// Open connections, registered or not.

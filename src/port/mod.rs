@@ -11,7 +11,7 @@ mod scheduler;
 mod socket;
 
 pub use payload::Payload;
-pub use socket::{Socket, shutting_down};
+pub use socket::{Lease, Socket, shutting_down};
 
 use crate::buffer::{Buf, BufferPool};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -120,7 +120,13 @@ impl CompletionPort {
 
     /// Associates a connected, non-blocking socket with the port. It is registered once, edge-
     /// triggered for both directions, so no `epoll_ctl` is needed per operation.
-    pub fn associate(&self, mut stream: mio::net::TcpStream) -> io::Result<Arc<Socket>> {
+    pub fn associate(&self, stream: mio::net::TcpStream) -> io::Result<Arc<Socket>> {
+        self.associate_holding(stream, None)
+    }
+
+    /// [`associate`](Self::associate), and hold `lease` until the socket closes (however it
+    /// closes), then drop it: how a per-IP connection count learns that a connection ended.
+    pub fn associate_holding(&self, mut stream: mio::net::TcpStream, lease: Option<Lease>) -> io::Result<Arc<Socket>> {
         let s = &self.shared;
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let entry = sockets.vacant_entry();
@@ -128,7 +134,7 @@ impl CompletionPort {
         let token = entry.key() | generation.checked_shl(KEY_BITS).unwrap_or(0);
         let interest = Interest::READABLE | Interest::WRITABLE;
         s.registry.register(&mut stream, Token(token), interest)?;
-        let socket = Arc::new(Socket::new(token, stream, self.now()));
+        let socket = Arc::new(Socket::new(token, stream, self.now(), lease));
         entry.insert(socket.clone());
         Ok(socket)
     }
@@ -164,11 +170,12 @@ impl CompletionPort {
 
     /// Closes the socket: posted operations are dropped without completing.
     pub fn close(&self, socket: &Socket) {
-        let Some(mut stream) = socket.lock().close() else {
+        let Some((mut stream, lease)) = socket.lock().close() else {
             return;
         };
         let _ = self.shared.registry.deregister(&mut stream);
         drop(stream);
+        drop(lease);
         let mut sockets = self.shared.sockets.write().unwrap_or_else(|e| e.into_inner());
         sockets.try_remove(socket.key() & KEY_MASK);
         if sockets.is_empty() {

@@ -7,6 +7,11 @@
 
 #![allow(dead_code)]
 
+pub mod scrape;
+
+#[allow(unused_imports)]
+pub use scrape::*;
+
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
