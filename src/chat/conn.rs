@@ -105,6 +105,16 @@ impl Input {
         Feed::Ok
     }
 
+    /// Framing alone, without flood control, for the fuzz driver.
+    pub fn for_fuzzing(max_line: usize) -> Self {
+        Input::new(max_line, TokenBucket::new(0.0, 1, Instant::now()))
+    }
+
+    /// Bytes held of the unfinished line.
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
     /// How long the current line has been arriving without its end; zero when none is.
     pub fn unfinished_for(&self, now: Instant) -> Duration {
         self.partial_since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))

@@ -1,16 +1,23 @@
 //! A driver for fuzzing and property tests: replays arbitrary bytes as a session of several
-//! clients against [`ChatServer`] and panics if any invariant of the output breaks. Shared by the
+//! clients against [`ChatServer`], through the same line framing the engine uses
+//! ([`conn::Input`](super::conn::Input)), and panics if any invariant breaks. Shared by the
 //! cargo-fuzz target (fuzz/) and the proptest in tests/, so both check the same things.
 
+use super::conn::Input;
 use super::server::{ChatConfig, ChatServer, Effects};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
+/// RFC 1459's line length, CR LF included (the `--max-line-bytes` default).
+const MAX_LINE_BYTES: usize = 512;
 
-/// Each input line (split on LF) goes to client `first byte % 4`; a first byte of 0xFF instead
-/// drops and reconnects that client, 0xFE advances the clock and runs the ping timers.
+/// The input is cut into records at each LF. A record's first byte picks the client (`% 4`) and
+/// what to do: 0xFF drops and reconnects that client, 0xFE advances the clock and runs the ping
+/// timers; otherwise the rest of the record is that client's bytes, with the LF when the byte's
+/// high bit is clear and without it when set (so a line can arrive in pieces, interleaved with
+/// other clients' lines).
 pub fn drive(data: &[u8]) {
     let config = ChatConfig {
         password: None,
@@ -21,6 +28,8 @@ pub fn drive(data: &[u8]) {
     let mut server = ChatServer::new(config);
     let mut now = Instant::now();
     let mut open: HashSet<usize> = HashSet::new();
+    let framing = || Input::for_fuzzing(MAX_LINE_BYTES - 2);
+    let mut inputs: Vec<Input> = (0..CLIENTS).map(|_| framing()).collect();
     // Registered clients already in a shared channel, so random commands reach the deep paths.
     for id in 0..CLIENTS {
         server.connect(id, IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8 + 1)), now);
@@ -31,14 +40,16 @@ pub fn drive(data: &[u8]) {
         }
         check(&fx, &open);
     }
-    for line in data.split(|&b| b == b'\n') {
-        let Some((&first, rest)) = line.split_first() else { continue };
+    let mut bytes = Vec::new();
+    for record in data.split(|&b| b == b'\n') {
+        let Some((&first, rest)) = record.split_first() else { continue };
         let id = usize::from(first) % CLIENTS;
         let mut fx = Effects::default();
         match first {
             0xFF => {
                 server.disconnect(id, "fuzz", &mut fx);
                 server.connect(id, IpAddr::V4(Ipv4Addr::LOCALHOST), now);
+                inputs[id] = framing();
                 open.insert(id);
             }
             0xFE => {
@@ -46,9 +57,18 @@ pub fn drive(data: &[u8]) {
                 server.tick(now, Duration::from_secs(60), Duration::from_secs(30), &mut fx);
             }
             _ if open.contains(&id) => {
-                let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
-                let cut = &rest[..rest.len().min(510)];
-                server.handle_line(id, cut, rest.len() > 510, now, &mut fx);
+                bytes.clear();
+                bytes.extend_from_slice(rest);
+                if first & 0x80 == 0 {
+                    bytes.push(b'\n');
+                }
+                let input = &mut inputs[id];
+                input.feed(&bytes, now, |line, truncated| {
+                    assert!(line.len() <= MAX_LINE_BYTES - 2, "framing passed on a {}-byte line", line.len());
+                    assert!(!line.contains(&b'\n'), "framing passed on a line with an LF inside");
+                    server.handle_line(id, line, truncated, now, &mut fx);
+                });
+                assert!(input.buffered() < MAX_LINE_BYTES, "unfinished line grew to {} bytes", input.buffered());
             }
             _ => {}
         }
