@@ -96,9 +96,12 @@ now() { local t=$EPOCHREALTIME; echo "${t/,/.}"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# One value from a server's Prometheus endpoint (0 when absent or unreachable).
+# One value from a server's Prometheus endpoint (0 when absent or unreachable: a busy box may
+# time the request out, which must not end the run).
 metric() { # metrics-address name
-  curl -s --max-time 2 "http://$1/metrics" | awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }'
+  local body
+  body=$(curl -s --max-time 2 "http://$1/metrics") || body=""
+  awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }' <<<"$body"
 }
 
 # start_server NAME ARGS...: sets PID[NAME], ADDR[NAME], METRICS[NAME] once the log shows both.
@@ -261,9 +264,18 @@ print("|---|---|---|---|---|---|")
 
 
 def buckets(r):
-    b = {}
+    # Deliveries completed while draining count in the last second (the chat timeline may list
+    # them as one more second after the run).
+    secs = {}
     for p in (r or {}).get("timeline", []):
-        b.setdefault(int(p["t"] // interval), []).append(p)
+        t = min(int(p["t"]), duration - 1)
+        q = secs.setdefault(t, {"messages": 0, "p99_us": None})
+        q["messages"] += p["messages"]
+        if p.get("p99_us") is not None:
+            q["p99_us"] = max(q["p99_us"] or 0, p["p99_us"])
+    b = {}
+    for t, q in sorted(secs.items()):
+        b.setdefault(t // interval, []).append(q)
     return b
 
 
