@@ -26,6 +26,8 @@ const MIB: u64 = 1024 * KIB;
 /// out is memory proportional to the data the misbehaving clients push (hundreds of MiB).
 const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
 
+/// `echoport --mode chat`, with flood control off unless the test sets it: the tests send in volume
+/// and sync often, and flood control has its own tests.
 fn chat_server(extra: &[&str]) -> Server {
     let mut args = vec!["--mode", "chat"];
     if !extra.contains(&"--flood-rate") {
