@@ -47,6 +47,19 @@ fn stop(server: &mut Server) -> std::collections::HashMap<String, u64> {
     st
 }
 
+/// How many connections the chat server holds state for, registered or not (LUSERS 255 "I have N
+/// clients"): what tells a leak from a clean disconnect.
+#[track_caller]
+fn chat_clients_known(c: &mut Client) -> usize {
+    c.send("LUSERS");
+    let m = c.expect(|m| m.is("255"), WAIT);
+    m.last()
+        .strip_prefix("I have ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| c.fail(&format!("cannot read a client count from {m:?}")))
+}
+
 /// Keeps doing byte-exact round trips of random sizes on one connection until `done` is set (at
 /// least `min` of them); returns how many it did.
 fn round_trips_until(addr: SocketAddr, seed: u64, max_len: u64, min: u64, done: &AtomicBool) -> u64 {
@@ -240,6 +253,7 @@ fn chat_clients_resetting_with_lines_queued_both_ways_do_not_disturb_the_channel
     let mut members: Vec<&str> = names.last().split(' ').collect();
     members.sort_unstable();
     assert_eq!(members, ["@alice", "bob"], "resetters left behind in the channel");
+    assert_eq!(chat_clients_known(&mut bob), 2, "state left behind by clients that reset");
 
     server.assert_alive();
     let st = stop(&mut server);
@@ -341,6 +355,7 @@ fn chat_client_shutting_down_its_write_side_is_a_quit_seen_by_the_channel() {
     let mut members: Vec<&str> = names.last().split(' ').collect();
     members.sort_unstable();
     assert_eq!(members, ["@bob", "h0"]);
+    assert_eq!(chat_clients_known(&mut bob), 2, "state left behind by clients that half-closed");
 }
 
 // ---------------------------------------------------------------------------
@@ -629,7 +644,9 @@ fn chat_members_that_never_read_are_dropped_while_readers_get_every_line_in_orde
     assert_eq!(drops_logged(&server), NON_READERS, "`SendQ exceeded` log lines:\n{}", server.log());
     let got = sender.sync();
     assert!(got.iter().all(|m| m.is("QUIT")), "the sender was disturbed:\n{}", show(&got));
-    server.assert_alive();
+    assert_eq!(chat_clients_known(&mut sender), 1 + READERS, "state left behind by dropped clients");
+    let st = stop(&mut server);
+    assert_eq!(stat(&st, "errors"), 0, "{st:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -755,9 +772,52 @@ fn chat_survives_repeated_descriptor_exhaustion_and_recovers_each_time() {
             bob.expect(|m| m.is("QUIT") && m.nick() == nick, WAIT);
         },
     );
-    let got = bob.lock().unwrap().sync();
+    let mut bob = bob.into_inner().unwrap();
+    let got = bob.sync();
     assert!(got.is_empty(), "{}", show(&got));
-    server.assert_alive();
+    assert_eq!(chat_clients_known(&mut bob), 2, "state left behind by the extra connections");
+    let st = stop(&mut server);
+    assert_eq!(stat(&st, "errors"), 0, "{st:?}");
+}
+
+#[test]
+fn sigterm_while_out_of_descriptors_delivers_what_is_owed_and_exits_0() {
+    const RESIDENTS: u64 = 4;
+    let mut server = Server::builder().nofile(NOFILE).spawn();
+    let addr = server.addr();
+    // Residents the server owes echo bytes to: it has stopped reading them, their data is parked.
+    let mut residents: Vec<(TcpStream, u64)> = (0..RESIDENTS)
+        .map(|i| {
+            let c = connect_with_buffers(addr, Some(64 * KIB as usize), Some(64 * KIB as usize));
+            echo_on(&c, b"admitted");
+            let written = write_until_would_block(&c, 0xE0F + i, 16 * MIB);
+            c.shutdown(Shutdown::Write).unwrap();
+            (c, written)
+        })
+        .collect();
+    let extras: Vec<TcpStream> = (0..EXTRA).map(|_| connect(addr)).collect();
+    assert!(
+        poll_until(BOUND, || server.fd_count() as u64 >= NOFILE),
+        "the server's descriptors never ran out ({} of {NOFILE})",
+        server.fd_count()
+    );
+    server.signal(Signal::SIGTERM);
+    server.expect_line("shutdown requested", BOUND);
+    for (i, (c, written)) in residents.iter_mut().enumerate() {
+        read_pattern_to_eof(c, 0xE0F + i as u64, *written)
+            .unwrap_or_else(|e| panic!("resident {i} was owed {written} bytes at SIGTERM: {e}"));
+    }
+    // The accepted extras are closed as idle; those still in the backlog are refused with it.
+    for (i, mut e) in extras.into_iter().enumerate() {
+        let mut buf = [0u8; 1];
+        let r = e.read(&mut buf);
+        assert!(is_closed(&r), "extra {i} not closed by the shutdown: {r:?}");
+    }
+    let status = server.wait_exit(BOUND);
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let st = server.final_stats();
+    assert_eq!(stat(&st, "open"), 0, "{st:?}");
+    assert!(server.wait_for_line(|l| l.contains("shutdown timeout"), Duration::ZERO).is_none(), "{}", server.log());
 }
 
 // ---------------------------------------------------------------------------
