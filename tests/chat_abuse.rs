@@ -247,6 +247,45 @@ fn binary_garbage_lines_get_error_numerics_and_reach_no_one() {
 }
 
 #[test]
+fn a_garbage_flood_under_default_flood_control_ends_with_an_error_line_and_a_quit() {
+    // Default flood settings: this is what a server in production does with the same input.
+    let server = Server::start(&["--mode", "chat"]);
+    let (mut bystander, mut offender) = bystander_and_offender(&server);
+    let mut rng = Rng::new(0xF100D);
+    let mut garbage = Vec::new();
+    while garbage.len() < 2 * MIB {
+        let len = rng.range(1, 200) as usize;
+        let mut line = rng.bytes(len);
+        line.retain(|&b| b != b'\n');
+        garbage.extend_from_slice(&line);
+        garbage.push(b'\n');
+    }
+    offender.log_received = false;
+    let mut writer = offender.stream().try_clone().unwrap();
+    let tail = std::thread::scope(|s| {
+        // The server stops reading and resets the connection part-way: a failed write is expected.
+        s.spawn(move || std::io::Write::write_all(&mut writer, &garbage));
+        offender.expect_closed(WAIT)
+    });
+    for m in &tail {
+        assert_wellformed(&offender, m);
+    }
+    let error = tail.iter().find(|m| m.is("ERROR")).unwrap_or_else(|| offender.fail("no ERROR line before the close"));
+    assert!(error.last().contains("Excess Flood"), "{error:?}");
+    assert!(tail.iter().all(|m| m.is("421") || m.is("ERROR")), "{}", show(&tail));
+    let quit = bystander.expect(|m| m.is("QUIT"), WAIT);
+    assert_wellformed(&bystander, &quit);
+    assert!(quit.nick() == "offender" && quit.last().contains("Excess Flood"), "{quit:?}");
+    assert_quiet(&mut bystander, "after the flooder was dropped");
+    let mut other = Client::registered(server.addr(), "other");
+    other.join("#room");
+    bystander.expect(|m| m.is("JOIN") && m.nick() == "other", WAIT);
+    other.send("PRIVMSG #room :business as usual");
+    let m = bystander.expect(|m| m.is("PRIVMSG"), WAIT);
+    assert_eq!((m.nick(), m.last()), ("other", "business as usual"));
+}
+
+#[test]
 fn nul_and_invalid_utf8_in_text_nicks_channels_and_commands() {
     let server = chat_server(&[]);
     let (mut bystander, mut offender) = bystander_and_offender(&server);
