@@ -204,8 +204,9 @@ fn megabytes_without_a_newline_keep_memory_bounded_and_the_connection_usable() {
             assert_wellformed(&offender, m);
             assert!(m.is("ERROR"), "{m:?}");
         }
-        let got = sync_checked(&mut bystander);
-        assert!(got.len() == 1 && got[0].is("QUIT") && got[0].nick() == "offender", "{}", show(&got));
+        let quit = bystander.expect(|m| m.is("QUIT"), WAIT);
+        assert_eq!(quit.nick(), "offender", "{quit:?}");
+        assert_quiet(&mut bystander, "after the offender was closed");
     }
 }
 
