@@ -305,6 +305,26 @@ impl Server {
         }
     }
 
+    /// Log lines whose level is one of `levels` (text format: `TIMESTAMP LEVEL target: message`).
+    pub fn lines_at_level(&self, levels: &[&str]) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l.split_whitespace().nth(1).is_some_and(|lvl| levels.contains(&lvl)))
+            .collect()
+    }
+
+    /// Panic (with the log) if the server logged anything at WARN or ERROR level.
+    #[track_caller]
+    pub fn assert_no_warnings(&self, what: &str) {
+        let bad = self.lines_at_level(&["WARN", "ERROR"]);
+        assert!(bad.is_empty(), "{what}: the server logged warnings or errors:\n{}", bad.join("\n"));
+    }
+
+    /// How many file descriptors the server has open (entries of /proc/PID/fd).
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("read /proc/PID/fd").count()
+    }
+
     /// Panic unless the server is still running.
     pub fn assert_alive(&mut self) {
         if let Some(st) = self.try_exit() {
@@ -588,4 +608,42 @@ pub fn raise_nofile(min: u64) {
     }
     assert!(hard >= min, "this test needs RLIMIT_NOFILE >= {min}, but the hard limit is {hard}");
     setrlimit(Resource::RLIMIT_NOFILE, min.max(soft), hard).expect("setrlimit");
+}
+
+/// Re-checks `cond` until it holds or `timeout` passes; true if it held. Only for state that gives
+/// no readiness signal (process tables under /proc), where polling is the only way to observe it.
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A connected client socket with its buffer sizes fixed before the handshake (which also turns
+/// off the kernel's buffer autotuning for it), so how much it can absorb or push is bounded.
+pub fn connect_with_buffers(addr: SocketAddr, recv: Option<usize>, send: Option<usize>) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).expect("socket");
+    if let Some(n) = recv {
+        sock.set_recv_buffer_size(n).expect("SO_RCVBUF");
+    }
+    if let Some(n) = send {
+        sock.set_send_buffer_size(n).expect("SO_SNDBUF");
+    }
+    sock.connect_timeout(&addr.into(), BOUND).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let s = TcpStream::from(sock);
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Turns the next close() of `s` into a TCP reset (SO_LINGER 0), discarding whatever is queued.
+pub fn reset_on_close(s: &TcpStream) {
+    socket2::SockRef::from(s).set_linger(Some(Duration::ZERO)).expect("SO_LINGER 0");
 }
