@@ -177,7 +177,7 @@ impl State {
 /// Errors that belong to the one connection being accepted (it died in the backlog, or the
 /// network under it failed; accept(2) says to retry as for EAGAIN), or a signal interrupted us:
 /// accept the next one at once rather than leave the backlog waiting for a new edge.
-fn retry_at_once(e: &io::Error) -> bool {
+pub(crate) fn retry_at_once(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     if matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | PermissionDenied) {
         return true;
@@ -199,12 +199,12 @@ fn retry_at_once(e: &io::Error) -> bool {
 }
 
 #[cfg(unix)]
-fn out_of_descriptors(e: &io::Error) -> bool {
+pub(crate) fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 #[cfg(not(unix))]
-fn out_of_descriptors(e: &io::Error) -> bool {
+pub(crate) fn out_of_descriptors(e: &io::Error) -> bool {
     // WSAEMFILE, WSAENOBUFS
     matches!(e.raw_os_error(), Some(10024 | 10055))
 }

@@ -1,18 +1,32 @@
 //! `--metrics-listen`: Prometheus text exposition at /metrics, served by its own thread.
+//!
+//! A few lines of HTTP/1.0 rather than an HTTP library: a scrape is one short GET, answered in full
+//! and closed, one at a time, and the accept loop must survive what the service ports survive
+//! (running out of file descriptors pauses it, as in the acceptor, rather than ending it).
 
+use crate::acceptor::{out_of_descriptors, retry_at_once};
 use crate::port::CompletionPort;
 use crate::stats::Stats;
 use crate::worker::Handler;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// How long one scraper may take to send its request or read the reply: a stalled one holds up
+/// the next scrape at most this long.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest request head read; a scrape's is a few hundred bytes.
+const MAX_REQUEST: usize = 8 * 1024;
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// A running metrics endpoint.
 pub struct Metrics {
     stop: Arc<AtomicBool>,
+    bound: SocketAddr,
     thread: JoinHandle<()>,
 }
 
@@ -24,35 +38,94 @@ impl Metrics {
         stats: Arc<Stats>,
         handler: Arc<dyn Handler>,
     ) -> Result<(Self, SocketAddr), String> {
-        let server = tiny_http::Server::http(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-        let bound = server.server_addr().to_ip().unwrap_or(addr);
+        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("echoport-metrics".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    // A short wait so `stop` is noticed promptly.
-                    let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(200)) else { continue };
-                    let response = if request.url() == "/metrics" {
-                        let body = render(&port, &stats, &*handler);
-                        let content_type = "Content-Type: text/plain; version=0.0.4; charset=utf-8";
-                        tiny_http::Response::from_string(body)
-                            .with_header(content_type.parse::<tiny_http::Header>().expect("a valid header"))
-                    } else {
-                        tiny_http::Response::from_string("not found; try /metrics\n").with_status_code(404)
-                    };
-                    let _ = request.respond(response);
-                }
-            })
+            .spawn(move || serve(&listener, &flag, || render(&port, &stats, &*handler)))
             .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
-        Ok((Metrics { stop, thread }, bound))
+        Ok((Metrics { stop, bound, thread }, bound))
     }
 
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        self.stop.store(true, Ordering::SeqCst);
+        // The thread waits in a blocking accept: a connection of our own wakes it up. If even that
+        // fails (no descriptor left), leave the thread to end with the process.
+        let wake = match self.bound {
+            SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, a.port())),
+            SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, a.port())),
+            a => a,
+        };
+        if TcpStream::connect_timeout(&wake, IO_TIMEOUT).is_ok() {
+            let _ = self.thread.join();
+        }
     }
+}
+
+/// Accepts and answers scrapes until `stop` is set.
+fn serve(listener: &TcpListener, stop: &AtomicBool, body: impl Fn() -> String) {
+    let mut backoff = None;
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                backoff = None;
+                if !stop.load(Ordering::SeqCst) {
+                    let _ = answer(stream, &body);
+                }
+            }
+            Err(e) if retry_at_once(&e) => {}
+            Err(e) => {
+                // Out of descriptors, or worse: the scrape waits in the backlog; try again soon.
+                let pause = backoff.map_or(Duration::from_millis(10), |d: Duration| (d * 2).min(BACKOFF_MAX));
+                if !out_of_descriptors(&e) || backoff.is_none() {
+                    tracing::warn!(error = %e, "metrics: accept failed; retrying");
+                }
+                backoff = Some(pause);
+                std::thread::sleep(pause);
+            }
+        }
+    }
+}
+
+/// Reads one request head and writes the whole reply.
+fn answer(mut stream: TcpStream, body: impl Fn() -> String) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let mut timed_out = false;
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                timed_out = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 || head.len() + n > MAX_REQUEST {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ' || b == b'\r').filter(|w| !w.is_empty());
+    let is_method = |m: &[u8]| m.iter().all(u8::is_ascii_uppercase);
+    let text = |s: &str| ("text/plain", s.to_owned());
+    let (status, (content_type, text)) = match (words.next(), words.next()) {
+        _ if timed_out => ("408 Request Timeout", text("request not finished in time\n")),
+        (Some(b"GET"), Some(b"/metrics")) => ("200 OK", ("text/plain; version=0.0.4; charset=utf-8", body())),
+        (Some(b"GET"), Some(_)) => ("404 Not Found", text("not found; try /metrics\n")),
+        (Some(m), Some(_)) if is_method(m) => ("405 Method Not Allowed", text("only GET\n")),
+        _ => ("400 Bad Request", text("bad request\n")),
+    };
+    let reply = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    stream.write_all(reply.as_bytes())
 }
 
 /// The exposition text.

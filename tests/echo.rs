@@ -398,6 +398,17 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert_eq!(workers, 3, "one completions series per worker: {body}");
     assert!(body.contains("# TYPE echoport_messages_total counter"), "{body}");
     assert!(http_get(metrics, "/other").0.contains("404"));
+    // Anything else gets a status line too, and a scraper that never finishes its request is cut
+    // off (after 2 s) rather than holding the endpoint.
+    let raw = |request: &[u8]| {
+        let mut s = connect(metrics);
+        s.write_all(request).unwrap();
+        String::from_utf8_lossy(&read_to_eof(&mut s).unwrap()).into_owned()
+    };
+    assert!(raw(b"POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+    assert!(raw(b"\x00\xff garbage\r\n\r\n").starts_with("HTTP/1.0 400"));
+    assert!(raw(b"GET /metr").starts_with("HTTP/1.0 408"), "an unfinished request is cut off");
+    assert!(http_get(metrics, "/metrics").0.contains("200"), "still serving");
 
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_exit(BOUND).code(), Some(0));
