@@ -2,7 +2,7 @@
 //! completion port and posts its first receive — from then on it belongs to the worker pool.
 
 use crate::limits::{Limit, PerIpCap};
-use crate::port::{CompletionPort, Lease};
+use crate::port::CompletionPort;
 use crate::stats::Stats;
 use crate::worker::Handler;
 use mio::net::TcpListener;
@@ -142,19 +142,23 @@ impl State {
         if max > 0 && self.port.open_sockets() >= max {
             return self.refuse(stream, peer, Limit::MaxConns, "Server full");
         }
-        let mut lease: Option<Lease> = None;
+        let mut slot = None;
         if let Some(cap) = &self.config.per_ip {
-            let Some(slot) = cap.admit(peer.ip()) else {
+            slot = cap.admit(peer.ip());
+            if slot.is_none() {
                 return self.refuse(stream, peer, Limit::MaxConnsPerIp, "Too many connections from your address");
-            };
-            lease = Some(Box::new(slot));
+            }
         }
         // Echo replies are small and latency-bound: never hold them back for Nagle.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
         }
-        match self.port.associate_holding(stream, lease) {
+        match self.port.associate(stream) {
             Ok(socket) => {
+                // Before the first receive is posted: nothing can close the socket earlier.
+                if let Some(slot) = slot {
+                    slot.keep_until_closed(socket.key());
+                }
                 self.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, key = socket.key(), "accepted");
                 self.handler.on_accept(&self.port, &socket);

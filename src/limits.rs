@@ -2,6 +2,7 @@
 //! rate-limited log line when one is (so an attack shows in the log without flooding it), and
 //! the per-IP connection table behind `--max-conns-per-ip`.
 
+use crate::port::CompletionPort;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,54 +157,98 @@ impl Limits {
 ///
 /// IPv6 addresses count by /64, the block one host or subscriber is usually given, so an attacker
 /// cannot walk around the cap by rotating addresses inside it. IPv4-mapped IPv6 counts as IPv4.
+/// The table lives beside the port, not in its sockets: with no cap set, connections pay nothing.
 #[derive(Debug)]
 pub struct PerIpCap {
     max: u32,
-    open: Mutex<HashMap<IpAddr, u32>>,
+    table: Mutex<Table>,
 }
 
-/// One admitted connection's place in its address's count, given back when dropped (when the
-/// port closes the socket).
+#[derive(Debug, Default)]
+struct Table {
+    /// Open connections per address group; groups with none are removed.
+    open: HashMap<IpAddr, u32>,
+    /// The group of each open connection, by its port key.
+    groups: HashMap<usize, IpAddr>,
+}
+
+/// One admitted connection's place in its address's count. Dropped unused (the connection could
+/// not be set up), it is given back at once; see [`keep_until_closed`](Self::keep_until_closed).
 #[derive(Debug)]
 pub struct PeerSlot {
     cap: Arc<PerIpCap>,
-    key: IpAddr,
+    group: IpAddr,
+    kept: bool,
 }
 
 impl PerIpCap {
     /// `None` when `max` is 0 (no cap).
     pub fn new(max: u32) -> Option<Arc<Self>> {
-        (max > 0).then(|| Arc::new(PerIpCap { max, open: Mutex::new(HashMap::new()) }))
+        (max > 0).then(|| Arc::new(PerIpCap { max, table: Mutex::new(Table::default()) }))
+    }
+
+    /// Gives the slots of connections back as they close.
+    pub fn watch(self: &Arc<Self>, port: &CompletionPort) {
+        let cap = self.clone();
+        port.on_close(Box::new(move |key| cap.release(key)));
     }
 
     /// A slot for one more connection from `ip`, or `None` if it already has the maximum.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
-        let key = group(ip);
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(key).or_insert(0);
+        let group = group(ip);
+        let mut table = self.lock();
+        let count = table.open.entry(group).or_insert(0);
         if *count >= self.max {
             return None;
         }
         *count += 1;
-        Some(PeerSlot { cap: self.clone(), key })
+        Some(PeerSlot { cap: self.clone(), group, kept: false })
+    }
+
+    /// The connection with port key `key` closed.
+    pub fn release(&self, key: usize) {
+        let mut table = self.lock();
+        if let Some(group) = table.groups.remove(&key) {
+            table.give_back(group);
+        }
     }
 
     /// Connections open from `ip`'s group.
     pub fn open(&self, ip: IpAddr) -> u32 {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.get(&group(ip)).copied().unwrap_or(0)
+        self.lock().open.get(&group(ip)).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Table {
+    fn give_back(&mut self, group: IpAddr) {
+        if let Some(count) = self.open.get_mut(&group) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                // Forget the address so the table holds only addresses with open connections.
+                self.open.remove(&group);
+            }
+        }
+    }
+}
+
+impl PeerSlot {
+    /// Holds the slot until [`PerIpCap::release`] is called with `key` (the port's close hook,
+    /// see [`PerIpCap::watch`]). Call it before anything is posted on the socket, so it cannot
+    /// have closed already.
+    pub fn keep_until_closed(mut self, key: usize) {
+        self.cap.lock().groups.insert(key, self.group);
+        self.kept = true;
     }
 }
 
 impl Drop for PeerSlot {
     fn drop(&mut self) {
-        let mut open = self.cap.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                // Forget the address so the table holds only addresses with open connections.
-                open.remove(&self.key);
-            }
+        if !self.kept {
+            self.cap.lock().give_back(self.group);
         }
     }
 }
@@ -231,24 +276,35 @@ mod tests {
     }
 
     #[test]
-    fn per_ip_cap_counts_by_address_and_frees_on_drop() {
+    fn per_ip_cap_counts_by_address_until_release() {
         let cap = PerIpCap::new(2).unwrap();
-        let a1 = cap.admit(ip("10.0.0.1")).unwrap();
-        let _a2 = cap.admit(ip("10.0.0.1")).unwrap();
+        cap.admit(ip("10.0.0.1")).unwrap().keep_until_closed(1);
+        cap.admit(ip("10.0.0.1")).unwrap().keep_until_closed(2);
         assert!(cap.admit(ip("10.0.0.1")).is_none(), "third from one address");
-        let _b = cap.admit(ip("10.0.0.2")).expect("another address has its own count");
-        drop(a1);
+        cap.admit(ip("10.0.0.2")).expect("another address has its own count").keep_until_closed(3);
+        cap.release(1);
         assert_eq!(cap.open(ip("10.0.0.1")), 1);
+        cap.release(1);
+        assert_eq!(cap.open(ip("10.0.0.1")), 1, "a key is released once");
         assert!(cap.admit(ip("10.0.0.1")).is_some(), "a freed slot can be reused");
+    }
+
+    #[test]
+    fn an_unused_slot_is_given_back_when_dropped() {
+        let cap = PerIpCap::new(1).unwrap();
+        drop(cap.admit(ip("10.0.0.1")).unwrap());
+        assert_eq!(cap.open(ip("10.0.0.1")), 0);
     }
 
     #[test]
     fn table_forgets_addresses_with_nothing_open() {
         let cap = PerIpCap::new(1).unwrap();
         for i in 0..1000u32 {
-            drop(cap.admit(IpAddr::from(i.to_be_bytes())).unwrap());
+            cap.admit(IpAddr::from(i.to_be_bytes())).unwrap().keep_until_closed(i as usize);
+            cap.release(i as usize);
         }
-        assert!(cap.open.lock().unwrap().is_empty());
+        let table = cap.lock();
+        assert!(table.open.is_empty() && table.groups.is_empty());
     }
 
     #[test]

@@ -61,12 +61,16 @@ pub fn run(config: Config) -> Result<(), String> {
             Arc::new(Chat::new(config.chat.clone(), motd, stats.clone()))
         }
     };
+    let per_ip = PerIpCap::new(config.max_conns_per_ip);
+    if let Some(cap) = &per_ip {
+        cap.watch(&port);
+    }
     let workers =
         WorkerPool::spawn(&port, handler.clone(), &stats).map_err(|e| format!("cannot start workers: {e}"))?;
     let acceptor = Acceptor::spawn(
         listeners,
         port.clone(),
-        AcceptorConfig { max_conns: config.max_conns, per_ip: PerIpCap::new(config.max_conns_per_ip) },
+        AcceptorConfig { max_conns: config.max_conns, per_ip },
         handler.clone(),
         stats.clone(),
     )

@@ -11,14 +11,14 @@ mod scheduler;
 mod socket;
 
 pub use payload::Payload;
-pub use socket::{Lease, Socket, shutting_down};
+pub use socket::{Socket, shutting_down};
 
 use crate::buffer::{Buf, BufferPool};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use scheduler::{Queue, Task};
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 pub use scheduler::CHAIN_LIMIT;
@@ -64,6 +64,9 @@ pub enum Wait {
     Closed,
 }
 
+/// See [`CompletionPort::on_close`].
+pub type CloseHook = Box<dyn Fn(usize) + Send + Sync>;
+
 /// A handle to the port; clones share it.
 #[derive(Clone)]
 pub struct CompletionPort {
@@ -87,6 +90,7 @@ struct Shared {
     /// Seconds since the port started, advanced by [`CompletionPort::tick`].
     clock: AtomicU32,
     started: Instant,
+    close_hook: OnceLock<CloseHook>,
 }
 
 impl CompletionPort {
@@ -110,6 +114,7 @@ impl CompletionPort {
                 generation: AtomicUsize::new(0),
                 clock: AtomicU32::new(0),
                 started: Instant::now(),
+                close_hook: OnceLock::new(),
             }),
         })
     }
@@ -120,13 +125,7 @@ impl CompletionPort {
 
     /// Associates a connected, non-blocking socket with the port. It is registered once, edge-
     /// triggered for both directions, so no `epoll_ctl` is needed per operation.
-    pub fn associate(&self, stream: mio::net::TcpStream) -> io::Result<Arc<Socket>> {
-        self.associate_holding(stream, None)
-    }
-
-    /// [`associate`](Self::associate), and hold `lease` until the socket closes (however it
-    /// closes), then drop it: how a per-IP connection count learns that a connection ended.
-    pub fn associate_holding(&self, mut stream: mio::net::TcpStream, lease: Option<Lease>) -> io::Result<Arc<Socket>> {
+    pub fn associate(&self, mut stream: mio::net::TcpStream) -> io::Result<Arc<Socket>> {
         let s = &self.shared;
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let entry = sockets.vacant_entry();
@@ -134,7 +133,7 @@ impl CompletionPort {
         let token = entry.key() | generation.checked_shl(KEY_BITS).unwrap_or(0);
         let interest = Interest::READABLE | Interest::WRITABLE;
         s.registry.register(&mut stream, Token(token), interest)?;
-        let socket = Arc::new(Socket::new(token, stream, self.now(), lease));
+        let socket = Arc::new(Socket::new(token, stream, self.now()));
         entry.insert(socket.clone());
         Ok(socket)
     }
@@ -170,19 +169,30 @@ impl CompletionPort {
 
     /// Closes the socket: posted operations are dropped without completing.
     pub fn close(&self, socket: &Socket) {
-        let Some((mut stream, lease)) = socket.lock().close() else {
+        let Some(mut stream) = socket.lock().close() else {
             return;
         };
         let _ = self.shared.registry.deregister(&mut stream);
         drop(stream);
-        drop(lease);
         let mut sockets = self.shared.sockets.write().unwrap_or_else(|e| e.into_inner());
         sockets.try_remove(socket.key() & KEY_MASK);
-        if sockets.is_empty() {
-            drop(sockets);
+        let emptied = sockets.is_empty();
+        drop(sockets);
+        if let Some(hook) = self.shared.close_hook.get() {
+            hook(socket.key());
+        }
+        if emptied {
             let _guard = self.shared.emptied.0.lock();
             self.shared.emptied.1.notify_all();
         }
+    }
+
+    /// Has `hook` called with the key of every socket that closes, once, after its descriptor is
+    /// closed (however it closed). One hook per port: false if one is set already. A table kept
+    /// beside the port (per-IP counts) learns this way that a connection ended, at no cost to
+    /// the sockets themselves.
+    pub fn on_close(&self, hook: CloseHook) -> bool {
+        self.shared.close_hook.set(hook).is_ok()
     }
 
     /// Closes every open socket.

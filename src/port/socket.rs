@@ -42,15 +42,10 @@ pub(super) struct IoState {
     quiet: bool,
     recv_posted: bool,
     send: Option<Cursor>,
-    /// Whatever the owner asked the port to hold while the socket is open (a per-IP slot).
-    lease: Option<Lease>,
 }
 
-/// A value the port drops when the socket closes.
-pub type Lease = Box<dyn Send>;
-
 impl Socket {
-    pub(super) fn new(key: usize, stream: TcpStream, now: u32, lease: Option<Lease>) -> Self {
+    pub(super) fn new(key: usize, stream: TcpStream, now: u32) -> Self {
         Socket {
             key,
             state: Mutex::new(IoState {
@@ -63,7 +58,6 @@ impl Socket {
                 quiet: false,
                 recv_posted: false,
                 send: None,
-                lease,
             }),
             last_active: AtomicU32::new(now),
             context: OnceLock::new(),
@@ -141,12 +135,12 @@ impl IoState {
         self.send = Some(Cursor::new(payload));
     }
 
-    /// Closes the descriptor (dropping posted operations) and hands back the stream and lease
-    /// so the caller can deregister and drop them outside this lock.
-    pub(super) fn close(&mut self) -> Option<(TcpStream, Option<Lease>)> {
+    /// Closes the descriptor (dropping posted operations) and hands back the stream so the
+    /// caller can deregister it outside this lock.
+    pub(super) fn close(&mut self) -> Option<TcpStream> {
         self.recv_posted = false;
         self.send = None;
-        Some((self.stream.take()?, self.lease.take()))
+        self.stream.take()
     }
 
     /// Performs whatever posted operations can progress, pushing their completions to `out`.
