@@ -255,3 +255,46 @@ fn get_after_shutdown_keeps_reporting_closed() {
         assert_eq!(port.get(None).unwrap_err(), Wait::Closed);
     }
 }
+
+/// A thread handles each received buffer before it reads the next socket of its batch, so
+/// hundreds of sockets ready at once need only a few buffers, not one each (what the idle
+/// connection cost and the burst memory of a busy server come down to).
+#[test]
+fn a_burst_of_ready_sockets_borrows_few_buffers() {
+    const CLIENTS: usize = 200;
+    let pool = BufferPool::new(16 * 1024, 1024);
+    let port = CompletionPort::new(pool.clone(), 1).expect("port");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (mut client, server) = pair(&listener);
+        // Data waits before the port knows the socket: the first poll finds every one readable.
+        client.write_all(b"x").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let socket = port.associate(mio::net::TcpStream::from_std(server)).expect("associate");
+        port.post_recv(&socket);
+        clients.push(client);
+    }
+    let worker = {
+        let port = port.clone();
+        thread::spawn(move || {
+            loop {
+                match port.get(None) {
+                    Ok(Completion::Recv { socket, result: Ok(buf) }) => port.post_send(&socket, buf),
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    for client in &mut clients {
+        client.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut byte = [0u8; 1];
+        client.read_exact(&mut byte).expect("echo");
+        assert_eq!(&byte, b"x");
+    }
+    port.shutdown();
+    worker.join().unwrap();
+    // Every buffer is back in the pool now; how many exist is how many were out at once.
+    assert!(pool.idle() <= 4, "{} buffers were borrowed at once for {CLIENTS} ready sockets", pool.idle());
+}
