@@ -13,20 +13,9 @@ mod irc;
 use std::net::TcpStream;
 use std::time::Instant;
 
-use common::{BOUND, Server};
+use common::{BOUND, chat_server};
 use irc::{Client, Message, WAIT, commands, show};
 use nix::sys::signal::Signal;
-
-/// Starts `echoport --mode chat` on a free port. Flood control is off (so that sync round trips
-/// never count against a test) unless the test passes its own `--flood-rate`.
-fn chat(extra: &[&str]) -> Server {
-    let mut args = vec!["--mode", "chat"];
-    if !extra.contains(&"--flood-rate") {
-        args.extend(["--flood-rate", "0"]);
-    }
-    args.extend_from_slice(extra);
-    Server::start(&args)
-}
 
 /// Asserts that `got` is exactly one line with `command` whose params match `params`
 /// (`"*ANY*"` matches any one parameter).
@@ -68,7 +57,7 @@ impl Drop for TempFile {
 
 #[test]
 fn registration_welcome_burst() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let mut c = Client::connect(server.addr(), "alice");
     let burst = c.register("alice");
     let cmds = commands(&burst);
@@ -91,7 +80,7 @@ fn registration_welcome_burst() {
 
 #[test]
 fn channel_messages_fan_out_to_every_other_member_exactly_once() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     let mut bob = Client::registered(addr, "bob");
@@ -149,7 +138,7 @@ fn channel_messages_fan_out_to_every_other_member_exactly_once() {
 
 #[test]
 fn part_with_message_is_seen_by_members_and_stops_delivery() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let mut alice = Client::registered(server.addr(), "alice");
     let mut bob = Client::registered(server.addr(), "bob");
     alice.join("#room");
@@ -176,7 +165,7 @@ fn part_with_message_is_seen_by_members_and_stops_delivery() {
 
 #[test]
 fn nick_change_is_seen_once_by_channel_peers_only() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     let mut bob = Client::registered(addr, "bob");
@@ -212,7 +201,7 @@ fn nick_change_is_seen_once_by_channel_peers_only() {
 
 #[test]
 fn quit_is_broadcast_with_its_reason_and_closes_the_connection() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     let mut bob = Client::registered(addr, "bob");
@@ -243,7 +232,7 @@ fn quit_is_broadcast_with_its_reason_and_closes_the_connection() {
 
 #[test]
 fn private_messages_between_nicks() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let mut alice = Client::registered(server.addr(), "alice");
     let mut bob = Client::registered(server.addr(), "bob");
     let mut carol = Client::registered(server.addr(), "carol");
@@ -268,7 +257,7 @@ fn private_messages_between_nicks() {
 
 #[test]
 fn error_numerics_before_registration() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let addr = server.addr();
     let mut taken = Client::registered(addr, "taken");
 
@@ -314,7 +303,7 @@ fn error_numerics_before_registration() {
 
 #[test]
 fn error_numerics_after_registration() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     let mut bob = Client::registered(addr, "bob");
@@ -357,7 +346,7 @@ fn error_numerics_after_registration() {
 
 #[test]
 fn plain_lf_lines_as_nc_sends_them() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let mut peer = Client::registered(server.addr(), "peer");
     peer.join("#room");
 
@@ -387,7 +376,7 @@ fn plain_lf_lines_as_nc_sends_them() {
 
 #[test]
 fn cap_ls_302_holds_registration_until_cap_end() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let mut c = Client::connect(server.addr(), "modern");
     c.send("CAP LS 302");
     c.send("NICK modern");
@@ -407,7 +396,7 @@ fn cap_ls_302_holds_registration_until_cap_end() {
 
 #[test]
 fn password_is_required_with_password_flag() {
-    let server = chat(&["--password", "s3cret"]);
+    let server = chat_server(&["--password", "s3cret"]);
     let addr = server.addr();
 
     let mut good = Client::connect(addr, "good");
@@ -443,7 +432,7 @@ fn password_is_required_with_password_flag() {
 
 #[test]
 fn oper_with_oper_credentials_and_whois_313() {
-    let server = chat(&["--oper", "admin:change-me", "--oper", "second:pw2"]);
+    let server = chat_server(&["--oper", "admin:change-me", "--oper", "second:pw2"]);
     let addr = server.addr();
     let mut op = Client::registered(addr, "op");
     let mut other = Client::registered(addr, "other");
@@ -484,7 +473,7 @@ fn oper_with_oper_credentials_and_whois_313() {
 #[test]
 fn motd_file_is_sent_at_registration_and_on_request() {
     let motd = TempFile::new("motd.txt", "Welcome to the test network.\nBe nice.\n\nLast line\n");
-    let server = chat(&["--motd", motd.0.to_str().unwrap()]);
+    let server = chat_server(&["--motd", motd.0.to_str().unwrap()]);
     let mut c = Client::connect(server.addr(), "reader");
     let burst = c.register("reader");
     let start = burst.iter().position(|m| m.is("375")).unwrap_or_else(|| c.fail("no 375 RPL_MOTDSTART"));
@@ -500,7 +489,7 @@ fn motd_file_is_sent_at_registration_and_on_request() {
 
 #[test]
 fn flood_control_drops_only_the_flooder() {
-    let server = chat(&["--flood-rate", "1", "--flood-burst", "5"]);
+    let server = chat_server(&["--flood-rate", "1", "--flood-burst", "5"]);
     let addr = server.addr();
     // Each client here sends at most 5 lines in all, within the burst allowance.
     let mut bob = Client::registered(addr, "bob");
@@ -542,7 +531,7 @@ fn sendq_exceeded_drops_a_client_that_never_reads() {
     // keeps even three batches' worth under --sendq-bytes if the server reads a whole batch in one
     // go and queues it for the reader before posting the first send.
     const BATCH: usize = 3;
-    let server = chat(&["--sendq-bytes", "4096"]);
+    let server = chat_server(&["--sendq-bytes", "4096"]);
     let addr = server.addr();
 
     let mut reader = Client::registered(addr, "reader");
@@ -616,7 +605,7 @@ fn sendq_exceeded_drops_a_client_that_never_reads() {
 
 #[test]
 fn ping_timeout_drops_a_silent_client_and_keeps_one_that_answers() {
-    let server = chat(&["--ping-interval", "1", "--ping-timeout", "1"]);
+    let server = chat_server(&["--ping-interval", "1", "--ping-timeout", "1"]);
     let addr = server.addr();
     let mut answers = Client::registered(addr, "answers");
     answers.join("#room");
@@ -649,7 +638,7 @@ fn ping_timeout_drops_a_silent_client_and_keeps_one_that_answers() {
 
 #[test]
 fn sigterm_sends_error_closes_clients_and_exits_0() {
-    let mut server = chat(&[]);
+    let mut server = chat_server(&[]);
     let mut alice = Client::registered(server.addr(), "alice");
     let mut bob = Client::registered(server.addr(), "bob");
     alice.join("#room");
@@ -672,7 +661,7 @@ fn sigterm_sends_error_closes_clients_and_exits_0() {
 
 #[test]
 fn bare_cr_or_nul_in_a_message_never_becomes_a_second_line() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let mut alice = Client::registered(server.addr(), "alice");
     let mut bob = Client::registered(server.addr(), "bob");
     alice.join("#inj");
@@ -720,7 +709,7 @@ fn bare_cr_or_nul_in_a_message_never_becomes_a_second_line() {
 
 #[test]
 fn nicks_and_channels_are_case_insensitive() {
-    let server = chat(&[]);
+    let server = chat_server(&[]);
     let mut alice = Client::registered(server.addr(), "Alice");
     let mut bob = Client::registered(server.addr(), "bob");
     alice.join("#Room");

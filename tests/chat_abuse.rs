@@ -10,11 +10,10 @@ mod common;
 #[path = "common/irc.rs"]
 mod irc;
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use common::{BOUND, Rng, Server};
-use irc::{Client, Message, WAIT, show};
+use common::{BOUND, Rng, Server, chat_server};
+use irc::{Client, Message, WAIT, isupport, show};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -22,13 +21,6 @@ const MIB: usize = 1024 * KIB;
 /// Server RSS may grow at most this much during an attack: generous for a loaded CI box, yet well
 /// below what buffering the attacker's bytes (or state per name it sent) would take.
 const RSS_GROWTH_LIMIT_KIB: u64 = 32 * 1024;
-
-/// `echoport --mode chat` with flood control off, so that attacks can be sent in volume.
-fn chat_server(extra: &[&str]) -> Server {
-    let mut args = vec!["--mode", "chat", "--flood-rate", "0"];
-    args.extend_from_slice(extra);
-    Server::start(&args)
-}
 
 /// A bystander and an offender, both registered and in #room, with everything read so far.
 fn bystander_and_offender(server: &Server) -> (Client, Client) {
@@ -98,18 +90,6 @@ fn still_works(bystander: &mut Client, offender: &mut Client, tag: &str) {
 /// The text of every PRIVMSG/NOTICE in `got`.
 fn texts(got: &[Message]) -> Vec<&str> {
     got.iter().filter(|m| m.is("PRIVMSG") || m.is("NOTICE")).map(|m| m.last()).collect()
-}
-
-/// ISUPPORT tokens from a registration burst (`KEY=value`, or `KEY` with "").
-fn isupport(burst: &[Message]) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for m in burst.iter().filter(|m| m.is("005")) {
-        for tok in &m.params[1..m.params.len().saturating_sub(1)] {
-            let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
-            out.insert(k.to_owned(), v.to_owned());
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------

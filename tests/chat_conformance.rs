@@ -33,7 +33,7 @@ mod irc;
 use std::collections::HashMap;
 
 use common::Server;
-use irc::{Client, Message, WAIT, show};
+use irc::{Client, Message, WAIT, isupport, show};
 
 const SERVER_NAME: &str = "My.Little.Server";
 const PASSWORD: &str = "testpassword";
@@ -78,18 +78,6 @@ fn registration_message(c: &mut Client) -> Option<Message> {
             return Some(m);
         }
     }
-}
-
-/// The 005 tokens of a welcome burst as key -> value ("" without a value).
-fn isupport(burst: &[Message]) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for m in burst.iter().filter(|m| m.is("005")) {
-        for tok in &m.params[1..m.params.len().saturating_sub(1)] {
-            let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
-            out.insert(k.to_owned(), v.to_owned());
-        }
-    }
-    out
 }
 
 /// One expected parameter.

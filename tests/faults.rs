@@ -26,17 +26,6 @@ const MIB: u64 = 1024 * KIB;
 /// out is memory proportional to the data the misbehaving clients push (hundreds of MiB).
 const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
 
-/// `echoport --mode chat`, with flood control off unless the test sets it: the tests send in volume
-/// and sync often, and flood control has its own tests.
-fn chat_server(extra: &[&str]) -> Server {
-    let mut args = vec!["--mode", "chat"];
-    if !extra.contains(&"--flood-rate") {
-        args.extend(["--flood-rate", "0"]);
-    }
-    args.extend_from_slice(extra);
-    Server::start(&args)
-}
-
 /// SIGTERM, then the clean exit every test ends with; returns the final stats.
 #[track_caller]
 fn stop(server: &mut Server) -> std::collections::HashMap<String, u64> {
@@ -943,6 +932,32 @@ fn write_pattern_stream(s: &TcpStream, seed: u64, stop: &AtomicBool, tail: u64) 
     written
 }
 
+/// A writer and a reader of its own pattern on each connection (seeded `seed_base + i`). Each
+/// reader sends on `tx` once `warm` bytes came back; writers stop `tail` bytes after `stop` is set.
+/// Join each pair for (bytes written, bytes read back or what went wrong).
+#[allow(clippy::type_complexity)]
+fn spawn_streams<'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    conns: &'scope [TcpStream],
+    seed_base: u64,
+    warm: u64,
+    tail: u64,
+    stop: &'scope AtomicBool,
+    tx: &mpsc::Sender<()>,
+) -> Vec<(thread::ScopedJoinHandle<'scope, u64>, thread::ScopedJoinHandle<'scope, Result<u64, String>>)> {
+    conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let seed = seed_base + i as u64;
+            let tx = tx.clone();
+            let reader = s.spawn(move || read_pattern_stream(c, seed, warm, tx));
+            let writer = s.spawn(move || write_pattern_stream(c, seed, stop, tail));
+            (writer, reader)
+        })
+        .collect()
+}
+
 #[test]
 fn sigterm_under_full_load_echoes_every_byte_to_every_streaming_client() {
     const CLIENTS: u64 = 50;
@@ -955,18 +970,7 @@ fn sigterm_under_full_load_echoes_every_byte_to_every_streaming_client() {
     let conns: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(addr)).collect();
 
     let results: Vec<(u64, Result<u64, String>)> = thread::scope(|s| {
-        let pairs: Vec<_> = conns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let seed = 0x5167_0000 + i as u64;
-                let tx = tx.clone();
-                let stop_flag = &stop_flag;
-                let reader = s.spawn(move || read_pattern_stream(c, seed, WARM, tx));
-                let writer = s.spawn(move || write_pattern_stream(c, seed, stop_flag, TAIL));
-                (writer, reader)
-            })
-            .collect();
+        let pairs = spawn_streams(s, &conns, 0x5167_0000, WARM, TAIL, &stop_flag, &tx);
         drop(tx);
         // Every client is streaming and has had echo back before the signal.
         for k in 0..CLIENTS {
@@ -1026,18 +1030,7 @@ fn sigterm_with_stuck_clients_still_drains_every_reading_client_then_exits_at_th
                 })
             })
             .collect();
-        let pairs: Vec<_> = conns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let seed = 0x7E2A_0000 + i as u64;
-                let tx = tx.clone();
-                let stop_flag = &stop_flag;
-                let reader = s.spawn(move || read_pattern_stream(c, seed, WARM, tx));
-                let writer = s.spawn(move || write_pattern_stream(c, seed, stop_flag, TAIL));
-                (writer, reader)
-            })
-            .collect();
+        let pairs = spawn_streams(s, &conns, 0x7E2A_0000, WARM, TAIL, &stop_flag, &tx);
         drop(tx);
         for h in stuck_writers {
             h.join().expect("stuck writer");

@@ -41,12 +41,9 @@ fn wait_metric(metrics: SocketAddr, name: &str, want: u64) {
     }
 }
 
-/// A chat server with flood control off and metrics on; returns it with its metrics address.
-fn chat_server(extra: &[&str]) -> (Server, SocketAddr) {
-    let mut server = Server::builder()
-        .args(["--mode", "chat", "--flood-rate", "0", "--metrics-listen", "127.0.0.1:0"])
-        .args(extra)
-        .spawn();
+/// A chat server (flood control off) with metrics on; returns it with its metrics address.
+fn chat_with_metrics(extra: &[&str]) -> (Server, SocketAddr) {
+    let mut server = chat_server(&[&["--metrics-listen", "127.0.0.1:0"], extra].concat());
     let metrics = metrics_addr(&mut server);
     (server, metrics)
 }
@@ -92,7 +89,7 @@ fn max_conns_per_ip_refuses_only_that_address() {
 
 #[test]
 fn chat_refusals_say_why() {
-    let (mut server, metrics) = chat_server(&["--max-conns-per-ip", "1", "--max-conns", "2"]);
+    let (mut server, metrics) = chat_with_metrics(&["--max-conns-per-ip", "1", "--max-conns", "2"]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     let mut again = Client::from_stream(connect_from(Ipv4Addr::LOCALHOST, addr), "alice-again");
@@ -113,7 +110,7 @@ fn chat_refusals_say_why() {
 
 #[test]
 fn slowloris_is_dropped_by_the_line_timeout() {
-    let (mut server, metrics) = chat_server(&["--line-timeout", "1"]);
+    let (mut server, metrics) = chat_with_metrics(&["--line-timeout", "1"]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     alice.join("#c");
@@ -139,7 +136,7 @@ fn slowloris_is_dropped_by_the_line_timeout() {
 
 #[test]
 fn max_line_bytes_rejects_longer_lines_with_417() {
-    let (mut server, metrics) = chat_server(&["--max-line-bytes", "100"]);
+    let (mut server, metrics) = chat_with_metrics(&["--max-line-bytes", "100"]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     alice.join("#c");

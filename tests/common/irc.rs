@@ -518,3 +518,15 @@ impl Client {
         }
     }
 }
+
+/// The ISUPPORT (005) tokens of a welcome burst as key -> value ("" for a token without one).
+pub fn isupport(burst: &[Message]) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for m in burst.iter().filter(|m| m.is("005")) {
+        for tok in &m.params[1..m.params.len().saturating_sub(1)] {
+            let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
+            out.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    out
+}

@@ -34,6 +34,17 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// weaker, never wrongly red.
 pub const STALL: Duration = Duration::from_millis(1500);
 
+/// `echoport --mode chat` on a free port, with flood control off unless `extra` sets
+/// `--flood-rate`: tests send in volume and sync often, and flood control has its own tests.
+pub fn chat_server(extra: &[&str]) -> Server {
+    let mut args = vec!["--mode", "chat"];
+    if !extra.contains(&"--flood-rate") {
+        args.extend(["--flood-rate", "0"]);
+    }
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_echoport")
