@@ -46,8 +46,9 @@ impl Handler for Echo {
 /// not the operator's: they are logged at debug level only.
 fn close_on_error(port: &CompletionPort, socket: &Arc<Socket>, e: &io::Error, stats: &WorkerStats) {
     match e.kind() {
-        // Counted (and logged) by the sweep that expired it.
-        io::ErrorKind::TimedOut => tracing::debug!(key = socket.key(), "idle timeout"),
+        // The idle sweep's own error (no OS code): counted and logged by the sweep. The kernel's
+        // ETIMEDOUT (retransmissions or keepalive gave up) is an error like any other.
+        io::ErrorKind::TimedOut if e.raw_os_error().is_none() => tracing::debug!(key = socket.key(), "idle timeout"),
         io::ErrorKind::ConnectionAborted => {
             tracing::debug!(key = socket.key(), "closed for shutdown")
         }

@@ -187,10 +187,12 @@ impl PerIpCap {
         (max > 0).then(|| Arc::new(PerIpCap { max, table: Mutex::new(Table::default()) }))
     }
 
-    /// Gives the slots of connections back as they close.
+    /// Gives the slots of connections back as they close. The port must have no close hook yet.
     pub fn watch(self: &Arc<Self>, port: &CompletionPort) {
         let cap = self.clone();
-        port.on_close(Box::new(move |key| cap.release(key)));
+        let installed = port.on_close(Box::new(move |key| cap.release(key)));
+        // Without the hook no slot would ever be given back: addresses would lock themselves out.
+        assert!(installed, "the port already has a close hook");
     }
 
     /// A slot for one more connection from `ip`, or `None` if it already has the maximum.
@@ -240,7 +242,8 @@ impl PeerSlot {
     /// see [`PerIpCap::watch`]). Call it before anything is posted on the socket, so it cannot
     /// have closed already.
     pub fn keep_until_closed(mut self, key: usize) {
-        self.cap.lock().groups.insert(key, self.group);
+        let previous = self.cap.lock().groups.insert(key, self.group);
+        debug_assert!(previous.is_none(), "key {key} is still held by an open connection");
         self.kept = true;
     }
 }

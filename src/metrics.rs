@@ -1,8 +1,10 @@
 //! `--metrics-listen`: Prometheus text exposition at /metrics, served by its own thread.
 //!
 //! A few lines of HTTP/1.0 rather than an HTTP library: a scrape is one short GET, answered in full
-//! and closed, one at a time, and the accept loop must survive what the service ports survive
-//! (running out of file descriptors pauses it, as in the acceptor, rather than ending it).
+//! and closed, and the accept loop must survive what the service ports survive (running out of
+//! file descriptors pauses it, as in the acceptor, rather than ending it). Each scrape gets a
+//! short-lived thread and a deadline, and only a few run at once, so a stalled or trickling
+//! client can neither hold up the next scrape nor keep shutdown waiting.
 
 use crate::acceptor::{out_of_descriptors, retry_at_once};
 use crate::port::CompletionPort;
@@ -12,13 +14,16 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long one scraper may take to send its request or read the reply: a stalled one holds up
-/// the next scrape at most this long.
+/// How long one scraper may take to send its whole request, and again to take the reply.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a closing scrape connection keeps reading what the client still sends.
+const LINGER: Duration = Duration::from_millis(200);
+/// Scrapes answered at once; more are turned away with 503 at once.
+const MAX_IN_FLIGHT: usize = 4;
 /// The largest request head read; a scrape's is a few hundred bytes.
 const MAX_REQUEST: usize = 8 * 1024;
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -44,15 +49,16 @@ impl Metrics {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("echoport-metrics".into())
-            .spawn(move || serve(&listener, &flag, || render(&port, &stats, &*handler)))
+            .spawn(move || serve(&listener, &flag, Arc::new(move || render(&port, &stats, &*handler))))
             .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
         Ok((Metrics { stop, bound, thread }, bound))
     }
 
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
-        // The thread waits in a blocking accept: a connection of our own wakes it up. If even that
-        // fails (no descriptor left), leave the thread to end with the process.
+        // The thread waits in a blocking accept: a connection of our own wakes it up (scrapes in
+        // progress end by their deadline on their own threads). If even that fails (no
+        // descriptor left), leave the thread to end with the process.
         let wake = match self.bound {
             SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, a.port())),
             SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, a.port())),
@@ -64,15 +70,32 @@ impl Metrics {
     }
 }
 
-/// Accepts and answers scrapes until `stop` is set.
-fn serve(listener: &TcpListener, stop: &AtomicBool, body: impl Fn() -> String) {
+type Body = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Accepts scrapes until `stop` is set, each answered on its own thread.
+fn serve(listener: &TcpListener, stop: &AtomicBool, body: Body) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let mut backoff = None;
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => {
+            Ok((mut stream, _)) => {
                 backoff = None;
-                if !stop.load(Ordering::SeqCst) {
-                    let _ = answer(stream, &body);
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let _ = stream.write_all(&reply("503 Service Unavailable", "text/plain", "busy, retry\n"));
+                    continue;
+                }
+                let (body, in_flight) = (body.clone(), in_flight.clone());
+                let done = in_flight.clone();
+                let spawned = std::thread::Builder::new().name("echoport-scrape".into()).spawn(move || {
+                    let _ = answer(stream, &*body);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                });
+                if spawned.is_err() {
+                    done.fetch_sub(1, Ordering::SeqCst);
                 }
             }
             Err(e) if retry_at_once(&e) => {}
@@ -89,14 +112,21 @@ fn serve(listener: &TcpListener, stop: &AtomicBool, body: impl Fn() -> String) {
     }
 }
 
-/// Reads one request head and writes the whole reply.
-fn answer(mut stream: TcpStream, body: impl Fn() -> String) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+/// Reads one request head (within [`IO_TIMEOUT`] in all, however slowly it trickles in) and
+/// writes the whole reply.
+fn answer(mut stream: TcpStream, body: &dyn Fn() -> String) -> io::Result<()> {
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let deadline = Instant::now() + IO_TIMEOUT;
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let mut timed_out = false;
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -114,18 +144,34 @@ fn answer(mut stream: TcpStream, body: impl Fn() -> String) -> io::Result<()> {
     let mut words = line.split(|&b| b == b' ' || b == b'\r').filter(|w| !w.is_empty());
     let is_method = |m: &[u8]| m.iter().all(u8::is_ascii_uppercase);
     let text = |s: &str| ("text/plain", s.to_owned());
-    let (status, (content_type, text)) = match (words.next(), words.next()) {
+    // Query parameters (Prometheus `params:`) are accepted and ignored.
+    let path = |p: &[u8]| p.split(|&b| b == b'?').next().unwrap_or_default().to_vec();
+    let (status, (content_type, text)) = match (words.next(), words.next().map(path)) {
         _ if timed_out => ("408 Request Timeout", text("request not finished in time\n")),
-        (Some(b"GET"), Some(b"/metrics")) => ("200 OK", ("text/plain; version=0.0.4; charset=utf-8", body())),
+        (Some(b"GET"), Some(p)) if p == b"/metrics" => ("200 OK", ("text/plain; version=0.0.4; charset=utf-8", body())),
         (Some(b"GET"), Some(_)) => ("404 Not Found", text("not found; try /metrics\n")),
         (Some(m), Some(_)) if is_method(m) => ("405 Method Not Allowed", text("only GET\n")),
         _ => ("400 Bad Request", text("bad request\n")),
     };
-    let reply = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    stream.write_all(reply.as_bytes())
+    stream.write_all(&reply(status, content_type, &text))?;
+    // Closing with unread request bytes would reset the connection, and a reset can destroy the
+    // reply before the client reads it: end our side, then take what is still coming for a moment.
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(LINGER))?;
+    let mut drained = 0;
+    while drained < MAX_REQUEST {
+        match stream.read(&mut chunk) {
+            Ok(n) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+fn reply(status: &str, content_type: &str, text: &str) -> Vec<u8> {
+    let length = text.len();
+    format!("HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{text}")
+        .into_bytes()
 }
 
 /// The exposition text.

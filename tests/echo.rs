@@ -408,7 +408,34 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(raw(b"POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
     assert!(raw(b"\x00\xff garbage\r\n\r\n").starts_with("HTTP/1.0 400"));
     assert!(raw(b"GET /metr").starts_with("HTTP/1.0 408"), "an unfinished request is cut off");
-    assert!(http_get(metrics, "/metrics").0.contains("200"), "still serving");
+    assert!(http_get(metrics, "/metrics?x=1").0.contains("200"), "query parameters are ignored");
+
+    // A client trickling its request a byte at a time neither delays other scrapes nor escapes
+    // the request deadline.
+    let mut slow = connect(metrics);
+    let trickle = thread::spawn({
+        let mut slow = slow.try_clone().unwrap();
+        move || {
+            for &b in b"GET /metrics-but-very-slowly" {
+                if slow.write_all(&[b]).is_err() {
+                    return; // cut off: what should happen
+                }
+                thread::sleep(Duration::from_millis(300)); // pacing of the attack, not synchronisation
+            }
+        }
+    });
+    slow.write_all(b"G").unwrap();
+    assert!(http_get(metrics, "/metrics").0.contains("200"), "a scrape behind a trickling client");
+    slow.set_nonblocking(true).unwrap();
+    let pending = slow.peek(&mut [0u8; 1]);
+    assert!(
+        pending.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "the scrape was answered only after the trickling client: {pending:?}"
+    );
+    slow.set_nonblocking(false).unwrap();
+    let cut = String::from_utf8_lossy(&read_to_eof(&mut slow).unwrap_or_default()).into_owned();
+    assert!(cut.starts_with("HTTP/1.0 408"), "a trickling request is cut off at its deadline: {cut:?}");
+    trickle.join().unwrap();
 
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_exit(BOUND).code(), Some(0));

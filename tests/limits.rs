@@ -293,3 +293,29 @@ fn is_closed_treats_timeout_as_open() {
     assert!(!is_closed(&Ok(1)));
     assert!(is_closed(&Ok(0)));
 }
+
+#[test]
+fn a_quitting_client_that_never_reads_its_last_lines_is_closed_anyway() {
+    use socket2::{Domain, Socket, Type};
+    let (mut server, metrics) = chat_with_metrics(&["--sendq-bytes", "268435456"]);
+    let addr = server.addr();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect_timeout(&addr.into(), BOUND).unwrap();
+    let mut deaf = Client::from_stream(socket.into(), "deaf");
+    deaf.register("deaf");
+    // Megabytes of PONGs for a client that never reads them: more than the kernel buffers hold,
+    // so the rest waits in the server's queue, behind which QUIT's ERROR line never gets out.
+    let ping = format!("PING :{}\r\n", "p".repeat(400));
+    for _ in 0..40 {
+        deaf.send_raw(ping.repeat(500).as_bytes());
+    }
+    deaf.send_raw(b"QUIT :bye\r\n");
+    wait_metric(metrics, "echoport_chat_clients", 0);
+    // Gone from the chat at once; its connection is closed within the grace period (10 s).
+    wait_metric(metrics, "echoport_connections_open", 0);
+    let mut other = Client::registered(addr, "other");
+    other.assert_quiet("the server goes on");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+}

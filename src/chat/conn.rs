@@ -34,6 +34,8 @@ pub struct Output {
     pub sending: bool,
     /// Close once everything queued has been sent (after QUIT or an ERROR line).
     pub closing: bool,
+    /// When `closing` was set.
+    pub closing_since: Option<Instant>,
     /// Gone: queue nothing more.
     pub dead: bool,
 }

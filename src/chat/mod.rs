@@ -25,7 +25,10 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a connection told to go (QUIT, an ERROR line) may take to receive its last lines.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// The chat handler: one for all connections.
 pub struct Chat {
@@ -96,6 +99,7 @@ impl Chat {
             let Some(conn) = socket.context::<Conn>() else { continue };
             let mut out = conn.output();
             out.closing = true;
+            out.closing_since.get_or_insert_with(Instant::now);
             if !out.sending && !out.dead {
                 out.dead = true;
                 pending.close.push(socket.clone());
@@ -191,9 +195,8 @@ impl Chat {
         if too_long > 0 {
             self.stats.limits.hit_n(Limit::LineTooLong, too_long, peer_ip(socket));
         }
-        if feed == Feed::Flood {
+        if feed == Feed::Flood && self.error_and_close(socket, "Excess Flood", &mut pending) {
             self.hit(Limit::Flood, socket);
-            self.error_and_close(socket, "Excess Flood", &mut pending);
         }
         self.settle(port, pending);
         // Re-armed after the sends this input caused were queued and posted.
@@ -203,10 +206,14 @@ impl Chat {
     }
 
     /// Tells the client why it is being dropped, drops it from the IRC state and closes it once
-    /// the line is sent.
-    fn error_and_close(&self, socket: &Arc<Socket>, reason: &str, pending: &mut Pending) {
+    /// the line is sent. False (and nothing done) if it is already on its way out.
+    fn error_and_close(&self, socket: &Arc<Socket>, reason: &str, pending: &mut Pending) -> bool {
+        let Some(conn) = socket.context::<Conn>() else { return false };
         let mut fx = Effects::default();
         let mut st = self.lock();
+        if conn.output().closing || conn.output().dead {
+            return false;
+        }
         let line = closing_link(socket.peer_addr().ok(), reason);
         fx.sends.push((socket.key(), Arc::from(line)));
         fx.close.push(socket.key());
@@ -214,6 +221,7 @@ impl Chat {
         let mut fx = Effects::default();
         st.server.disconnect(socket.key(), reason, &mut fx);
         self.apply(&st, fx, pending);
+        true
     }
 
     /// Counts a limit hit by one client (and maybe logs it).
@@ -221,20 +229,33 @@ impl Chat {
         self.stats.limits.hit(limit, peer_ip(socket));
     }
 
-    /// `--line-timeout`: drops clients whose current line has been arriving for too long (a
-    /// slowloris holds a connection open by never finishing one).
-    fn expire_unfinished_lines(&self, now: Instant, pending: &mut Pending) {
-        let Some(limit) = self.settings.line_timeout else { return };
-        // Each input is locked alone, never under the state lock (on_input takes them the other
-        // way round).
+    /// Once a second, over every connection: `--line-timeout` drops a client whose current line
+    /// has been arriving for too long (a slowloris holds a connection by never finishing one),
+    /// and a connection told to go that has not taken its last lines within [`CLOSE_GRACE`] is
+    /// closed anyway (a client that stopped reading would otherwise keep it open for ever).
+    fn sweep(&self, port: &CompletionPort, now: Instant, pending: &mut Pending) {
+        // Each connection's locks are taken alone, never under the state lock (on_input takes
+        // them the other way round).
         let sockets: Vec<Arc<Socket>> = self.lock().sockets.values().cloned().collect();
+        let mut stuck = Vec::new();
         for socket in sockets {
             let Some(conn) = socket.context::<Conn>() else { continue };
-            if conn.input().unfinished_for(now) < limit || conn.output().closing {
+            let closing_since = conn.output().closing_since;
+            if let Some(since) = closing_since {
+                if now.saturating_duration_since(since) >= CLOSE_GRACE {
+                    conn.output().dead = true;
+                    stuck.push(socket);
+                }
                 continue;
             }
-            self.hit(Limit::LineTimeout, &socket);
-            self.error_and_close(&socket, "Read timeout", pending);
+            let slow = self.settings.line_timeout.is_some_and(|limit| conn.input().unfinished_for(now) >= limit);
+            if slow && self.error_and_close(&socket, "Read timeout", pending) {
+                self.hit(Limit::LineTimeout, &socket);
+            }
+        }
+        for socket in stuck {
+            tracing::debug!(key = socket.key(), "closing connection did not take its last lines; closed");
+            self.forget(port, &socket);
         }
     }
 }
@@ -316,7 +337,7 @@ impl Handler for Chat {
         let limits = &self.stats.limits;
         limits.hit_n(Limit::RegistrationTimeout, expired.registration as u64, None);
         limits.hit_n(Limit::PingTimeout, expired.ping as u64, None);
-        self.expire_unfinished_lines(now, &mut pending);
+        self.sweep(port, now, &mut pending);
         self.settle(port, pending);
     }
 }

@@ -174,13 +174,15 @@ impl CompletionPort {
         };
         let _ = self.shared.registry.deregister(&mut stream);
         drop(stream);
+        // While the socket still holds its table slot, so its key cannot have been given to a new
+        // socket yet (keys carry no generation on 32-bit targets).
+        if let Some(hook) = self.shared.close_hook.get() {
+            hook(socket.key());
+        }
         let mut sockets = self.shared.sockets.write().unwrap_or_else(|e| e.into_inner());
         sockets.try_remove(socket.key() & KEY_MASK);
         let emptied = sockets.is_empty();
         drop(sockets);
-        if let Some(hook) = self.shared.close_hook.get() {
-            hook(socket.key());
-        }
         if emptied {
             let _guard = self.shared.emptied.0.lock();
             self.shared.emptied.1.notify_all();
@@ -188,7 +190,7 @@ impl CompletionPort {
     }
 
     /// Has `hook` called with the key of every socket that closes, once, after its descriptor is
-    /// closed (however it closed). One hook per port: false if one is set already. A table kept
+    /// closed (however it closed) and before its key can be reused. One hook per port: false if one is set already. A table kept
     /// beside the port (per-IP counts) learns this way that a connection ended, at no cost to
     /// the sockets themselves.
     pub fn on_close(&self, hook: CloseHook) -> bool {
