@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,8 @@ use std::time::{Duration, Instant};
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a closing scrape connection keeps reading what the client still sends.
 const LINGER: Duration = Duration::from_millis(200);
-/// Scrapes answered at once; more are turned away with 503 at once.
+/// Scrapes answered at once; the next waits for one of them to finish (each is bounded by its
+/// deadlines), so a flood of connections cannot start a flood of threads.
 const MAX_IN_FLIGHT: usize = 4;
 /// The largest request head read; a scrape's is a few hundred bytes.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -72,30 +74,54 @@ impl Metrics {
 
 type Body = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Scrapes being answered, at most [`MAX_IN_FLIGHT`].
+#[derive(Default)]
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    /// Waits for a free slot and takes it; false if `stop` was set meanwhile.
+    fn acquire(&self, stop: &AtomicBool) -> bool {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            if *busy < MAX_IN_FLIGHT {
+                *busy += 1;
+                return true;
+            }
+            // Woken by a finished scrape; the timeout only bounds how late `stop` is noticed.
+            busy = self.freed.wait_timeout(busy, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    fn release(&self) {
+        *self.busy.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.freed.notify_one();
+    }
+}
+
 /// Accepts scrapes until `stop` is set, each answered on its own thread.
 fn serve(listener: &TcpListener, stop: &AtomicBool, body: Body) {
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Slots::default());
     let mut backoff = None;
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((mut stream, _)) => {
+            Ok((stream, _)) => {
                 backoff = None;
-                if stop.load(Ordering::SeqCst) {
+                if !slots.acquire(stop) {
                     return;
                 }
-                if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    let _ = stream.write_all(&reply("503 Service Unavailable", "text/plain", "busy, retry\n"));
-                    continue;
-                }
-                let (body, in_flight) = (body.clone(), in_flight.clone());
-                let done = in_flight.clone();
+                let (body, mine) = (body.clone(), slots.clone());
                 let spawned = std::thread::Builder::new().name("echoport-scrape".into()).spawn(move || {
                     let _ = answer(stream, &*body);
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    mine.release();
                 });
                 if spawned.is_err() {
-                    done.fetch_sub(1, Ordering::SeqCst);
+                    slots.release();
                 }
             }
             Err(e) if retry_at_once(&e) => {}
