@@ -298,3 +298,24 @@ fn a_burst_of_ready_sockets_borrows_few_buffers() {
     // Every buffer is back in the pool now; how many exist is how many were out at once.
     assert!(pool.idle() <= 4, "{} buffers were borrowed at once for {CLIENTS} ready sockets", pool.idle());
 }
+
+/// A send the peer is too slow for stays posted; how much of it the kernel already took is
+/// visible (chat's send-queue limit counts only what the process still holds).
+#[test]
+fn a_stalled_send_reports_what_the_kernel_took() {
+    const TOTAL: usize = 64 << 20;
+    let port = CompletionPort::new(BufferPool::new(512, 1), 1).expect("port");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (_client, server) = pair(&listener);
+    server.set_nonblocking(true).unwrap();
+    let socket = port.associate(mio::net::TcpStream::from_std(server)).expect("associate");
+    assert_eq!(socket.posted_send_progress(), 0, "nothing posted");
+    let lines: std::collections::VecDeque<Arc<[u8]>> =
+        (0..TOTAL >> 20).map(|_| Arc::from(vec![7u8; 1 << 20])).collect();
+    // Tried at once: the kernel takes what fits in the socket buffers, the rest waits.
+    port.post_send(&socket, lines);
+    let taken = socket.posted_send_progress();
+    assert!(taken > 0 && taken < TOTAL, "the kernel took {taken} of {TOTAL} bytes of a send nobody reads");
+    port.close(&socket);
+    assert_eq!(socket.posted_send_progress(), 0, "a closed socket has no send posted");
+}

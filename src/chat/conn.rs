@@ -28,7 +28,8 @@ pub struct Input {
 pub struct Output {
     /// Lines not handed to the port yet.
     pub queue: VecDeque<Arc<[u8]>>,
-    /// Bytes queued or in flight: what `--sendq-bytes` bounds.
+    /// Bytes queued or in a posted send, until that send completes; less what the kernel has
+    /// already taken of it, this is what `--sendq-bytes` bounds.
     pub bytes: usize,
     /// A send is posted; its completion posts the next batch.
     pub sending: bool,

@@ -82,7 +82,11 @@ impl Chat {
                 continue;
             }
             out.bytes += line.len();
-            if out.bytes > self.settings.sendq_bytes {
+            // Only what the server still holds counts: not the part of the send in flight that
+            // the kernel has already taken (a reading client is not dropped for being mid-send).
+            if out.bytes > self.settings.sendq_bytes
+                && out.bytes.saturating_sub(socket.posted_send_progress()) > self.settings.sendq_bytes
+            {
                 out.dead = true;
                 out.queue.clear();
                 pending.overflowed.push(socket.clone());

@@ -64,6 +64,11 @@ impl Cursor {
         self.total
     }
 
+    /// Bytes the kernel has taken so far.
+    pub(super) fn done(&self) -> usize {
+        self.done
+    }
+
     /// One write of what is left; returns the bytes the kernel took.
     pub(super) fn write_to(&mut self, mut out: impl Write) -> io::Result<usize> {
         let n = match &mut self.payload {

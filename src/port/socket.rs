@@ -76,6 +76,12 @@ impl Socket {
         }
     }
 
+    /// Bytes of the posted send that the kernel has already taken: they count in the send's
+    /// completion, but the process no longer holds them. 0 when no send is posted.
+    pub fn posted_send_progress(&self) -> usize {
+        self.lock().send.as_ref().map_or(0, Cursor::done)
+    }
+
     /// Attaches the handler's per-connection state; only the first call takes effect.
     pub fn set_context<T: Any + Send + Sync>(&self, context: T) -> bool {
         self.context.set(Box::new(context)).is_ok()
