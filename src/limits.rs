@@ -216,7 +216,8 @@ impl PerIpCap {
     }
 
     /// Connections open from `ip`'s group.
-    pub fn open(&self, ip: IpAddr) -> u32 {
+    #[cfg(test)]
+    fn open(&self, ip: IpAddr) -> u32 {
         self.lock().open.get(&group(ip)).copied().unwrap_or(0)
     }
 

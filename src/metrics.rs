@@ -179,7 +179,11 @@ fn answer(mut stream: TcpStream, body: &dyn Fn() -> String) -> io::Result<()> {
         (Some(m), Some(_)) if is_method(m) => ("405 Method Not Allowed", text("only GET\n")),
         _ => ("400 Bad Request", text("bad request\n")),
     };
-    stream.write_all(&reply(status, content_type, &text))?;
+    let length = text.len();
+    let head = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all((head + &text).as_bytes())?;
     // Closing with unread request bytes would reset the connection, and a reset can destroy the
     // reply before the client reads it: end our side, then take what is still coming for a moment.
     stream.shutdown(std::net::Shutdown::Write)?;
@@ -192,12 +196,6 @@ fn answer(mut stream: TcpStream, body: &dyn Fn() -> String) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn reply(status: &str, content_type: &str, text: &str) -> Vec<u8> {
-    let length = text.len();
-    format!("HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{text}")
-        .into_bytes()
 }
 
 /// The exposition text.

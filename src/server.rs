@@ -119,7 +119,7 @@ pub fn run(config: Config) -> Result<(), String> {
     if let Some(metrics) = metrics {
         metrics.stop();
     }
-    stats.log(port.open_sockets(), "final stats", 0);
+    stats.snapshot(port.open_sockets()).log("final stats", 0, &stats.limits);
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -177,11 +177,10 @@ fn spawn_housekeeper(
                 if let Some(interval) = interval {
                     let elapsed = last_report.0.elapsed();
                     if elapsed >= interval {
-                        let open = port.open_sockets();
-                        let messages = stats.snapshot(open).messages;
-                        let rate = (messages - last_report.1) as f64 / elapsed.as_secs_f64();
-                        stats.log(open, "stats", rate as u64);
-                        last_report = (Instant::now(), messages);
+                        let snap = stats.snapshot(port.open_sockets());
+                        let rate = (snap.messages - last_report.1) as f64 / elapsed.as_secs_f64();
+                        snap.log("stats", rate as u64, &stats.limits);
+                        last_report = (Instant::now(), snap.messages);
                     }
                 }
             }

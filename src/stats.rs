@@ -77,21 +77,14 @@ impl Stats {
     }
 }
 
-impl Stats {
-    /// Logs a snapshot as `key=value` fields; `per_sec` is the message rate since the last one.
-    /// `limits` lists the limits hit so far, as `name=count` pairs.
-    pub fn log(&self, open: usize, message: &str, per_sec: u64) {
-        let snap = self.snapshot(open);
-        let mut limits = String::new();
-        for (limit, n) in self.limits.counts().filter(|&(_, n)| n > 0) {
-            let _ = write!(limits, "{}{}={n}", if limits.is_empty() { "" } else { " " }, limit.name());
-        }
-        snap.log(message, per_sec, &limits);
-    }
-}
-
 impl Snapshot {
-    fn log(&self, message: &str, per_sec: u64, limits: &str) {
+    /// Logs the snapshot as `key=value` fields; `per_sec` is the message rate since the last one,
+    /// and `limits` is listed as `name=count` pairs of the limits hit so far.
+    pub fn log(&self, message: &str, per_sec: u64, limits: &Limits) {
+        let mut hit = String::new();
+        for (limit, n) in limits.counts().filter(|&(_, n)| n > 0) {
+            let _ = write!(hit, "{}{}={n}", if hit.is_empty() { "" } else { " " }, limit.name());
+        }
         tracing::info!(
             open = self.open,
             total = self.total,
@@ -101,7 +94,7 @@ impl Snapshot {
             refused = self.refused,
             timeouts = self.timeouts,
             errors = self.errors,
-            limits,
+            limits = hit,
             "{message}"
         );
     }

@@ -33,12 +33,17 @@ pub struct Output {
     pub bytes: usize,
     /// A send is posted; its completion posts the next batch.
     pub sending: bool,
-    /// Close once everything queued has been sent (after QUIT or an ERROR line).
-    pub closing: bool,
-    /// When `closing` was set.
+    /// Set when the connection is to close once everything queued has been sent (after QUIT or
+    /// an ERROR line): since when, for the grace period.
     pub closing_since: Option<Instant>,
     /// Gone: queue nothing more.
     pub dead: bool,
+}
+
+impl Output {
+    pub fn closing(&self) -> bool {
+        self.closing_since.is_some()
+    }
 }
 
 impl Conn {

@@ -102,7 +102,6 @@ impl Chat {
             let Some(socket) = st.sockets.get(&id) else { continue };
             let Some(conn) = socket.context::<Conn>() else { continue };
             let mut out = conn.output();
-            out.closing = true;
             out.closing_since.get_or_insert_with(Instant::now);
             if !out.sending && !out.dead {
                 out.dead = true;
@@ -140,7 +139,7 @@ impl Chat {
         if out.dead || out.queue.is_empty() {
             out.sending = false;
             // Everything owed is sent: a closing connection can go now.
-            let finished = out.closing && !std::mem::replace(&mut out.dead, true);
+            let finished = out.closing() && !std::mem::replace(&mut out.dead, true);
             drop(out);
             if finished {
                 self.forget(port, socket);
@@ -204,7 +203,7 @@ impl Chat {
         }
         self.settle(port, pending);
         // Re-armed after the sends this input caused were queued and posted.
-        if !conn.output().closing {
+        if !conn.output().closing() {
             port.post_recv(socket);
         }
     }
@@ -215,7 +214,11 @@ impl Chat {
         let Some(conn) = socket.context::<Conn>() else { return false };
         let mut fx = Effects::default();
         let mut st = self.lock();
-        if conn.output().closing || conn.output().dead {
+        let leaving = {
+            let out = conn.output();
+            out.closing() || out.dead
+        };
+        if leaving {
             return false;
         }
         let line = closing_link(socket.peer_addr().ok(), reason);
