@@ -5,6 +5,10 @@
 //! file descriptors pauses it, as in the acceptor, rather than ending it). Each scrape gets a
 //! short-lived thread and a deadline, and only a few run at once, so a stalled or trickling
 //! client can neither hold up the next scrape nor keep shutdown waiting.
+//!
+//! The accept is blocking on purpose: Linux hands a blocked accept(2) its descriptor number up
+//! front, so the waiting thread holds one slot the service ports cannot take, and a scrape is
+//! usually still answered while the server is out of descriptors (tests/faults.rs).
 
 use crate::acceptor::{out_of_descriptors, retry_at_once};
 use crate::port::CompletionPort;
