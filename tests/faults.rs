@@ -641,6 +641,35 @@ fn chat_members_that_never_read_are_dropped_while_readers_get_every_line_in_orde
     assert_eq!(stat(&st, "errors"), 0, "{st:?}");
 }
 
+#[test]
+fn chat_client_that_half_closes_still_gets_every_reply_it_is_owed() {
+    // A scripted session (`printf ... | nc`): every command written at once, then the write side
+    // shut, no QUIT. The replies (~9 MB: more than the kernel buffers hold) are read only once the
+    // server has handled the EOF, so most are still queued in the server then: all must arrive,
+    // then the close.
+    const NAMES: usize = 50_000;
+    let server = chat_server(&["--flood-rate", "0", "--sendq-bytes", "67108864"]);
+    let (nick, chan) = ("scripted_client", "#a-channel-with-quite-a-long-name-for-bulk");
+    let mut watcher = Client::registered(server.addr(), "watcher");
+    watcher.join(chan);
+    let mut s = connect_with_buffers(server.addr(), Some(4096), None);
+    let mut script = format!("NICK {nick}\r\nUSER s 0 * :s\r\nJOIN {chan}\r\n");
+    for _ in 0..NAMES {
+        script.push_str(&format!("NAMES {chan}\r\n"));
+    }
+    s.write_all(script.as_bytes()).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    // The server has read the EOF when the channel sees the client leave.
+    watcher.expect(|m| m.is("QUIT") && m.nick() == nick, WAIT);
+    let got = String::from_utf8(read_to_eof(&mut s).expect("replies, then EOF")).expect("UTF-8 replies");
+    let code = |c: &str| got.lines().filter(|l| l.split(' ').nth(1) == Some(c)).count();
+    assert_eq!(code("001"), 1, "no welcome: {}", &got[..got.len().min(800)]);
+    assert_eq!(code("JOIN"), 1, "no JOIN");
+    // One NAMES reply from the JOIN, then one per command.
+    assert_eq!(code("366"), NAMES + 1, "NAMES replies lost at the half-close ({} bytes in all)", got.len());
+    assert!(!got.contains("ERROR"), "{}", &got[got.len().saturating_sub(500)..]);
+}
+
 // ---------------------------------------------------------------------------
 // File descriptor exhaustion
 // ---------------------------------------------------------------------------

@@ -208,9 +208,16 @@ impl Chat {
         }
     }
 
-    /// Tells the client why it is being dropped, drops it from the IRC state and closes it once
-    /// the line is sent. False (and nothing done) if it is already on its way out.
+    /// Tells the client why it is being dropped, then [`leave`](Self::leave)s.
     fn error_and_close(&self, socket: &Arc<Socket>, reason: &str, pending: &mut Pending) -> bool {
+        let line = closing_link(socket.peer_addr().ok(), reason);
+        self.leave(socket, reason, Some(line), pending)
+    }
+
+    /// Drops the client from the IRC state (QUIT with `reason` to its channels) and closes its
+    /// connection once the lines already owed to it, then `farewell`, are sent. False (and
+    /// nothing done) if it is already on its way out.
+    fn leave(&self, socket: &Arc<Socket>, reason: &str, farewell: Option<Vec<u8>>, pending: &mut Pending) -> bool {
         let Some(conn) = socket.context::<Conn>() else { return false };
         let mut fx = Effects::default();
         let mut st = self.lock();
@@ -221,8 +228,9 @@ impl Chat {
         if leaving {
             return false;
         }
-        let line = closing_link(socket.peer_addr().ok(), reason);
-        fx.sends.push((socket.key(), Arc::from(line)));
+        if let Some(line) = farewell {
+            fx.sends.push((socket.key(), Arc::from(line)));
+        }
         fx.close.push(socket.key());
         self.apply(&st, fx, pending);
         let mut fx = Effects::default();
@@ -291,7 +299,10 @@ impl Handler for Chat {
     fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats) {
         match completion {
             Completion::Recv { socket, result: Ok(buf) } if buf.is_empty() => {
-                self.drop_client(port, &socket, "Remote host closed the connection");
+                // A half-close (`printf 'NICK ...' | nc`) still wants the replies it is owed.
+                let mut pending = Pending::default();
+                self.leave(&socket, "Remote host closed the connection", None, &mut pending);
+                self.settle(port, pending);
             }
             Completion::Recv { socket, result: Ok(buf) } => {
                 bump(&stats.bytes_in, buf.len() as u64);
