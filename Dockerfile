@@ -20,6 +20,7 @@ WORKDIR /src
 # Only what `cargo build --bins` needs (.dockerignore keeps target/, .git/ and the rest out of the context).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 
 # Dependencies are cached across builds by BuildKit cache mounts: the crates.io registry, and the target
 # directory, which keeps every compiled dependency, so a source change rebuilds only echoport itself.

@@ -11,7 +11,6 @@ pub mod check;
 pub mod config;
 pub mod echo;
 pub mod limits;
-pub mod load;
 pub mod metrics;
 pub mod port;
 pub mod server;

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// Where the Dockerfile installs the binaries, and the binaries cargo just built for this test.
-const IMAGE_BINARIES: [(&str, &str); 2] = [
-    ("/usr/local/bin/echoport", env!("CARGO_BIN_EXE_echoport")),
-    ("/usr/local/bin/echoport-load", env!("CARGO_BIN_EXE_echoport-load")),
-];
+/// Where the Dockerfile installs the binaries.
+const IMAGE_BINARIES: [&str; 2] = ["/usr/local/bin/echoport", "/usr/local/bin/echoport-load"];
+/// The image's server binary, and the one cargo just built for this test: the image's command
+/// lines (entrypoint, health check) run the server only.
+const SERVER: (&str, &str) = (IMAGE_BINARIES[0], env!("CARGO_BIN_EXE_echoport"));
 
 /// `docker stop`'s default grace period between the STOPSIGNAL and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -250,12 +250,8 @@ fn humantime_like(s: &str) -> Option<Duration> {
 /// Replace the image path of a binary by the one cargo built.
 fn host_command(argv: &[String]) -> Vec<String> {
     let exe = &argv[0];
-    let host = IMAGE_BINARIES
-        .iter()
-        .find(|(image, _)| image == exe)
-        .unwrap_or_else(|| panic!("{exe:?} is not one of the binaries the image installs: {IMAGE_BINARIES:?}"))
-        .1;
-    std::iter::once(host.to_owned()).chain(argv[1..].iter().cloned()).collect()
+    assert_eq!(exe, SERVER.0, "the image's command lines run the server");
+    std::iter::once(SERVER.1.to_owned()).chain(argv[1..].iter().cloned()).collect()
 }
 
 fn is_root() -> bool {
@@ -440,7 +436,7 @@ fn runtime_stage_shape() {
         let uid = user.split(':').next().unwrap();
         assert!(uid != "0" && uid != "root", "the image must not run as root: USER {user}");
     }
-    for (image, _) in IMAGE_BINARIES {
+    for image in IMAGE_BINARIES {
         assert!(c.copied.iter().any(|d| d == image), "{image} is not copied into the image: {:?}", c.copied);
     }
     assert_eq!(c.command[0], "/usr/local/bin/echoport", "ENTRYPOINT/CMD must start the server: {:?}", c.command);

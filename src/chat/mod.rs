@@ -10,7 +10,6 @@
 mod conn;
 #[doc(hidden)]
 pub mod drive;
-pub mod message;
 pub mod server;
 
 pub use server::{ChatConfig, ChatServer, ClientId, Effects, Expired};

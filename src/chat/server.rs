@@ -10,7 +10,7 @@
 //!
 //! - A line longer than 510 bytes (or cut by the engine) is refused with 417 ERR_INPUTTOOLONG
 //!   and not processed: a cut command could do something its sender did not mean.
-//! - A line is cut at its first CR or NUL before parsing (see [`super::message::sanitize`]): what
+//! - A line is cut at its first CR or NUL before parsing (see [`echoport_irc::sanitize`]): what
 //!   follows is dropped, so a relayed PRIVMSG can never carry a second line to its recipients.
 //! - Nicks and channel names compare under rfc1459 case mapping; they are shown as their owner
 //!   (or the channel's creator) spelled them.
@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::message::{LineBuilder, MAX_BODY, Message, eq_fold, fold, sanitize, truncate_utf8, wildcard_match};
+use echoport_irc::{LineBuilder, MAX_BODY, Message, eq_fold, fold, sanitize, truncate_utf8, wildcard_match};
 
 /// The connection's completion key; unique while the connection is open.
 pub type ClientId = usize;
@@ -1873,7 +1873,7 @@ mod tests {
         }
     }
 
-    use super::super::message::MAX_LINE;
+    use echoport_irc::MAX_LINE;
 
     /// The lines `id` got, without CR LF.
     fn lines(fx: &Effects, id: ClientId) -> Vec<String> {
@@ -3148,7 +3148,19 @@ mod tests {
 
     #[test]
     fn garbage_never_panics_and_output_stays_well_formed() {
-        use super::super::message::tests::Rng;
+        /// xorshift64*: deterministic and dependency-free.
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 >> 12;
+                self.0 ^= self.0 << 25;
+                self.0 ^= self.0 >> 27;
+                self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+            }
+            fn below(&mut self, n: usize) -> usize {
+                (self.next() % n as u64) as usize
+            }
+        }
         let commands = [
             "NICK", "USER", "PASS", "CAP", "JOIN", "PART", "PRIVMSG", "NOTICE", "MODE", "TOPIC", "KICK", "INVITE",
             "WHO", "WHOIS", "NAMES", "LIST", "AWAY", "OPER", "KILL", "QUIT", "PING", "PONG", "TIME", "LUSERS", "MOTD",

@@ -273,7 +273,7 @@ pub fn wildcard_match(mask: &[u8], text: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     fn parse(line: &str) -> (String, Vec<String>) {
@@ -408,9 +408,9 @@ pub(crate) mod tests {
     }
 
     /// xorshift64*: a dependency-free PRNG for the property tests.
-    pub(crate) struct Rng(pub u64);
+    struct Rng(pub u64);
     impl Rng {
-        pub(crate) fn next(&mut self) -> u64 {
+        fn next(&mut self) -> u64 {
             let mut x = self.0;
             x ^= x >> 12;
             x ^= x << 25;
@@ -418,7 +418,7 @@ pub(crate) mod tests {
             self.0 = x;
             x.wrapping_mul(0x2545_F491_4F6C_DD1D)
         }
-        pub(crate) fn below(&mut self, n: usize) -> usize {
+        fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
     }

@@ -119,7 +119,7 @@ fn x_end(r: &Report) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::record::Recorder;
+    use crate::record::Recorder;
     use std::time::{Duration, Instant};
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echoport::load::chat::{self, ChatArgs};
+use echoport_load::chat::{self, ChatArgs};
 
 /// Upper bound for the server to come up, and for a whole load run beyond its own length.
 const BOUND: Duration = Duration::from_secs(30);
