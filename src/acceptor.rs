@@ -2,16 +2,16 @@
 //! completion port and posts its first receive — from then on it belongs to the worker pool.
 
 use crate::limits::{Limit, PerIpCap};
-use crate::port::CompletionPort;
+use crate::shutdown::{Phase, Shutdown};
 use crate::stats::Stats;
-use crate::worker::Handler;
+use crate::worker::{Handler, PortOf};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Type};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,10 +20,13 @@ const STOP: Token = Token(usize::MAX);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Opens a listening socket: SO_REUSEADDR (restart without waiting out TIME_WAIT), IPv6
-/// sockets IPv6-only (so `[::]:p` and `0.0.0.0:p` can both be listed), the given backlog.
+/// Opens a listening socket: IPv6 sockets IPv6-only (so `[::]:p` and `0.0.0.0:p` can both be
+/// listed), the given backlog. On Unix, SO_REUSEADDR lets a restarted server bind at once instead
+/// of waiting out TIME_WAIT; on Windows that option would let another process bind the same port
+/// while we use it (there, rebinding after TIME_WAIT needs no option).
 pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -42,59 +45,63 @@ pub struct AcceptorConfig {
     pub per_ip: Option<Arc<PerIpCap>>,
 }
 
-/// A running acceptor thread.
+/// A running acceptor thread. It stops accepting, and closes the listeners (new connections are
+/// then refused by the kernel), as soon as shutdown is requested.
 pub struct Acceptor {
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
     thread: JoinHandle<()>,
 }
 
 impl Acceptor {
-    pub fn spawn(
+    pub fn spawn<H: Handler>(
         listeners: Vec<std::net::TcpListener>,
-        port: CompletionPort,
+        port: PortOf<H>,
         config: AcceptorConfig,
-        handler: Arc<dyn Handler>,
+        handler: Arc<H>,
         stats: Arc<Stats>,
+        shutdown: Shutdown,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
+        // Shared with the thread, which keeps it open: a waker closed right after waking would
+        // take its pending event out of the epoll set before the poll saw it.
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
         let mut listeners: Vec<TcpListener> = listeners.into_iter().map(TcpListener::from_std).collect();
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(l, Token(i), Interest::READABLE)?;
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut state = State { poll, listeners, port, config, handler, stats, stop: stop.clone(), backoff: None };
+        let wake = waker.clone();
+        shutdown.on(Phase::Draining, move || {
+            let _ = wake.wake();
+        });
+        let mut state = State { poll, _waker: waker, listeners, port, config, handler, stats, shutdown, backoff: None };
         let thread = std::thread::Builder::new().name("echoport-acceptor".into()).spawn(move || state.run())?;
-        Ok(Acceptor { stop, waker, thread })
+        Ok(Acceptor { thread })
     }
 
-    /// Stops accepting and closes the listeners; new connections are refused by the kernel.
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
+    /// Waits for the thread to end (after shutdown was requested).
+    pub fn join(self) {
         if self.thread.join().is_err() {
             tracing::error!("the acceptor thread panicked");
         }
     }
 }
 
-struct State {
+struct State<H: Handler> {
     poll: Poll,
+    _waker: Arc<Waker>,
     listeners: Vec<TcpListener>,
-    port: CompletionPort,
+    port: PortOf<H>,
     config: AcceptorConfig,
-    handler: Arc<dyn Handler>,
+    handler: Arc<H>,
     stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
     /// Set while out of file descriptors: how long to wait before trying again.
     backoff: Option<Duration>,
 }
 
-impl State {
+impl<H: Handler> State<H> {
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
-        while !self.stop.load(Ordering::SeqCst) {
+        while !self.shutdown.is_requested() {
             // Edge-triggered: a connection left in the backlog by EMFILE raises no new event,
             // so while backing off we retry on a timer rather than wait for one.
             if let Err(e) = self.poll.poll(&mut events, self.backoff) {
@@ -103,7 +110,7 @@ impl State {
                     return;
                 }
             }
-            if self.stop.load(Ordering::SeqCst) {
+            if self.shutdown.is_requested() {
                 return;
             }
             let mut exhausted = false;
@@ -153,7 +160,7 @@ impl State {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
         }
-        match self.port.associate(stream) {
+        match self.port.associate(stream, self.handler.conn(peer)) {
             Ok(socket) => {
                 // Before the first receive is posted: nothing can close the socket earlier.
                 if let Some(slot) = slot {

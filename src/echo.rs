@@ -5,18 +5,23 @@
 //! so a client that never reads is no longer read from: the kernel's buffers fill, TCP flow
 //! control pushes back on the client, and the server holds at most one buffer for it.
 
-use crate::port::{Completion, CompletionPort, Socket};
+use crate::port::{Completion, OpError};
 use crate::stats::{WorkerStats, bump};
-use crate::worker::Handler;
+use crate::worker::{CompletionOf, Handler, PortOf, SocketOf};
 use std::io;
-use std::sync::Arc;
+use std::net::SocketAddr;
 
 /// The echo handler; stateless, one for all connections.
 #[derive(Debug, Default)]
 pub struct Echo;
 
 impl Handler for Echo {
-    fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats) {
+    /// An echo connection needs nothing beyond its socket.
+    type Conn = ();
+
+    fn conn(&self, _peer: SocketAddr) {}
+
+    fn on_completion(&self, port: &PortOf<Self>, completion: CompletionOf<Self>, stats: &WorkerStats) {
         match completion {
             Completion::Recv { socket, result: Ok(buf) } if buf.is_empty() => {
                 // The peer shut down its sending side. A receive is only ever outstanding once
@@ -43,21 +48,19 @@ impl Handler for Echo {
 }
 
 /// Ends a connection whose operation failed. Resets and broken pipes are the peer's business,
-/// not the operator's: they are logged at debug level only.
-fn close_on_error(port: &CompletionPort, socket: &Arc<Socket>, e: &io::Error, stats: &WorkerStats) {
-    match e.kind() {
-        // The idle sweep's own error (no OS code): counted and logged by the sweep. The kernel's
-        // ETIMEDOUT (retransmissions or keepalive gave up) is an error like any other.
-        io::ErrorKind::TimedOut if e.raw_os_error().is_none() => tracing::debug!(key = socket.key(), "idle timeout"),
-        io::ErrorKind::ConnectionAborted => {
-            tracing::debug!(key = socket.key(), "closed for shutdown")
+/// not the operator's: they are logged at debug level only. The port's own reasons (idle
+/// timeout, shutdown) are counted where they are decided.
+fn close_on_error(port: &PortOf<Echo>, socket: &SocketOf<Echo>, e: &OpError, stats: &WorkerStats) {
+    let key = socket.key();
+    match e {
+        OpError::IdleTimeout => tracing::debug!(key, "idle timeout"),
+        OpError::Shutdown => tracing::debug!(key, "closed for shutdown"),
+        OpError::Io(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => {
+            tracing::debug!(key, error = %e, "peer reset");
         }
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
-            tracing::debug!(key = socket.key(), error = %e, "peer reset");
-        }
-        _ => {
+        OpError::Io(e) => {
             bump(&stats.errors, 1);
-            tracing::debug!(key = socket.key(), error = %e, "connection error");
+            tracing::debug!(key, error = %e, "connection error");
         }
     }
     port.close(socket);

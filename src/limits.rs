@@ -188,7 +188,7 @@ impl PerIpCap {
     }
 
     /// Gives the slots of connections back as they close. The port must have no close hook yet.
-    pub fn watch(self: &Arc<Self>, port: &CompletionPort) {
+    pub fn watch<C: Send + Sync + 'static>(self: &Arc<Self>, port: &CompletionPort<C>) {
         let cap = self.clone();
         let installed = port.on_close(Box::new(move |key| cap.release(key)));
         // Without the hook no slot would ever be given back: addresses would lock themselves out.

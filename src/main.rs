@@ -1,11 +1,19 @@
-use echoport::config::{self, Invocation};
+//! The `echoport` binary: parse the configuration, set up logging and the OS's termination
+//! signals, and run the server library until it has drained.
+
+use echoport::config::{self, Config, Invocation, LogFormat};
+use echoport::server::Server;
+use echoport::shutdown::Shutdown;
 use std::process::ExitCode;
+
+/// Exit status after a second signal cut the drain short (128 + SIGINT, what shells report).
+const FORCED_EXIT_CODE: i32 = 130;
 
 fn main() -> ExitCode {
     match config::invocation() {
         Ok(Invocation::Serve(config)) => {
-            echoport::server::init_logging(&config);
-            match echoport::server::run(*config) {
+            init_logging(&config);
+            match serve(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e, 2),
             }
@@ -18,6 +26,76 @@ fn main() -> ExitCode {
             Err(e) => fail(&e, 1),
         },
         Err(e) => fail(&e, 2),
+    }
+}
+
+fn serve(config: &Config) -> Result<(), String> {
+    let server = Server::bind(config).map_err(|e| e.to_string())?;
+    let shutdown = Shutdown::new();
+    signals::install(&shutdown).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    server.run(shutdown).map(drop).map_err(|e| e.to_string())
+}
+
+/// The first termination signal asks for the graceful drain; a second one exits at once.
+fn on_signal(shutdown: &Shutdown, name: &str) {
+    if shutdown.request() {
+        tracing::info!(signal = name, "signal received");
+    } else {
+        tracing::warn!(signal = name, "second signal: exiting without waiting for connections");
+        std::process::exit(FORCED_EXIT_CODE);
+    }
+}
+
+#[cfg(unix)]
+mod signals {
+    use echoport::shutdown::Shutdown;
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::iterator::Signals;
+    use std::io;
+
+    /// SIGINT and SIGTERM, delivered to a thread of their own.
+    pub fn install(shutdown: &Shutdown) -> io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new().name("echoport-signals".into()).spawn(move || {
+            for signal in signals.forever() {
+                super::on_signal(&shutdown, if signal == SIGINT { "SIGINT" } else { "SIGTERM" });
+            }
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(windows)]
+mod signals {
+    use echoport::shutdown::Shutdown;
+    use std::io;
+
+    /// Ctrl-C, Ctrl-Break and closing the console window, through the `ctrlc` crate (which
+    /// runs the handler on a thread of its own). Windows ends a process soon after telling it
+    /// its console is closing, so that drain is only as long as Windows waits.
+    pub fn install(shutdown: &Shutdown) -> io::Result<()> {
+        let shutdown = shutdown.clone();
+        ctrlc::set_handler(move || super::on_signal(&shutdown, "Ctrl-C")).map_err(io::Error::other)
+    }
+}
+
+/// Logging to stderr: `--log-level` if given, else RUST_LOG, else "info".
+fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match &config.log_level {
+        Some(level) => EnvFilter::try_new(level),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("warning: bad log filter ({e}); using \"info\"");
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 

@@ -11,9 +11,9 @@
 //! usually still answered while the server is out of descriptors (tests/faults.rs).
 
 use crate::acceptor::{out_of_descriptors, retry_at_once};
-use crate::port::CompletionPort;
+use crate::shutdown::{Phase, Shutdown};
 use crate::stats::Stats;
-use crate::worker::Handler;
+use crate::worker::{Handler, PortOf};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -34,43 +34,46 @@ const MAX_IN_FLIGHT: usize = 4;
 const MAX_REQUEST: usize = 8 * 1024;
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// A running metrics endpoint.
+/// A running metrics endpoint. It serves until the server has stopped ([`Phase::Stopped`]), so
+/// scrapes still see the drain.
 pub struct Metrics {
-    stop: Arc<AtomicBool>,
-    bound: SocketAddr,
     thread: JoinHandle<()>,
+    /// False when the thread could not be woken (no descriptor left): then it ends with the
+    /// process instead of being waited for.
+    woken: Arc<AtomicBool>,
 }
 
 impl Metrics {
-    /// Binds `addr` and serves until [`stop`](Self::stop). Returns the bound address too.
-    pub fn spawn(
-        addr: SocketAddr,
-        port: CompletionPort,
+    /// Serves `listener` (already bound, see [`Server::bind`](crate::server::Server::bind)).
+    pub fn spawn<H: Handler>(
+        listener: TcpListener,
+        port: PortOf<H>,
         stats: Arc<Stats>,
-        handler: Arc<dyn Handler>,
-    ) -> Result<(Self, SocketAddr), String> {
-        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        handler: Arc<H>,
+        shutdown: Shutdown,
+    ) -> io::Result<Self> {
+        let bound = listener.local_addr()?;
+        let (stop, woken) = (shutdown.clone(), Arc::new(AtomicBool::new(true)));
         let thread = std::thread::Builder::new()
             .name("echoport-metrics".into())
-            .spawn(move || serve(&listener, &flag, Arc::new(move || render(&port, &stats, &*handler))))
-            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
-        Ok((Metrics { stop, bound, thread }, bound))
+            .spawn(move || serve(&listener, &stop, Arc::new(move || render(&port, &stats, &*handler))))?;
+        let flag = woken.clone();
+        shutdown.on(Phase::Stopped, move || {
+            // The thread waits in a blocking accept: a connection of our own wakes it up (scrapes
+            // in progress end by their deadline on their own threads).
+            let wake = match bound {
+                SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, a.port())),
+                SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, a.port())),
+                a => a,
+            };
+            flag.store(TcpStream::connect_timeout(&wake, IO_TIMEOUT).is_ok(), Ordering::SeqCst);
+        });
+        Ok(Metrics { thread, woken })
     }
 
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // The thread waits in a blocking accept: a connection of our own wakes it up (scrapes in
-        // progress end by their deadline on their own threads). If even that fails (no
-        // descriptor left), leave the thread to end with the process.
-        let wake = match self.bound {
-            SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, a.port())),
-            SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, a.port())),
-            a => a,
-        };
-        if TcpStream::connect_timeout(&wake, IO_TIMEOUT).is_ok() {
+    /// Waits for the thread to end (after the server stopped).
+    pub fn join(self) {
+        if self.woken.load(Ordering::SeqCst) {
             let _ = self.thread.join();
         }
     }
@@ -86,11 +89,11 @@ struct Slots {
 }
 
 impl Slots {
-    /// Waits for a free slot and takes it; false if `stop` was set meanwhile.
-    fn acquire(&self, stop: &AtomicBool) -> bool {
+    /// Waits for a free slot and takes it; false if the server stopped meanwhile.
+    fn acquire(&self, stop: &Shutdown) -> bool {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if stop.load(Ordering::SeqCst) {
+            if stop.phase() == Phase::Stopped {
                 return false;
             }
             if *busy < MAX_IN_FLIGHT {
@@ -108,11 +111,11 @@ impl Slots {
     }
 }
 
-/// Accepts scrapes until `stop` is set, each answered on its own thread.
-fn serve(listener: &TcpListener, stop: &AtomicBool, body: Body) {
+/// Accepts scrapes until the server has stopped, each answered on its own thread.
+fn serve(listener: &TcpListener, stop: &Shutdown, body: Body) {
     let slots = Arc::new(Slots::default());
     let mut backoff = None;
-    while !stop.load(Ordering::SeqCst) {
+    while stop.phase() != Phase::Stopped {
         match listener.accept() {
             Ok((stream, _)) => {
                 backoff = None;
@@ -203,7 +206,7 @@ fn answer(mut stream: TcpStream, body: &dyn Fn() -> String) -> io::Result<()> {
 }
 
 /// The exposition text.
-pub fn render(port: &CompletionPort, stats: &Stats, handler: &dyn Handler) -> String {
+pub fn render<H: Handler>(port: &PortOf<H>, stats: &Stats, handler: &H) -> String {
     let snap = stats.snapshot(port.open_sockets());
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {

@@ -1,19 +1,24 @@
-//! Wires the parts together: listeners, port, workers, acceptor, housekeeping, shutdown.
+//! The server's lifecycle, as an embeddable value: [`Server::bind`] opens the listeners (so the
+//! caller learns the bound addresses before anything runs), [`Server::run`] wires the parts
+//! together — port, workers, acceptor, housekeeping, metrics — and serves until its [`Shutdown`]
+//! token is requested, then drains and returns the [`FinalStats`]. Signals are the binary's
+//! business (src/main.rs); a test or another program just calls [`Shutdown::request`].
 
 use crate::acceptor::{self, Acceptor, AcceptorConfig};
 use crate::buffer::BufferPool;
 use crate::chat::{self, Chat};
-use crate::config::{Config, LogFormat, Mode};
+use crate::config::{Config, Mode};
 use crate::echo::Echo;
 use crate::limits::{Limit, PerIpCap};
 use crate::metrics::Metrics;
 use crate::port::{CompletionPort, QUIET_SWEEP};
-use crate::shutdown::ShutdownSignals;
-use crate::stats::Stats;
-use crate::worker::{Handler, WorkerPool};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use std::fmt::Write as _;
-use std::net::SocketAddr;
+use crate::shutdown::{Phase, Shutdown};
+use crate::stats::{Snapshot, Stats};
+use crate::worker::{Handler, PortOf, WorkerPool};
+use std::fmt::{self, Write as _};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,111 +26,239 @@ use std::time::{Duration, Instant};
 /// Idle pooled buffers kept for reuse; beyond this, returned buffers are freed.
 const POOL_RETAIN: usize = 1024;
 
-/// Sets up logging to stderr: `--log-level` if given, else RUST_LOG, else "info".
-pub fn init_logging(config: &Config) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = match &config.log_level {
-        Some(level) => EnvFilter::try_new(level),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
-    }
-    .unwrap_or_else(|e| {
-        eprintln!("warning: bad log filter ({e}); using \"info\"");
-        EnvFilter::new("info")
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+/// A server with its listeners bound, not yet serving.
+pub struct Server {
+    config: Config,
+    listeners: Vec<TcpListener>,
+    addrs: Vec<SocketAddr>,
+    metrics: Option<(TcpListener, SocketAddr)>,
+    motd: Option<Vec<String>>,
+}
+
+/// Why the server could not start. Each keeps the OS error, so a caller can tell "address in use"
+/// from "permission denied" by [`kind`](Self::kind).
+#[derive(Debug)]
+pub enum StartError {
+    /// A `--listen` address could not be bound.
+    Listen { addr: SocketAddr, source: io::Error },
+    /// The `--metrics-listen` address could not be bound.
+    Metrics { addr: SocketAddr, source: io::Error },
+    /// The `--motd` file could not be read.
+    Motd { path: PathBuf, source: io::Error },
+    /// The OS poller could not be created.
+    Port(io::Error),
+    /// A thread could not be started.
+    Thread { what: &'static str, source: io::Error },
+}
+
+impl StartError {
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            StartError::Listen { source, .. }
+            | StartError::Metrics { source, .. }
+            | StartError::Motd { source, .. }
+            | StartError::Port(source)
+            | StartError::Thread { source, .. } => source.kind(),
+        }
     }
 }
 
-/// Runs the server until SIGINT/SIGTERM and a drain. Errors are for start-up only.
-pub fn run(config: Config) -> Result<(), String> {
-    let listeners = config
-        .listen
-        .iter()
-        .map(|&addr| acceptor::bind(addr, config.backlog).map_err(|e| format!("cannot listen on {addr}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
-    let signals = ShutdownSignals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool = BufferPool::new(config.buffer_size, POOL_RETAIN);
-    let port = CompletionPort::new(pool, cores).map_err(|e| format!("cannot create the completion port: {e}"))?;
-    let stats = Arc::new(Stats::new(config.workers));
-    let handler: Arc<dyn Handler> = match config.mode {
-        Mode::Echo => Arc::new(Echo),
-        Mode::Chat => {
-            let motd = config.chat.motd.as_deref().map(chat::read_motd).transpose()?;
-            Arc::new(Chat::new(config.chat.clone(), motd, stats.clone()))
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Metrics { addr, source } => write!(f, "cannot serve metrics on {addr}: {source}"),
+            StartError::Motd { path, source } => write!(f, "cannot read --motd file '{}': {source}", path.display()),
+            StartError::Port(source) => write!(f, "cannot create the completion port: {source}"),
+            StartError::Thread { what, source } => write!(f, "cannot start {what}: {source}"),
         }
-    };
-    let per_ip = PerIpCap::new(config.max_conns_per_ip);
-    if let Some(cap) = &per_ip {
-        cap.watch(&port);
     }
-    let workers =
-        WorkerPool::spawn(&port, handler.clone(), &stats).map_err(|e| format!("cannot start workers: {e}"))?;
-    let acceptor = Acceptor::spawn(
-        listeners,
-        port.clone(),
-        AcceptorConfig { max_conns: config.max_conns, per_ip },
-        handler.clone(),
-        stats.clone(),
-    )
-    .map_err(|e| format!("cannot start the acceptor: {e}"))?;
-    let metrics = match config.metrics_listen {
-        Some(addr) => {
-            let (metrics, bound) = Metrics::spawn(addr, port.clone(), stats.clone(), handler.clone())?;
-            tracing::info!("metrics on http://{bound}/metrics");
-            Some(metrics)
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Listen { source, .. }
+            | StartError::Metrics { source, .. }
+            | StartError::Motd { source, .. }
+            | StartError::Port(source)
+            | StartError::Thread { source, .. } => Some(source),
         }
-        None => None,
-    };
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let housekeeper = spawn_housekeeper(&port, &handler, &stats, &config, stop_rx)?;
-
-    let mode = config.mode.name();
-    tracing::info!(mode = %mode, workers = config.workers, "listening on {}", join_addrs(&bound));
-    tracing::info!(
-        max_conns = config.max_conns,
-        max_conns_per_ip = config.max_conns_per_ip,
-        backlog = config.backlog,
-        buffer_size = config.buffer_size,
-        idle_timeout = ?config.idle_timeout,
-        shutdown_timeout = ?config.shutdown_timeout,
-        "configuration"
-    );
-
-    let mut signals = signals;
-    let signal = signals.wait();
-    tracing::info!(
-        signal = %signal,
-        open = port.open_sockets(),
-        timeout = ?config.shutdown_timeout,
-        "shutdown requested: no longer accepting, finishing open connections"
-    );
-    signals.exit_on_next();
-    acceptor.stop();
-    if !drain(&port, Instant::now() + config.shutdown_timeout) {
-        tracing::warn!(open = port.open_sockets(), "shutdown timeout: closing remaining connections");
-        port.close_all();
     }
-    drop(stop_tx);
-    let _ = housekeeper.join();
-    port.shutdown();
-    workers.join();
-    if let Some(metrics) = metrics {
-        metrics.stop();
+}
+
+/// What a server did, returned by [`Server::run`] once it has stopped (and logged as `final stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalStats {
+    pub totals: Snapshot,
+    /// How often each limit was hit, by its name (as in `echoport_limit_hits_total`).
+    pub limit_hits: Vec<(&'static str, u64)>,
+    /// Connections still open when `--shutdown-timeout` ran out, closed before they finished.
+    pub cut_off: usize,
+}
+
+impl FinalStats {
+    /// Hits of the limit named `name` (0 for an unknown name).
+    pub fn hits(&self, name: &str) -> u64 {
+        self.limit_hits.iter().find(|(n, _)| *n == name).map_or(0, |&(_, v)| v)
     }
-    stats.snapshot(port.open_sockets()).log("final stats", 0, &stats.limits);
-    tracing::info!("shutdown complete");
-    Ok(())
+}
+
+impl Server {
+    /// Reads what the configuration names (the MOTD file) and binds every listener; nothing is
+    /// accepted until [`run`](Self::run).
+    pub fn bind(config: &Config) -> Result<Server, StartError> {
+        let motd = match (&config.mode, &config.chat.motd) {
+            (Mode::Chat, Some(path)) => {
+                Some(chat::read_motd(path).map_err(|source| StartError::Motd { path: path.clone(), source })?)
+            }
+            _ => None,
+        };
+        let listeners = config
+            .listen
+            .iter()
+            .map(|&addr| acceptor::bind(addr, config.backlog).map_err(|source| StartError::Listen { addr, source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let metrics = match config.metrics_listen {
+            Some(addr) => {
+                let bound = TcpListener::bind(addr).and_then(|l| Ok((l.local_addr()?, l)));
+                let (bound, listener) = bound.map_err(|source| StartError::Metrics { addr, source })?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        Ok(Server { config: config.clone(), listeners, addrs, metrics, motd })
+    }
+
+    /// The bound listen addresses (with the ports the OS picked for port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The bound metrics address, if `--metrics-listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|&(_, addr)| addr)
+    }
+
+    /// Serves until `shutdown` is requested, then drains: no new connections, open ones finish
+    /// their exchange for up to `--shutdown-timeout`, the rest are closed. Errors are for
+    /// start-up only.
+    pub fn run(mut self, shutdown: Shutdown) -> Result<FinalStats, StartError> {
+        let stats = Arc::new(Stats::new(self.config.workers));
+        match self.config.mode {
+            Mode::Echo => self.serve(Arc::new(Echo), stats, shutdown),
+            Mode::Chat => {
+                let chat = Chat::new(self.config.chat.clone(), self.motd.take(), stats.clone());
+                self.serve(Arc::new(chat), stats, shutdown)
+            }
+        }
+    }
+
+    fn serve<H: Handler>(
+        self,
+        handler: Arc<H>,
+        stats: Arc<Stats>,
+        shutdown: Shutdown,
+    ) -> Result<FinalStats, StartError> {
+        let config = &self.config;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = BufferPool::new(config.buffer_size, POOL_RETAIN);
+        let port: PortOf<H> = CompletionPort::new(pool, cores).map_err(StartError::Port)?;
+        let per_ip = PerIpCap::new(config.max_conns_per_ip);
+        if let Some(cap) = &per_ip {
+            cap.watch(&port);
+        }
+        let thread = |what| move |source| StartError::Thread { what, source };
+        let mut threads = Threads {
+            port: port.clone(),
+            shutdown: shutdown.clone(),
+            workers: Some(WorkerPool::spawn(&port, &handler, &stats).map_err(thread("the workers"))?),
+            housekeeper: None,
+            metrics: None,
+            acceptor: None,
+        };
+        threads.housekeeper =
+            Some(spawn_housekeeper(&port, &handler, &stats, config, &shutdown).map_err(thread("housekeeping"))?);
+        if let Some((listener, addr)) = self.metrics {
+            let metrics = Metrics::spawn(listener, port.clone(), stats.clone(), handler.clone(), shutdown.clone());
+            threads.metrics = Some(metrics.map_err(thread("the metrics endpoint"))?);
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        // Last, so no connection arrives before everything that serves it runs.
+        let config_acceptor = AcceptorConfig { max_conns: config.max_conns, per_ip };
+        let acceptor =
+            Acceptor::spawn(self.listeners, port.clone(), config_acceptor, handler, stats.clone(), shutdown.clone());
+        threads.acceptor = Some(acceptor.map_err(thread("the acceptor"))?);
+
+        tracing::info!(mode = %config.mode.name(), workers = config.workers, "listening on {}", join_addrs(&self.addrs));
+        tracing::info!(
+            max_conns = config.max_conns,
+            max_conns_per_ip = config.max_conns_per_ip,
+            backlog = config.backlog,
+            buffer_size = config.buffer_size,
+            idle_timeout = ?config.idle_timeout,
+            shutdown_timeout = ?config.shutdown_timeout,
+            "configuration"
+        );
+
+        shutdown.wait();
+        tracing::info!(
+            open = port.open_sockets(),
+            timeout = ?config.shutdown_timeout,
+            "shutdown requested: no longer accepting, finishing open connections"
+        );
+        if let Some(acceptor) = threads.acceptor.take() {
+            acceptor.join();
+        }
+        let mut cut_off = 0;
+        if !drain(&port, Instant::now() + config.shutdown_timeout) {
+            cut_off = port.open_sockets();
+            tracing::warn!(open = cut_off, "shutdown timeout: closing remaining connections");
+            port.close_all();
+        }
+        drop(threads);
+        let totals = stats.snapshot(port.open_sockets());
+        totals.log("final stats", 0, &stats.limits);
+        tracing::info!("shutdown complete");
+        let limit_hits = stats.limits.counts().map(|(limit, n)| (limit.name(), n)).collect();
+        Ok(FinalStats { totals, limit_hits, cut_off })
+    }
+}
+
+/// The threads of a running server, stopped in order when dropped: whether the server drained
+/// or a later thread failed to start, none outlives [`Server::run`].
+struct Threads<C: Send + Sync + 'static> {
+    port: CompletionPort<C>,
+    shutdown: Shutdown,
+    workers: Option<WorkerPool>,
+    housekeeper: Option<JoinHandle<()>>,
+    metrics: Option<Metrics>,
+    acceptor: Option<Acceptor>,
+}
+
+impl<C: Send + Sync + 'static> Drop for Threads<C> {
+    fn drop(&mut self) {
+        self.shutdown.request();
+        if let Some(acceptor) = self.acceptor.take() {
+            acceptor.join();
+        }
+        self.shutdown.stopped();
+        if let Some(housekeeper) = self.housekeeper.take() {
+            let _ = housekeeper.join();
+        }
+        self.port.shutdown();
+        if let Some(workers) = self.workers.take() {
+            workers.join();
+        }
+        if let Some(metrics) = self.metrics.take() {
+            metrics.join();
+        }
+    }
 }
 
 /// Ends connections as they go quiet, until none is open (true) or the deadline passes.
-fn drain(port: &CompletionPort, deadline: Instant) -> bool {
+fn drain<C: Send + Sync + 'static>(port: &CompletionPort<C>, deadline: Instant) -> bool {
     loop {
         port.abort_quiet();
         let next = (Instant::now() + QUIET_SWEEP).min(deadline);
@@ -146,44 +279,37 @@ fn join_addrs(addrs: &[SocketAddr]) -> String {
     s
 }
 
-/// Once a second: advance the port clock, expire idle connections (echo; chat has its own PING
-/// timeout) and run the handler's timers; every stats interval, log the counters. Stops when
-/// `stop` is dropped.
-fn spawn_housekeeper(
-    port: &CompletionPort,
-    handler: &Arc<dyn Handler>,
+/// Once a second until the server has stopped: advance the port clock, expire idle connections
+/// (echo; chat has its own PING timeout) and run the handler's timers; every stats interval, log
+/// the counters.
+fn spawn_housekeeper<H: Handler>(
+    port: &PortOf<H>,
+    handler: &Arc<H>,
     stats: &Arc<Stats>,
     config: &Config,
-    stop: Receiver<()>,
-) -> Result<JoinHandle<()>, String> {
-    let (port, handler, stats) = (port.clone(), handler.clone(), stats.clone());
+    shutdown: &Shutdown,
+) -> io::Result<JoinHandle<()>> {
+    let (port, handler, stats, shutdown) = (port.clone(), handler.clone(), stats.clone(), shutdown.clone());
     let idle = config.idle_timeout.filter(|_| config.mode == Mode::Echo);
     let interval = config.stats_interval;
-    std::thread::Builder::new()
-        .name("echoport-housekeeper".into())
-        .spawn(move || {
-            let mut last_report = (Instant::now(), stats.snapshot(0).messages);
-            loop {
-                match stop.recv_timeout(Duration::from_secs(1)) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => return,
-                }
-                port.tick();
-                if let Some(idle) = idle {
-                    let expired = port.expire_idle(idle);
-                    stats.limits.hit_n(Limit::IdleTimeout, expired as u64, None);
-                }
-                handler.tick(&port);
-                if let Some(interval) = interval {
-                    let elapsed = last_report.0.elapsed();
-                    if elapsed >= interval {
-                        let snap = stats.snapshot(port.open_sockets());
-                        let rate = (snap.messages - last_report.1) as f64 / elapsed.as_secs_f64();
-                        snap.log("stats", rate as u64, &stats.limits);
-                        last_report = (Instant::now(), snap.messages);
-                    }
+    std::thread::Builder::new().name("echoport-housekeeper".into()).spawn(move || {
+        let mut last_report = (Instant::now(), stats.snapshot(0).messages);
+        while !shutdown.wait_for(Phase::Stopped, Some(Duration::from_secs(1))) {
+            port.tick();
+            if let Some(idle) = idle {
+                let expired = port.expire_idle(idle);
+                stats.limits.hit_n(Limit::IdleTimeout, expired as u64, None);
+            }
+            handler.tick(&port);
+            if let Some(interval) = interval {
+                let elapsed = last_report.0.elapsed();
+                if elapsed >= interval {
+                    let snap = stats.snapshot(port.open_sockets());
+                    let rate = (snap.messages - last_report.1) as f64 / elapsed.as_secs_f64();
+                    snap.log("stats", rate as u64, &stats.limits);
+                    last_report = (Instant::now(), snap.messages);
                 }
             }
-        })
-        .map_err(|e| format!("cannot start the housekeeping thread: {e}"))
+        }
+    })
 }

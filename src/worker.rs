@@ -9,12 +9,23 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// The port, socket and completion types of a handler, named once.
+pub type PortOf<H> = CompletionPort<<H as Handler>::Conn>;
+pub type SocketOf<H> = Arc<Socket<<H as Handler>::Conn>>;
+pub type CompletionOf<H> = Completion<<H as Handler>::Conn>;
+
 /// What a protocol does with each completion. Runs on worker threads, many at once.
 pub trait Handler: Send + Sync + 'static {
-    /// A connection was accepted and associated; its first receive is posted right after.
-    fn on_accept(&self, _port: &CompletionPort, _socket: &Arc<Socket>) {}
+    /// The protocol's state for one connection, carried by its socket (IOCP's completion key).
+    type Conn: Send + Sync + 'static;
 
-    fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats);
+    /// The state of a connection just accepted from `peer`, before it is associated.
+    fn conn(&self, peer: SocketAddr) -> Self::Conn;
+
+    /// A connection was accepted and associated; its first receive is posted right after.
+    fn on_accept(&self, _port: &PortOf<Self>, _socket: &SocketOf<Self>) {}
+
+    fn on_completion(&self, port: &PortOf<Self>, completion: CompletionOf<Self>, stats: &WorkerStats);
 
     /// What to tell a connection refused by a limit before it is closed (`reason` is a short
     /// phrase such as "Server full"); `None` closes it without a word.
@@ -23,7 +34,7 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Called about once a second from the housekeeping thread (protocol timers).
-    fn tick(&self, _port: &CompletionPort) {}
+    fn tick(&self, _port: &PortOf<Self>) {}
 
     /// Protocol-specific counters for /metrics: (name, help, value).
     fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
@@ -38,7 +49,7 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts `count` workers (one per entry of `stats.workers`).
-    pub fn spawn(port: &CompletionPort, handler: Arc<dyn Handler>, stats: &Arc<Stats>) -> io::Result<Self> {
+    pub fn spawn<H: Handler>(port: &PortOf<H>, handler: &Arc<H>, stats: &Arc<Stats>) -> io::Result<Self> {
         let mut threads = Vec::with_capacity(stats.workers.len());
         for index in 0..stats.workers.len() {
             let (port, handler, stats) = (port.clone(), handler.clone(), stats.clone());
@@ -60,7 +71,7 @@ impl WorkerPool {
     }
 }
 
-fn run(port: &CompletionPort, handler: &dyn Handler, stats: &Stats, index: usize) {
+fn run<H: Handler>(port: &PortOf<H>, handler: &H, stats: &Stats, index: usize) {
     let mine = &stats.workers[index];
     loop {
         match port.get(None) {
@@ -94,7 +105,9 @@ mod tests {
     struct Fragile(crossbeam_channel::Sender<u64>);
 
     impl Handler for Fragile {
-        fn on_completion(&self, _: &CompletionPort, completion: Completion, _: &WorkerStats) {
+        type Conn = ();
+        fn conn(&self, _: SocketAddr) {}
+        fn on_completion(&self, _: &PortOf<Self>, completion: CompletionOf<Self>, _: &WorkerStats) {
             if let Completion::User(v) = completion {
                 assert_ne!(v, 0, "deliberate test panic");
                 self.0.send(v).unwrap();
@@ -107,7 +120,7 @@ mod tests {
         let port = CompletionPort::new(BufferPool::new(512, 1), 1).unwrap();
         let stats = Arc::new(Stats::new(1));
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pool = WorkerPool::spawn(&port, Arc::new(Fragile(tx)), &stats).unwrap();
+        let pool = WorkerPool::spawn(&port, &Arc::new(Fragile(tx)), &stats).unwrap();
         port.post_user(0);
         port.post_user(7);
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));

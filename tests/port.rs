@@ -16,13 +16,17 @@ const WORKERS: usize = 8;
 /// Per-socket record of what the workers saw, in completion order.
 #[derive(Default)]
 struct Seen {
+    /// By the client each socket serves, read from the socket's own typed context.
     received: HashMap<usize, Vec<u8>>,
     recv_completions: u64,
     send_completions: u64,
 }
 
+/// The per-connection state the harness gives each socket: which client it serves.
+type Port = CompletionPort<usize>;
+
 struct Harness {
-    port: CompletionPort,
+    port: Port,
     users: crossbeam_channel::Receiver<u64>,
     seen: Arc<Mutex<Seen>>,
     posted_recv: Arc<AtomicU64>,
@@ -34,7 +38,7 @@ impl Harness {
     /// Workers that echo like the real server but record every completion. A small buffer size
     /// forces many completions per message.
     fn start(buffer_size: usize) -> Harness {
-        let port = CompletionPort::new(BufferPool::new(buffer_size, 64), 2).expect("port");
+        let port = Port::new(BufferPool::new(buffer_size, 64), 2).expect("port");
         let seen = Arc::new(Mutex::new(Seen::default()));
         let posted_recv = Arc::new(AtomicU64::new(0));
         let posted_send = Arc::new(AtomicU64::new(0));
@@ -54,7 +58,7 @@ impl Harness {
                                 {
                                     let mut s = seen.lock().unwrap();
                                     s.recv_completions += 1;
-                                    s.received.entry(socket.key()).or_default().extend_from_slice(&buf);
+                                    s.received.entry(*socket.context()).or_default().extend_from_slice(&buf);
                                 }
                                 posted_send.fetch_add(1, Ordering::SeqCst);
                                 port.post_send(&socket, buf);
@@ -78,9 +82,9 @@ impl Harness {
         Harness { port, users, seen, posted_recv, posted_send, workers }
     }
 
-    fn associate(&self, stream: TcpStream) -> Arc<Socket> {
+    fn associate(&self, stream: TcpStream, client: usize) -> Arc<Socket<usize>> {
         stream.set_nonblocking(true).unwrap();
-        let socket = self.port.associate(mio::net::TcpStream::from_std(stream)).expect("associate");
+        let socket = self.port.associate(mio::net::TcpStream::from_std(stream), client).expect("associate");
         self.posted_recv.fetch_add(1, Ordering::SeqCst);
         self.port.post_recv(&socket);
         socket
@@ -111,11 +115,10 @@ fn every_operation_completes_exactly_once_across_workers_and_sockets() {
     const CLIENTS: usize = 64;
     let h = Harness::start(512);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut keys = Vec::new();
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
         let (client, server) = pair(&listener);
-        keys.push(h.associate(server).key());
+        assert_eq!(*h.associate(server, c).context(), c);
         clients.push((c, client));
     }
     let drivers: Vec<_> = clients
@@ -151,8 +154,9 @@ fn every_operation_completes_exactly_once_across_workers_and_sockets() {
     let seen = h.stop();
     assert_eq!(seen.recv_completions, posted_recv, "one completion per posted receive");
     assert_eq!(seen.send_completions, posted_send, "one completion per posted send");
-    for (c, key) in keys.iter().enumerate() {
-        assert!(seen.received[key] == sent[c], "socket {key} received exactly client {c}'s bytes, in order");
+    assert_eq!(seen.received.len(), CLIENTS, "every socket reported data under its own context");
+    for (c, sent) in sent.iter().enumerate() {
+        assert!(seen.received[&c] == *sent, "the socket of client {c} received exactly its bytes, in order");
     }
 }
 
@@ -178,7 +182,7 @@ fn user_completions_are_delivered_once_each() {
 
 #[test]
 fn get_times_out_on_an_idle_port_and_reports_shutdown() {
-    let port = CompletionPort::new(BufferPool::new(512, 1), 1).unwrap();
+    let port = Port::new(BufferPool::new(512, 1), 1).unwrap();
     let t0 = Instant::now();
     assert_eq!(port.get(Some(Duration::from_millis(50))).unwrap_err(), Wait::TimedOut);
     assert!(t0.elapsed() >= Duration::from_millis(50));
@@ -193,9 +197,9 @@ fn a_waiting_receive_holds_no_buffer_and_closed_sockets_leave_the_table() {
     let h = Harness::start(4096);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut clients = Vec::new();
-    for _ in 0..50 {
+    for c in 0..50 {
         let (client, server) = pair(&listener);
-        h.associate(server);
+        h.associate(server, c);
         clients.push(client);
     }
     // One echo proves the port is live; afterwards every socket waits with no buffer taken.
@@ -216,12 +220,12 @@ fn a_waiting_receive_holds_no_buffer_and_closed_sockets_leave_the_table() {
 #[test]
 fn a_thread_moving_to_another_port_hands_its_private_completions_back() {
     let pool = BufferPool::new(512, 4);
-    let a = CompletionPort::new(pool.clone(), 2).unwrap();
-    let b = CompletionPort::new(pool.clone(), 2).unwrap();
+    let a = Port::new(pool.clone(), 2).unwrap();
+    let b = Port::new(pool.clone(), 2).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let (mut client, server) = pair(&listener);
     server.set_nonblocking(true).unwrap();
-    let socket = a.associate(mio::net::TcpStream::from_std(server)).unwrap();
+    let socket = a.associate(mio::net::TcpStream::from_std(server), 0).unwrap();
 
     // This thread becomes a worker of `a`; the send it posts completes at once, into its
     // private queue.
@@ -249,7 +253,7 @@ fn a_thread_moving_to_another_port_hands_its_private_completions_back() {
 
 #[test]
 fn get_after_shutdown_keeps_reporting_closed() {
-    let port = CompletionPort::new(BufferPool::new(512, 1), 1).unwrap();
+    let port = Port::new(BufferPool::new(512, 1), 1).unwrap();
     port.shutdown();
     for _ in 0..3 {
         assert_eq!(port.get(None).unwrap_err(), Wait::Closed);
@@ -263,7 +267,7 @@ fn get_after_shutdown_keeps_reporting_closed() {
 fn a_burst_of_ready_sockets_borrows_few_buffers() {
     const CLIENTS: usize = 200;
     let pool = BufferPool::new(16 * 1024, 1024);
-    let port = CompletionPort::new(pool.clone(), 1).expect("port");
+    let port = Port::new(pool.clone(), 1).expect("port");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
@@ -271,7 +275,7 @@ fn a_burst_of_ready_sockets_borrows_few_buffers() {
         // Data waits before the port knows the socket: the first poll finds every one readable.
         client.write_all(b"x").unwrap();
         server.set_nonblocking(true).unwrap();
-        let socket = port.associate(mio::net::TcpStream::from_std(server)).expect("associate");
+        let socket = port.associate(mio::net::TcpStream::from_std(server), 0).expect("associate");
         port.post_recv(&socket);
         clients.push(client);
     }
@@ -304,11 +308,11 @@ fn a_burst_of_ready_sockets_borrows_few_buffers() {
 #[test]
 fn a_stalled_send_reports_what_the_kernel_took() {
     const TOTAL: usize = 64 << 20;
-    let port = CompletionPort::new(BufferPool::new(512, 1), 1).expect("port");
+    let port = Port::new(BufferPool::new(512, 1), 1).expect("port");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let (_client, server) = pair(&listener);
     server.set_nonblocking(true).unwrap();
-    let socket = port.associate(mio::net::TcpStream::from_std(server)).expect("associate");
+    let socket = port.associate(mio::net::TcpStream::from_std(server), 0).expect("associate");
     assert_eq!(socket.posted_send_progress(), 0, "nothing posted");
     let lines: std::collections::VecDeque<Arc<[u8]>> =
         (0..TOTAL >> 20).map(|_| Arc::from(vec![7u8; 1 << 20])).collect();

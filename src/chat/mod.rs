@@ -16,7 +16,7 @@ pub use server::{ChatConfig, ChatServer, ClientId, Effects, Expired};
 
 use crate::config::ChatSettings;
 use crate::limits::Limit;
-use crate::port::{Completion, CompletionPort, Socket, shutting_down};
+use crate::port::{Completion, CompletionPort, OpError, Socket};
 use crate::stats::{Stats, WorkerStats, bump};
 use crate::worker::Handler;
 use conn::{Conn, Feed};
@@ -25,6 +25,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// A chat connection's socket, carrying its [`Conn`], and the port they are associated with.
+type ChatSocket = Arc<Socket<Conn>>;
+type Port = CompletionPort<Conn>;
 
 /// How long a connection told to go (QUIT, an ERROR line) may take to receive its last lines.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -39,18 +43,18 @@ pub struct Chat {
 
 struct State {
     server: ChatServer,
-    sockets: HashMap<ClientId, Arc<Socket>>,
+    sockets: HashMap<ClientId, ChatSocket>,
 }
 
 /// What applying effects left to do once the state lock is released.
 #[derive(Default)]
 struct Pending {
     /// Sockets with lines queued and no send in flight.
-    kick: Vec<Arc<Socket>>,
+    kick: Vec<ChatSocket>,
     /// Sockets to close now (nothing left to send).
-    close: Vec<Arc<Socket>>,
+    close: Vec<ChatSocket>,
     /// Clients whose send queue overflowed.
-    overflowed: Vec<Arc<Socket>>,
+    overflowed: Vec<ChatSocket>,
 }
 
 impl Chat {
@@ -75,7 +79,7 @@ impl Chat {
     fn apply(&self, st: &State, fx: Effects, pending: &mut Pending) {
         for (id, line) in fx.sends {
             let Some(socket) = st.sockets.get(&id) else { continue };
-            let Some(conn) = socket.context::<Conn>() else { continue };
+            let conn = socket.context();
             let mut out = conn.output();
             if out.dead {
                 continue;
@@ -99,7 +103,7 @@ impl Chat {
         }
         for id in fx.close {
             let Some(socket) = st.sockets.get(&id) else { continue };
-            let Some(conn) = socket.context::<Conn>() else { continue };
+            let conn = socket.context();
             let mut out = conn.output();
             out.closing_since.get_or_insert_with(Instant::now);
             if !out.sending && !out.dead {
@@ -111,7 +115,7 @@ impl Chat {
 
     /// Posts queued lines, closes finished connections, and drops overflowing ones (whose QUIT
     /// may queue more lines elsewhere: loop until settled).
-    fn settle(&self, port: &CompletionPort, mut pending: Pending) {
+    fn settle(&self, port: &Port, mut pending: Pending) {
         loop {
             for socket in pending.kick.drain(..) {
                 self.send_queued(port, &socket);
@@ -132,8 +136,8 @@ impl Chat {
     }
 
     /// Hands everything queued for `socket` to the port as one send, or clears `sending`.
-    fn send_queued(&self, port: &CompletionPort, socket: &Arc<Socket>) {
-        let Some(conn) = socket.context::<Conn>() else { return };
+    fn send_queued(&self, port: &Port, socket: &ChatSocket) {
+        let conn = socket.context();
         let mut out = conn.output();
         if out.dead || out.queue.is_empty() {
             out.sending = false;
@@ -151,7 +155,7 @@ impl Chat {
     }
 
     /// The IRC side of a connection ending: QUIT to its channels, nick freed.
-    fn disconnect(&self, socket: &Arc<Socket>, reason: &str, pending: &mut Pending) {
+    fn disconnect(&self, socket: &ChatSocket, reason: &str, pending: &mut Pending) {
         let mut fx = Effects::default();
         let mut st = self.lock();
         st.server.disconnect(socket.key(), reason, &mut fx);
@@ -160,7 +164,7 @@ impl Chat {
     }
 
     /// Closes a connection whose queued lines are all sent.
-    fn forget(&self, port: &CompletionPort, socket: &Arc<Socket>) {
+    fn forget(&self, port: &Port, socket: &ChatSocket) {
         let mut pending = Pending::default();
         self.disconnect(socket, "Connection closed", &mut pending);
         port.close(socket);
@@ -168,18 +172,16 @@ impl Chat {
     }
 
     /// A connection failed or its peer left: no more sends to it.
-    fn drop_client(&self, port: &CompletionPort, socket: &Arc<Socket>, reason: &str) {
-        if let Some(conn) = socket.context::<Conn>() {
-            conn.output().dead = true;
-        }
+    fn drop_client(&self, port: &Port, socket: &ChatSocket, reason: &str) {
+        socket.context().output().dead = true;
         let mut pending = Pending::default();
         self.disconnect(socket, reason, &mut pending);
         port.close(socket);
         self.settle(port, pending);
     }
 
-    fn on_input(&self, port: &CompletionPort, socket: &Arc<Socket>, data: &[u8]) {
-        let Some(conn) = socket.context::<Conn>() else { return port.close(socket) };
+    fn on_input(&self, port: &Port, socket: &ChatSocket, data: &[u8]) {
+        let conn = socket.context();
         let now = Instant::now();
         let mut fx = Effects::default();
         let mut pending = Pending::default();
@@ -208,7 +210,7 @@ impl Chat {
     }
 
     /// Tells the client why it is being dropped, then [`leave`](Self::leave)s.
-    fn error_and_close(&self, socket: &Arc<Socket>, reason: &str, pending: &mut Pending) -> bool {
+    fn error_and_close(&self, socket: &ChatSocket, reason: &str, pending: &mut Pending) -> bool {
         let line = closing_link(socket.peer_addr().ok(), reason);
         self.leave(socket, reason, Some(line), pending)
     }
@@ -216,8 +218,8 @@ impl Chat {
     /// Drops the client from the IRC state (QUIT with `reason` to its channels) and closes its
     /// connection once the lines already owed to it, then `farewell`, are sent. False (and
     /// nothing done) if it is already on its way out.
-    fn leave(&self, socket: &Arc<Socket>, reason: &str, farewell: Option<Vec<u8>>, pending: &mut Pending) -> bool {
-        let Some(conn) = socket.context::<Conn>() else { return false };
+    fn leave(&self, socket: &ChatSocket, reason: &str, farewell: Option<Vec<u8>>, pending: &mut Pending) -> bool {
+        let conn = socket.context();
         let mut fx = Effects::default();
         let mut st = self.lock();
         let leaving = {
@@ -239,7 +241,7 @@ impl Chat {
     }
 
     /// Counts a limit hit by one client (and maybe logs it).
-    fn hit(&self, limit: Limit, socket: &Socket) {
+    fn hit(&self, limit: Limit, socket: &Socket<Conn>) {
         self.stats.limits.hit(limit, peer_ip(socket));
     }
 
@@ -247,13 +249,13 @@ impl Chat {
     /// has been arriving for too long (a slowloris holds a connection by never finishing one),
     /// and a connection told to go that has not taken its last lines within [`CLOSE_GRACE`] is
     /// closed anyway (a client that stopped reading would otherwise keep it open for ever).
-    fn sweep(&self, port: &CompletionPort, now: Instant, pending: &mut Pending) {
+    fn sweep(&self, port: &Port, now: Instant, pending: &mut Pending) {
         // Each connection's locks are taken alone, never under the state lock (on_input takes
         // them the other way round).
-        let sockets: Vec<Arc<Socket>> = self.lock().sockets.values().cloned().collect();
+        let sockets: Vec<ChatSocket> = self.lock().sockets.values().cloned().collect();
         let mut stuck = Vec::new();
         for socket in sockets {
-            let Some(conn) = socket.context::<Conn>() else { continue };
+            let conn = socket.context();
             let closing_since = conn.output().closing_since;
             if let Some(since) = closing_since {
                 if now.saturating_duration_since(since) >= CLOSE_GRACE {
@@ -280,22 +282,27 @@ fn closing_link(peer: Option<SocketAddr>, reason: &str) -> Vec<u8> {
     format!("ERROR :Closing Link: {host} ({reason})\r\n").into_bytes()
 }
 
-fn peer_ip(socket: &Socket) -> Option<IpAddr> {
+fn peer_ip(socket: &Socket<Conn>) -> Option<IpAddr> {
     socket.peer_addr().ok().map(|a| a.ip())
 }
 
 impl Handler for Chat {
-    fn on_accept(&self, _port: &CompletionPort, socket: &Arc<Socket>) {
-        let now = Instant::now();
+    type Conn = Conn;
+
+    fn conn(&self, _peer: SocketAddr) -> Conn {
         let s = &self.settings;
-        socket.set_context(Conn::new(s.flood_rate, s.flood_burst, s.max_line_bytes, now));
+        Conn::new(s.flood_rate, s.flood_burst, s.max_line_bytes, Instant::now())
+    }
+
+    fn on_accept(&self, _port: &Port, socket: &ChatSocket) {
+        let now = Instant::now();
         let ip = socket.peer_addr().map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip());
         let mut st = self.lock();
         st.server.connect(socket.key(), ip, now);
         st.sockets.insert(socket.key(), socket.clone());
     }
 
-    fn on_completion(&self, port: &CompletionPort, completion: Completion, stats: &WorkerStats) {
+    fn on_completion(&self, port: &Port, completion: Completion<Conn>, stats: &WorkerStats) {
         match completion {
             Completion::Recv { socket, result: Ok(buf) } if buf.is_empty() => {
                 // A half-close (`printf 'NICK ...' | nc`) still wants the replies it is owed.
@@ -310,19 +317,20 @@ impl Handler for Chat {
             }
             Completion::Send { socket, result: Ok(sent) } => {
                 bump(&stats.bytes_out, sent as u64);
-                if let Some(conn) = socket.context::<Conn>() {
-                    let mut out = conn.output();
-                    out.bytes = out.bytes.saturating_sub(sent);
-                }
+                let mut out = socket.context().output();
+                out.bytes = out.bytes.saturating_sub(sent);
+                drop(out);
                 self.send_queued(port, &socket);
             }
-            Completion::Recv { socket, result: Err(e) } if is_shutdown(&e) => {
+            Completion::Recv { socket, result: Err(OpError::Shutdown) } => {
                 let mut pending = Pending::default();
                 self.error_and_close(&socket, "Server shutting down", &mut pending);
                 self.settle(port, pending);
             }
             Completion::Recv { socket, result: Err(e) } | Completion::Send { socket, result: Err(e) } => {
-                if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+                let peer_gone =
+                    |e: &io::Error| matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe);
+                if matches!(&e, OpError::Io(e) if !peer_gone(e)) {
                     bump(&stats.errors, 1);
                 }
                 tracing::debug!(key = socket.key(), error = %e, "connection error");
@@ -341,7 +349,7 @@ impl Handler for Chat {
         Some(closing_link(Some(peer), reason))
     }
 
-    fn tick(&self, port: &CompletionPort) {
+    fn tick(&self, port: &Port) {
         let now = Instant::now();
         let mut fx = Effects::default();
         let mut pending = Pending::default();
@@ -359,12 +367,8 @@ impl Handler for Chat {
     }
 }
 
-fn is_shutdown(e: &io::Error) -> bool {
-    e.kind() == shutting_down().kind()
-}
-
 /// Reads the message-of-the-day file into lines.
-pub fn read_motd(path: &std::path::Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read --motd file '{}': {e}", path.display()))?;
+pub fn read_motd(path: &std::path::Path) -> io::Result<Vec<String>> {
+    let text = std::fs::read(path)?;
     Ok(String::from_utf8_lossy(&text).lines().map(|l| l.chars().take(400).collect()).collect())
 }

@@ -1,17 +1,20 @@
 //! The completion port: an IOCP-style completion queue over mio.
 //!
-//! The API is the article's: [`associate`](CompletionPort::associate) a socket,
-//! [`post_recv`](CompletionPort::post_recv) / [`post_send`](CompletionPort::post_send) operations,
-//! and [`get`](CompletionPort::get) the next [`Completion`] from any number of worker threads.
-//! How `get` shares one OS poller among many threads is in [`scheduler`]; what a posted operation
-//! does while it waits is in [`socket`].
+//! The API is the article's: [`associate`](CompletionPort::associate) a socket with its
+//! per-connection state, [`post_recv`](CompletionPort::post_recv) /
+//! [`post_send`](CompletionPort::post_send) operations, and [`get`](CompletionPort::get) the next
+//! [`Completion`] from any number of worker threads. How `get` shares one OS poller among many
+//! threads is in [`scheduler`]; what a posted operation does while it waits is in [`socket`].
+//!
+//! The port is generic over `C`, the protocol's per-connection state (IOCP's completion key
+//! data): each [`Socket`] carries one `C`, typed, allocated with the socket.
 
 mod payload;
 mod scheduler;
 mod socket;
 
 pub use payload::Payload;
-pub use socket::{Socket, shutting_down};
+pub use socket::Socket;
 
 use crate::buffer::{Buf, BufferPool};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -36,22 +39,53 @@ const KEY_MASK: usize = (1 << KEY_BITS) - 1;
 
 /// A finished operation, as `GetQueuedCompletionStatus` would report it.
 #[derive(Debug)]
-pub enum Completion {
+pub enum Completion<C> {
     /// A posted receive finished: `Ok(buf)` holds the bytes read; an empty buffer means the peer
     /// shut down its sending side.
-    Recv { socket: Arc<Socket>, result: io::Result<Buf> },
+    Recv { socket: Arc<Socket<C>>, result: Result<Buf, OpError> },
     /// A posted send finished: every byte was written (`Ok` says how many), or it failed.
-    Send { socket: Arc<Socket>, result: io::Result<usize> },
+    Send { socket: Arc<Socket<C>>, result: Result<usize, OpError> },
     /// A completion posted with [`CompletionPort::post_user`].
     User(u64),
 }
 
-impl Completion {
+impl<C> Completion<C> {
     /// The socket the operation was posted on, if any.
-    pub fn socket(&self) -> Option<&Arc<Socket>> {
+    pub fn socket(&self) -> Option<&Arc<Socket<C>>> {
         match self {
             Completion::Recv { socket, .. } | Completion::Send { socket, .. } => Some(socket),
             Completion::User(_) => None,
+        }
+    }
+}
+
+/// Why a posted operation failed. The port's own reasons are variants of their own, so a real
+/// kernel error (ECONNABORTED, ETIMEDOUT) is never mistaken for one of them.
+#[derive(Debug)]
+pub enum OpError {
+    /// The kernel failed the operation.
+    Io(io::Error),
+    /// [`CompletionPort::expire_idle`]: the connection had no traffic for the idle timeout.
+    IdleTimeout,
+    /// [`CompletionPort::abort_quiet`]: the server is draining and the peer had nothing more to say.
+    Shutdown,
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::Io(e) => e.fmt(f),
+            OpError::IdleTimeout => f.write_str("idle timeout"),
+            OpError::Shutdown => f.write_str("server shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for OpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpError::Io(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -67,20 +101,25 @@ pub enum Wait {
 /// See [`CompletionPort::on_close`].
 pub type CloseHook = Box<dyn Fn(usize) + Send + Sync>;
 
-/// A handle to the port; clones share it.
-#[derive(Clone)]
-pub struct CompletionPort {
-    shared: Arc<Shared>,
+/// A handle to the port; clones share it. `C` is the per-connection state.
+pub struct CompletionPort<C> {
+    shared: Arc<Shared<C>>,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
+impl<C> Clone for CompletionPort<C> {
+    fn clone(&self) -> Self {
+        CompletionPort { shared: self.shared.clone() }
+    }
+}
+
+struct Shared<C> {
+    queue: Mutex<Queue<C>>,
     wakeup: Condvar,
     /// Only the thread running the reactor task touches this, so the lock is never contended.
     reactor: Mutex<(Poll, Events)>,
     registry: Registry,
     waker: Waker,
-    sockets: RwLock<slab::Slab<Arc<Socket>>>,
+    sockets: RwLock<slab::Slab<Arc<Socket<C>>>>,
     /// Signalled when the last open socket closes (for a draining shutdown).
     emptied: (Mutex<()>, Condvar),
     pool: BufferPool,
@@ -93,7 +132,7 @@ struct Shared {
     close_hook: OnceLock<CloseHook>,
 }
 
-impl CompletionPort {
+impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// A new port. `pool` supplies receive buffers; `max_awake` caps how many workers run at once
     /// (the core count is right: more only adds context switches).
     pub fn new(pool: BufferPool, max_awake: usize) -> io::Result<Self> {
@@ -123,9 +162,10 @@ impl CompletionPort {
         &self.shared.pool
     }
 
-    /// Associates a connected, non-blocking socket with the port. It is registered once, edge-
-    /// triggered for both directions, so no `epoll_ctl` is needed per operation.
-    pub fn associate(&self, mut stream: mio::net::TcpStream) -> io::Result<Arc<Socket>> {
+    /// Associates a connected, non-blocking socket and its per-connection state with the port.
+    /// It is registered once, edge-triggered for both directions, so no `epoll_ctl` is needed
+    /// per operation.
+    pub fn associate(&self, mut stream: mio::net::TcpStream, context: C) -> io::Result<Arc<Socket<C>>> {
         let s = &self.shared;
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let entry = sockets.vacant_entry();
@@ -133,14 +173,14 @@ impl CompletionPort {
         let token = entry.key() | generation.checked_shl(KEY_BITS).unwrap_or(0);
         let interest = Interest::READABLE | Interest::WRITABLE;
         s.registry.register(&mut stream, Token(token), interest)?;
-        let socket = Arc::new(Socket::new(token, stream, self.now()));
+        let socket = Arc::new(Socket::new(token, stream, self.now(), context));
         entry.insert(socket.clone());
         Ok(socket)
     }
 
     /// Posts a receive. No buffer is held while waiting: one is borrowed from the pool when data
     /// arrives. At most one receive may be outstanding per socket.
-    pub fn post_recv(&self, socket: &Arc<Socket>) {
+    pub fn post_recv(&self, socket: &Arc<Socket<C>>) {
         let mut st = socket.lock();
         if st.is_closed() {
             return;
@@ -152,7 +192,7 @@ impl CompletionPort {
 
     /// Posts a send of all of the payload's bytes; it completes when the kernel has taken every
     /// one. At most one send may be outstanding per socket.
-    pub fn post_send(&self, socket: &Arc<Socket>, payload: impl Into<Payload>) {
+    pub fn post_send(&self, socket: &Arc<Socket<C>>, payload: impl Into<Payload>) {
         let mut st = socket.lock();
         if st.is_closed() {
             return;
@@ -168,7 +208,7 @@ impl CompletionPort {
     }
 
     /// Closes the socket: posted operations are dropped without completing.
-    pub fn close(&self, socket: &Socket) {
+    pub fn close(&self, socket: &Socket<C>) {
         let Some(mut stream) = socket.lock().close() else {
             return;
         };
@@ -190,9 +230,9 @@ impl CompletionPort {
     }
 
     /// Has `hook` called with the key of every socket that closes, once, after its descriptor is
-    /// closed (however it closed) and before its key can be reused. One hook per port: false if one is set already. A table kept
-    /// beside the port (per-IP counts) learns this way that a connection ended, at no cost to
-    /// the sockets themselves.
+    /// closed (however it closed) and before its key can be reused. One hook per port: false if
+    /// one is set already. A table kept beside the port (per-IP counts) learns this way that a
+    /// connection ended, at no cost to the sockets themselves.
     pub fn on_close(&self, hook: CloseHook) -> bool {
         self.shared.close_hook.set(hook).is_ok()
     }
@@ -225,7 +265,7 @@ impl CompletionPort {
         self.sockets().len()
     }
 
-    /// For a graceful shutdown, call every [`QUIET_SWEEP`]: fails with [`shutting_down`] the
+    /// For a graceful shutdown, call every [`QUIET_SWEEP`]: fails with [`OpError::Shutdown`] the
     /// receive of every socket that has waited with nothing to read since the previous call (so
     /// it owes its peer nothing). A stream still arriving is never cut off on a momentarily empty
     /// queue. Returns how many were ended.
@@ -242,8 +282,8 @@ impl CompletionPort {
         self.shared.clock.store(secs, Ordering::Relaxed);
     }
 
-    /// Fails the posted operation of every socket idle for at least `idle` with `TimedOut`.
-    /// Returns how many were expired.
+    /// Fails the posted operation of every socket idle for at least `idle` with
+    /// [`OpError::IdleTimeout`]. Returns how many were expired.
     pub fn expire_idle(&self, idle: Duration) -> usize {
         let now = self.now();
         let limit = idle.as_secs().clamp(1, u32::MAX as u64) as u32;
@@ -251,24 +291,24 @@ impl CompletionPort {
             if now.saturating_sub(socket.idle_since()) < limit {
                 return None;
             }
-            socket.lock().abort(socket, io::ErrorKind::TimedOut).map(Task::Done)
+            socket.lock().abort(socket, OpError::IdleTimeout).map(Task::Done)
         });
         let n = tasks.len();
         self.push_shared(tasks);
         n
     }
 
-    fn sockets(&self) -> RwLockReadGuard<'_, slab::Slab<Arc<Socket>>> {
+    fn sockets(&self) -> RwLockReadGuard<'_, slab::Slab<Arc<Socket<C>>>> {
         self.shared.sockets.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The socket an event's token names, unless it has closed since.
-    fn socket_for(sockets: &slab::Slab<Arc<Socket>>, token: Token) -> Option<&Arc<Socket>> {
+    fn socket_for(sockets: &slab::Slab<Arc<Socket<C>>>, token: Token) -> Option<&Arc<Socket<C>>> {
         sockets.get(token.0 & KEY_MASK).filter(|s| s.key() == token.0)
     }
 
-    fn each_socket<T>(&self, f: impl FnMut(&Arc<Socket>) -> Option<T>) -> Vec<T> {
-        let sockets: Vec<Arc<Socket>> = self.sockets().iter().map(|(_, s)| s.clone()).collect();
+    fn each_socket<T>(&self, f: impl FnMut(&Arc<Socket<C>>) -> Option<T>) -> Vec<T> {
+        let sockets: Vec<Arc<Socket<C>>> = self.sockets().iter().map(|(_, s)| s.clone()).collect();
         sockets.iter().filter_map(f).collect()
     }
 

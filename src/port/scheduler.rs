@@ -8,6 +8,7 @@
 //! queue. No more threads are kept awake (the one blocked in epoll included) than `max_awake`.
 
 use super::{Completion, CompletionPort, Shared, Socket, Wait};
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
@@ -18,16 +19,16 @@ use std::time::{Duration, Instant};
 /// the shared queue (the reactor, other sockets): bounds what one busy socket can delay.
 pub const CHAIN_LIMIT: usize = 64;
 
-pub(super) enum Task {
+pub(super) enum Task<C> {
     /// Poll the OS for readiness.
     Reactor,
     /// A socket whose posted operation can now make progress.
-    Ready(Arc<Socket>),
-    Done(Completion),
+    Ready(Arc<Socket<C>>),
+    Done(Completion<C>),
 }
 
-pub(super) struct Queue {
-    tasks: VecDeque<Task>,
+pub(super) struct Queue<C> {
+    tasks: VecDeque<Task<C>>,
     /// Threads that are workers of this port (see [`Local`]).
     threads: usize,
     /// Threads waiting on the condition variable.
@@ -41,7 +42,7 @@ pub(super) struct Queue {
     closed: bool,
 }
 
-impl Queue {
+impl<C> Queue<C> {
     pub(super) fn new() -> Self {
         Queue {
             tasks: VecDeque::from([Task::Reactor]),
@@ -60,29 +61,51 @@ impl Queue {
 }
 
 thread_local! {
-    static LOCAL: RefCell<Local> = const {
-        RefCell::new(Local { port: None, tasks: VecDeque::new(), chained: 0 })
-    };
+    /// The private queue of the port this thread works for, if any. A `thread_local` cannot be
+    /// generic, so it holds the queue type-erased; [`with_local`] gives it back typed.
+    static LOCAL: RefCell<Option<Box<dyn Private>>> = const { RefCell::new(None) };
 }
 
 /// A worker thread's private queue: completions it produced itself and will run next. A thread
 /// is a worker of a port from a `get` that returns a completion until a `get` that returns none,
 /// so a completion posted from any other thread (or time) goes through the shared queue.
-struct Local {
-    port: Option<Arc<Shared>>,
-    tasks: VecDeque<Task>,
+struct Local<C> {
+    port: Arc<Shared<C>>,
+    tasks: VecDeque<Task<C>>,
     chained: usize,
 }
 
-impl Local {
-    fn works_for(&self, shared: &Arc<Shared>) -> bool {
-        self.port.as_ref().is_some_and(|p| Arc::ptr_eq(p, shared))
+/// What a thread needs of its private queue without knowing the port's type.
+trait Private {
+    fn as_any(&mut self) -> &mut dyn Any;
+    /// Gives the queued tasks back to their port's shared queue and stops being its worker.
+    fn hand_back(self: Box<Self>);
+}
+
+impl<C: Send + Sync + 'static> Private for Local<C> {
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn hand_back(self: Box<Self>) {
+        let port = CompletionPort { shared: self.port };
+        port.lock_queue().threads -= 1;
+        port.push_shared(self.tasks);
     }
 }
 
-impl CompletionPort {
+/// Runs `f` on this thread's private queue if it is one of `shared`'s, else returns `None`.
+fn with_local<C: Send + Sync + 'static, T>(shared: &Arc<Shared<C>>, f: impl FnOnce(&mut Local<C>) -> T) -> Option<T> {
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        let local = l.as_mut()?.as_any().downcast_mut::<Local<C>>()?;
+        Arc::ptr_eq(&local.port, shared).then(|| f(local))
+    })
+}
+
+impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// Waits for the next completion, running the reactor when it is this thread's turn.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<Completion, Wait> {
+    pub fn get(&self, timeout: Option<Duration>) -> Result<Completion<C>, Wait> {
         let deadline = timeout.map(|t| Instant::now() + t);
         self.enter();
         loop {
@@ -116,51 +139,40 @@ impl CompletionPort {
         let _ = self.shared.waker.wake();
     }
 
-    pub(super) fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+    pub(super) fn lock_queue(&self) -> MutexGuard<'_, Queue<C>> {
         self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes the calling thread a worker of this port. A thread that worked for another port
     /// hands that port's private tasks back to it first.
     fn enter(&self) {
-        let previous = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
-            if l.works_for(&self.shared) {
-                return None;
-            }
-            let tasks = std::mem::take(&mut l.tasks);
-            l.chained = 0;
-            Some((l.port.replace(self.shared.clone()), tasks))
-        });
-        let Some((previous, tasks)) = previous else {
+        if with_local(&self.shared, |_| ()).is_some() {
             return;
-        };
-        if let Some(shared) = previous {
-            let old = CompletionPort { shared };
-            old.lock_queue().threads -= 1;
-            old.push_shared(tasks);
+        }
+        let mine: Box<dyn Private> = Box::new(Local { port: self.shared.clone(), tasks: VecDeque::new(), chained: 0 });
+        let previous = LOCAL.with(|l| l.borrow_mut().replace(mine));
+        // Outside the borrow: handing back takes the other port's queue lock.
+        if let Some(previous) = previous {
+            previous.hand_back();
         }
         self.lock_queue().threads += 1;
     }
 
     /// The calling thread stops being a worker (its private queue is empty here).
     fn leave(&self) {
-        let tasks = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
-            l.port = None;
-            std::mem::take(&mut l.tasks)
-        });
-        self.lock_queue().threads -= 1;
-        self.push_shared(tasks);
+        let mine = LOCAL.with(|l| l.borrow_mut().take());
+        if let Some(mine) = mine {
+            mine.hand_back();
+        }
     }
 
     /// Runs a ready socket's I/O on this thread, and queues what finished to run next, ahead of
     /// the other ready sockets: a received buffer is handled (echoed, and back in the pool) before
     /// the next socket's read borrows one, so a thread has about one buffer in flight instead of
     /// one per ready socket in its batch. The chain limit still bounds how long it stays on them.
-    fn run_ready(&self, socket: &Arc<Socket>) {
+    fn run_ready(&self, socket: &Arc<Socket<C>>) {
         // A send and a receive at most.
-        let mut finished: [Option<Completion>; 2] = [None, None];
+        let mut finished: [Option<Completion<C>>; 2] = [None, None];
         let mut n = 0;
         {
             let mut st = socket.lock();
@@ -170,42 +182,29 @@ impl CompletionPort {
                 n += 1;
             });
         }
-        let finished = finished.into_iter().flatten();
-        let shared = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
-            if !l.works_for(&self.shared) {
-                return Some(finished);
-            }
-            for c in finished.rev() {
+        let mut finished = finished.into_iter().flatten();
+        let kept = with_local(&self.shared, |l| {
+            for c in finished.by_ref().rev() {
                 l.tasks.push_front(Task::Done(c));
             }
-            None
         });
-        if let Some(finished) = shared {
+        if kept.is_none() {
             self.push_shared(finished.map(Task::Done));
         }
     }
 
     /// Delivers a finished operation: to this thread's private queue when it is one of our
     /// workers (it runs it next, no lock, no wake-up), otherwise through the shared queue.
-    pub(super) fn complete(&self, c: Completion) {
-        let c = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
-            if l.works_for(&self.shared) {
-                l.tasks.push_back(Task::Done(c));
-                None
-            } else {
-                Some(c)
-            }
-        });
+    pub(super) fn complete(&self, c: Completion<C>) {
+        let mut c = Some(c);
+        with_local(&self.shared, |l| l.tasks.extend(c.take().map(Task::Done)));
         if let Some(c) = c {
             self.push_shared([Task::Done(c)]);
         }
     }
 
-    fn pop_local(&self) -> Option<Task> {
-        let overflow = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
+    fn pop_local(&self) -> Option<Task<C>> {
+        let overflow = with_local(&self.shared, |l| {
             if l.tasks.is_empty() {
                 l.chained = 0;
                 return Ok(None);
@@ -218,7 +217,7 @@ impl CompletionPort {
             l.chained = 0;
             Err(l.tasks.drain(..).collect::<Vec<_>>())
         });
-        match overflow {
+        match overflow? {
             Ok(task) => task,
             Err(tasks) => {
                 self.push_shared(tasks);
@@ -227,7 +226,7 @@ impl CompletionPort {
         }
     }
 
-    pub(super) fn push_shared(&self, tasks: impl IntoIterator<Item = Task>) {
+    pub(super) fn push_shared(&self, tasks: impl IntoIterator<Item = Task<C>>) {
         let mut q = self.lock_queue();
         let before = q.tasks.len();
         q.tasks.extend(tasks);
@@ -237,7 +236,7 @@ impl CompletionPort {
 
     /// Wakes up to `n` idle workers, as the awake cap allows; if that is not enough, makes sure a
     /// thread blocked in the OS poll comes back to look at the queue.
-    fn wake(&self, q: &mut Queue, n: usize) {
+    fn wake(&self, q: &mut Queue<C>, n: usize) {
         for _ in 0..n {
             if q.idle > q.wakeups && q.awake() < self.shared.max_awake {
                 q.wakeups += 1;
@@ -254,7 +253,7 @@ impl CompletionPort {
 
     /// Takes the next shared task, running the reactor when its turn comes and waiting when
     /// there is nothing to do.
-    fn pop_shared(&self, deadline: Option<Instant>) -> Result<Task, Wait> {
+    fn pop_shared(&self, deadline: Option<Instant>) -> Result<Task<C>, Wait> {
         let mut q = self.lock_queue();
         loop {
             if q.closed {
@@ -302,7 +301,7 @@ impl CompletionPort {
     /// One turn at the OS poll, entered with the reactor task just popped. Ready sockets go to
     /// this thread's private queue (it performs their I/O next) up to the chain limit; the rest
     /// are shared, and the reactor task goes back in the queue.
-    fn run_reactor(&self, mut q: MutexGuard<'_, Queue>, deadline: Option<Instant>) {
+    fn run_reactor(&self, mut q: MutexGuard<'_, Queue<C>>, deadline: Option<Instant>) {
         let more = !q.tasks.is_empty();
         let timeout = if more || q.closed {
             Some(Duration::ZERO)
@@ -336,9 +335,13 @@ impl CompletionPort {
             }
         }
 
-        let shared = ready.split_off(ready.len().min(CHAIN_LIMIT));
+        let mut shared = ready.split_off(ready.len().min(CHAIN_LIMIT));
         let kept = ready.len();
-        LOCAL.with(|l| l.borrow_mut().tasks.extend(ready));
+        // The reactor turn is taken inside `get`, by a worker of this port: the batch goes to its
+        // private queue (the shared queue only if that ever failed to hold).
+        let mut ready = Some(ready);
+        with_local(&self.shared, |l| l.tasks.extend(ready.take().into_iter().flatten()));
+        shared.extend(ready.into_iter().flatten());
         let mut q = self.lock_queue();
         q.reactor_blocked = false;
         q.tasks.push_back(Task::Reactor);

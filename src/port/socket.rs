@@ -7,25 +7,25 @@
 //! straight into the kernel's send buffer, and after a short read a re-armed receive waits for the
 //! next edge without a wasted `EAGAIN` read.
 
-use super::Completion;
 use super::payload::{Cursor, Payload};
+use super::{Completion, OpError};
 use crate::buffer::{Buf, BufferPool};
 use mio::net::TcpStream;
-use std::any::Any;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// A socket associated with a [`CompletionPort`](super::CompletionPort).
-pub struct Socket {
+/// A socket associated with a [`CompletionPort`](super::CompletionPort), with the protocol's
+/// per-connection state `C`.
+pub struct Socket<C> {
     key: usize,
     state: Mutex<IoState>,
     /// The port clock (seconds) at the last completed operation, for idle timeouts.
     last_active: AtomicU32,
-    /// Per-connection state of the protocol handler (IOCP's per-handle completion key data).
-    context: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The protocol handler's state for this connection (IOCP's per-handle completion key data),
+    /// stored inline: echo's `()` costs nothing.
+    context: C,
 }
 
 pub(super) struct IoState {
@@ -44,8 +44,8 @@ pub(super) struct IoState {
     send: Option<Cursor>,
 }
 
-impl Socket {
-    pub(super) fn new(key: usize, stream: TcpStream, now: u32) -> Self {
+impl<C> Socket<C> {
+    pub(super) fn new(key: usize, stream: TcpStream, now: u32, context: C) -> Self {
         Socket {
             key,
             state: Mutex::new(IoState {
@@ -60,7 +60,7 @@ impl Socket {
                 send: None,
             }),
             last_active: AtomicU32::new(now),
-            context: OnceLock::new(),
+            context,
         }
     }
 
@@ -82,14 +82,9 @@ impl Socket {
         self.lock().send.as_ref().map_or(0, Cursor::done)
     }
 
-    /// Attaches the handler's per-connection state; only the first call takes effect.
-    pub fn set_context<T: Any + Send + Sync>(&self, context: T) -> bool {
-        self.context.set(Box::new(context)).is_ok()
-    }
-
-    /// The handler's per-connection state, if set and of type `T`.
-    pub fn context<T: Any>(&self) -> Option<&T> {
-        self.context.get()?.downcast_ref()
+    /// The handler's per-connection state.
+    pub fn context(&self) -> &C {
+        &self.context
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, IoState> {
@@ -106,7 +101,7 @@ impl Socket {
     }
 }
 
-impl std::fmt::Debug for Socket {
+impl<C> std::fmt::Debug for Socket<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket").field("key", &self.key).finish()
     }
@@ -150,22 +145,22 @@ impl IoState {
     }
 
     /// Performs whatever posted operations can progress, pushing their completions to `out`.
-    pub(super) fn perform(
+    pub(super) fn perform<C>(
         &mut self,
-        sock: &Arc<Socket>,
+        sock: &Arc<Socket<C>>,
         pool: &BufferPool,
         now: u32,
-        out: &mut impl FnMut(Completion),
+        out: &mut impl FnMut(Completion<C>),
     ) {
         if self.send.is_some() && self.writable {
             if let Some(result) = self.try_send(sock, now) {
-                out(Completion::Send { socket: sock.clone(), result });
+                out(Completion::Send { socket: sock.clone(), result: result.map_err(OpError::Io) });
             }
         }
         if self.recv_posted && self.readable {
             if let Some(result) = self.try_recv(pool, sock, now) {
                 self.recv_posted = false;
-                out(Completion::Recv { socket: sock.clone(), result });
+                out(Completion::Recv { socket: sock.clone(), result: result.map_err(OpError::Io) });
             }
         }
     }
@@ -173,7 +168,7 @@ impl IoState {
     /// Finishes the posted send if the kernel takes all of it; `None` means "wait for writable".
     /// Any progress counts as activity for the idle timeout, so a slow but steady reader of a
     /// large payload is not cut off.
-    fn try_send(&mut self, sock: &Socket, now: u32) -> Option<io::Result<usize>> {
+    fn try_send<C>(&mut self, sock: &Socket<C>, now: u32) -> Option<io::Result<usize>> {
         let stream = self.stream.as_ref()?;
         let op = self.send.as_mut()?;
         let result = loop {
@@ -197,7 +192,7 @@ impl IoState {
 
     /// Reads into a freshly borrowed buffer; `None` means "nothing there yet", and the buffer goes
     /// straight back to the pool so a waiting connection holds none.
-    fn try_recv(&mut self, pool: &BufferPool, sock: &Socket, now: u32) -> Option<io::Result<Buf>> {
+    fn try_recv<C>(&mut self, pool: &BufferPool, sock: &Socket<C>, now: u32) -> Option<io::Result<Buf>> {
         let stream = self.stream.as_ref()?;
         let mut buf = pool.take();
         loop {
@@ -225,24 +220,24 @@ impl IoState {
         }
     }
 
-    /// Fails whichever operation is posted with `kind` (idle timeout): at most one completion.
-    pub(super) fn abort(&mut self, sock: &Arc<Socket>, kind: io::ErrorKind) -> Option<Completion> {
+    /// Fails whichever operation is posted with `error` (idle timeout): at most one completion.
+    pub(super) fn abort<C>(&mut self, sock: &Arc<Socket<C>>, error: OpError) -> Option<Completion<C>> {
         if self.is_closed() {
             return None;
         }
         if self.send.take().is_some() {
-            return Some(Completion::Send { socket: sock.clone(), result: Err(kind.into()) });
+            return Some(Completion::Send { socket: sock.clone(), result: Err(error) });
         }
         if std::mem::take(&mut self.recv_posted) {
-            return Some(Completion::Recv { socket: sock.clone(), result: Err(kind.into()) });
+            return Some(Completion::Recv { socket: sock.clone(), result: Err(error) });
         }
         None
     }
 
     /// One quiet sweep: a socket that has had a receive waiting, with nothing to read, since the
-    /// previous sweep gets that receive failed with [`shutting_down`]. Everything it sent has
+    /// previous sweep gets that receive failed with [`OpError::Shutdown`]. Everything it sent has
     /// been echoed by then. A socket with a send outstanding or data arriving is left alone.
-    pub(super) fn abort_if_quiet(&mut self, sock: &Arc<Socket>) -> Option<Completion> {
+    pub(super) fn abort_if_quiet<C>(&mut self, sock: &Arc<Socket<C>>) -> Option<Completion<C>> {
         let waiting = self.recv_posted && !self.readable && !self.queued && !self.is_closed();
         if !waiting {
             self.quiet = false;
@@ -258,22 +253,18 @@ impl IoState {
             return None;
         }
         self.recv_posted = false;
-        Some(Completion::Recv { socket: sock.clone(), result: Err(shutting_down()) })
+        Some(Completion::Recv { socket: sock.clone(), result: Err(OpError::Shutdown) })
     }
-}
-
-/// The error a receive completes with when the server drains and the peer has nothing more to say.
-pub fn shutting_down() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "server shutting down")
 }
 
 #[cfg(test)]
 mod tests {
     /// An idle connection costs its `Socket` (inside an `Arc`, 16 bytes more) and a table slot;
-    /// this keeps the allocation within glibc's 160-byte size class. Growing it is a decision.
+    /// this keeps an echo connection's allocation within glibc's 160-byte size class. Growing it
+    /// is a decision.
     #[test]
     fn an_idle_connection_stays_small() {
-        let size = std::mem::size_of::<super::Socket>();
+        let size = std::mem::size_of::<super::Socket<()>>();
         assert!(size <= 136, "Socket grew to {size} bytes");
     }
 }
