@@ -1,12 +1,13 @@
-//! Command line, environment and config-file settings, merged into one validated [`Config`].
+//! Command line, environment and config-file settings, resolved into one validated [`Config`].
 //!
-//! Precedence is flag > environment variable > config file > built-in default. Clap already
-//! resolves flag > env, so every setting is an `Option` there: `None` means "neither given", and
-//! only then does the config file (and after it the default) get a say.
-//!
-//! Each setting has exactly one validator, shared by the clap value parsers and the config-file
-//! reader, so a bad value is described the same way wherever it came from.
+//! Each setting is declared once, as a clap field of [`Config`] or [`ChatSettings`]: flag, help,
+//! ECHOPORT_* variable, built-in default and its one validator (the value parser). Clap applies
+//! flag > environment variable > default; the config file gets its place by becoming the
+//! defaults. Each key names a flag; its TOML value is turned into the text that flag would take,
+//! checked by that flag's own value parser and installed as the flag's default before the final
+//! parse. So a bad value is described the same way wherever it came from.
 
+use std::error::Error as _;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,7 +15,8 @@ use std::num::{IntErrorKind, NonZero};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, CommandFactory, FromArgMatches, Id, Parser};
 use toml::{Table, Value};
 
 /// What the server does with a connection.
@@ -44,48 +46,6 @@ impl Mode {
     }
 }
 
-/// Chat-mode settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatSettings {
-    /// Required with PASS before registering, if set.
-    pub password: Option<String>,
-    pub server_name: String,
-    /// Message of the day file, read at start.
-    pub motd: Option<PathBuf>,
-    /// Bytes queued for one client before it is disconnected ("SendQ exceeded").
-    pub sendq_bytes: usize,
-    /// The longest line a client may send, CR LF included; longer ones get 417.
-    pub max_line_bytes: usize,
-    /// Drop a client whose line stays unfinished this long (slowloris); `None` = never.
-    pub line_timeout: Option<Duration>,
-    /// Lines per second a client may send on average; 0 = no flood control.
-    pub flood_rate: f64,
-    /// Lines a client may send in a burst above the rate.
-    pub flood_burst: u32,
-    pub ping_interval: Duration,
-    pub ping_timeout: Duration,
-    /// (name, password) pairs accepted by OPER.
-    pub opers: Vec<(String, String)>,
-}
-
-impl Default for ChatSettings {
-    fn default() -> Self {
-        ChatSettings {
-            password: None,
-            server_name: "echoport".to_owned(),
-            motd: None,
-            sendq_bytes: 1024 * 1024,
-            max_line_bytes: 512,
-            line_timeout: Some(Duration::from_secs(30)),
-            flood_rate: 10.0,
-            flood_burst: 20,
-            ping_interval: Duration::from_secs(120),
-            ping_timeout: Duration::from_secs(60),
-            opers: Vec::new(),
-        }
-    }
-}
-
 /// The shape of log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -93,59 +53,165 @@ pub enum LogFormat {
     Json,
 }
 
-/// Fully resolved and validated settings.
-#[derive(Debug, Clone)]
+// Timers that zero switches off are spelled `std::option::Option<Duration>`: clap then takes the
+// whole `Option` as the flag's value (see `off_if_zero`) instead of making the flag optional.
+
+/// Fully resolved and validated settings. The doc comments are the `--help` lines.
+#[derive(Args, Debug, Clone)]
 pub struct Config {
+    /// Address to listen on; repeat for several; unset = 127.0.0.1:7007 (chat: 127.0.0.1:6667)
+    // Empty after parsing means given nowhere; `with_mode_listen` then puts the mode's default in.
+    #[arg(long, env = "ECHOPORT_LISTEN", value_name = "ADDR", value_delimiter = ',', value_parser = parse_socket_addr)]
     pub listen: Vec<SocketAddr>,
+
+    /// What to do with connections: echo (RFC 862) or chat (IRC)
+    #[arg(long, env = "ECHOPORT_MODE", value_name = "MODE", default_value = "echo", value_parser = parse_mode)]
     pub mode: Mode,
+
+    /// Worker threads; unset = 2 x CPUs
+    #[arg(long, env = "ECHOPORT_WORKERS", value_name = "N", default_value_t = default_workers(), hide_default_value = true,
+          value_parser = int_in::<usize>(1, MAX_WORKERS.into()))]
     pub workers: usize,
-    /// 0 = no limit other than the open-file limit.
+
+    /// Most connections open at once; 0 = only the open-file limit
+    #[arg(long, env = "ECHOPORT_MAX_CONNS", value_name = "N", default_value_t = 0, value_parser = int_in::<usize>(0, usize_max()))]
     pub max_conns: usize,
-    /// 0 = no per-address limit.
+
+    /// Most connections open at once from one address (IPv6: one /64); 0 = no cap
+    #[arg(long, env = "ECHOPORT_MAX_CONNS_PER_IP", value_name = "N", default_value_t = 0,
+          value_parser = int_in::<u32>(0, u32::MAX.into()))]
     pub max_conns_per_ip: u32,
+
+    /// Listen backlog
+    // listen(2) takes a C int.
+    #[arg(long, env = "ECHOPORT_BACKLOG", value_name = "N", default_value_t = 1024, value_parser = int_in::<u32>(1, i32::MAX.into()))]
     pub backlog: u32,
+
+    /// Receive buffer size in bytes, 512..=16777216
+    #[arg(long, env = "ECHOPORT_BUFFER_SIZE", value_name = "BYTES", default_value_t = 16 * 1024,
+          value_parser = int_in::<usize>(512, 16 * 1024 * 1024))]
     pub buffer_size: usize,
-    /// `None` = connections never time out.
-    pub idle_timeout: Option<Duration>,
+
+    /// Close connections idle this long; 0 = never
+    #[arg(long, env = "ECHOPORT_IDLE_TIMEOUT", value_name = "DUR", default_value = "300s", value_parser = off_if_zero)]
+    pub idle_timeout: std::option::Option<Duration>,
+
+    /// How long shutdown waits for open connections to finish
+    #[arg(long, env = "ECHOPORT_SHUTDOWN_TIMEOUT", value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Log line format: text or json
+    #[arg(long, env = "ECHOPORT_LOG_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = parse_log_format)]
     pub log_format: LogFormat,
-    /// `None` = use `RUST_LOG`, else "info" (decided by the caller).
+
+    /// Log filter, e.g. info, debug, echoport=trace; unset = $RUST_LOG, else info
+    // `None` = the caller decides.
+    #[arg(long, env = "ECHOPORT_LOG_LEVEL", value_name = "LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<String>,
-    /// `None` = no periodic stats.
-    pub stats_interval: Option<Duration>,
-    /// The config file that was read, if any.
-    pub config_file: Option<PathBuf>,
-    /// Where to serve Prometheus metrics at /metrics; `None` = nowhere.
+
+    /// How often to log stats; 0 = never
+    #[arg(long, env = "ECHOPORT_STATS_INTERVAL", value_name = "DUR", default_value = "60s", value_parser = off_if_zero)]
+    pub stats_interval: std::option::Option<Duration>,
+
+    /// Serve Prometheus metrics over HTTP at ADDR/metrics; unset = off
+    #[arg(long, env = "ECHOPORT_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// TOML config file; its keys are the flag names without "--"
+    // Not a config key itself (see `is_file_key`).
+    #[arg(long = "config", env = "ECHOPORT_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    #[command(flatten, next_help_heading = "Chat mode")]
     pub chat: ChatSettings,
 }
 
+/// Chat-mode settings.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ChatSettings {
+    /// Chat: password clients must send with PASS; unset = none
+    #[arg(long, env = "ECHOPORT_PASSWORD", value_name = "PW", value_parser = parse_password)]
+    pub password: Option<String>,
+
+    /// Chat: the server's name in replies
+    #[arg(long, env = "ECHOPORT_SERVER_NAME", value_name = "NAME", default_value = "echoport", value_parser = parse_server_name)]
+    pub server_name: String,
+
+    /// Chat: message-of-the-day file; unset = none
+    #[arg(long, env = "ECHOPORT_MOTD", value_name = "FILE")]
+    pub motd: Option<PathBuf>,
+
+    /// Chat: bytes queued for a client before it is dropped with "SendQ exceeded"
+    #[arg(long, env = "ECHOPORT_SENDQ_BYTES", value_name = "N", default_value_t = 1024 * 1024,
+          value_parser = int_in::<usize>(512, u32::MAX.into()))]
+    pub sendq_bytes: usize,
+
+    /// Chat: longest line a client may send, CR LF included, 64..=512; longer ones get 417
+    // Up to RFC 1459's 512: every line is relayed within that limit. Down to 64, still room for a
+    // command and its parameters.
+    #[arg(long, env = "ECHOPORT_MAX_LINE_BYTES", value_name = "N", default_value_t = 512, value_parser = int_in::<usize>(64, 512))]
+    pub max_line_bytes: usize,
+
+    /// Chat: drop a client whose line stays unfinished this long (slowloris); 0 = never
+    #[arg(long, env = "ECHOPORT_LINE_TIMEOUT", value_name = "DUR", default_value = "30s", value_parser = off_if_zero)]
+    pub line_timeout: std::option::Option<Duration>,
+
+    /// Chat: lines per second a client may send on average; 0 = no flood control
+    #[arg(long, env = "ECHOPORT_FLOOD_RATE", value_name = "PER_SEC", default_value_t = 10.0, value_parser = parse_rate)]
+    pub flood_rate: f64,
+
+    /// Chat: lines a client may send at once above the rate
+    #[arg(long, env = "ECHOPORT_FLOOD_BURST", value_name = "N", default_value_t = 20, value_parser = int_in::<u32>(1, 1_000_000))]
+    pub flood_burst: u32,
+
+    /// Chat: PING a client silent this long
+    #[arg(long, env = "ECHOPORT_PING_INTERVAL", value_name = "DUR", default_value = "120s", value_parser = at_least_a_second)]
+    pub ping_interval: Duration,
+
+    /// Chat: drop a client that does not answer a PING within this
+    #[arg(long, env = "ECHOPORT_PING_TIMEOUT", value_name = "DUR", default_value = "60s", value_parser = at_least_a_second)]
+    pub ping_timeout: Duration,
+
+    /// Chat: operator credentials for OPER, NAME:PASSWORD; repeatable; unset = none
+    #[arg(long = "oper", env = "ECHOPORT_OPER", value_name = "NAME:PASSWORD", value_delimiter = ',', value_parser = parse_oper)]
+    pub opers: Vec<(String, String)>,
+}
+
+/// The built-in defaults, whatever the environment says.
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            listen: vec![Mode::Echo.default_listen()],
-            mode: Mode::Echo,
-            workers: default_workers(),
-            max_conns: 0,
-            max_conns_per_ip: 0,
-            backlog: 1024,
-            buffer_size: 16 * 1024,
-            idle_timeout: Some(Duration::from_secs(300)),
-            shutdown_timeout: Duration::from_secs(10),
-            log_format: LogFormat::Text,
-            log_level: None,
-            stats_interval: Some(Duration::from_secs(60)),
-            config_file: None,
-            metrics_listen: None,
-            chat: ChatSettings::default(),
+        built_in::<Config>().with_mode_listen()
+    }
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        built_in()
+    }
+}
+
+/// What clap makes of no arguments and no environment: the defaults declared on the fields.
+fn built_in<T: Args + FromArgMatches>() -> T {
+    let cmd = T::augment_args(Command::new("echoport")).mut_args(|arg| arg.env(None));
+    let parsed = cmd.try_get_matches_from(["echoport"]).and_then(|m| T::from_arg_matches(&m));
+    parsed.expect("the built-in defaults are valid (tested)")
+}
+
+impl Config {
+    /// `listen`'s default depends on the mode, so it is filled in after parsing.
+    fn with_mode_listen(mut self) -> Self {
+        if self.listen.is_empty() {
+            self.listen = vec![self.mode.default_listen()];
         }
+        self
     }
 }
 
 /// The article's choice, twice the CPUs. The port keeps at most one awake per core; the others
 /// wait as spares, so the extra threads cost only their stacks.
 fn default_workers() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, NonZero::get)
+    let cpus = std::thread::available_parallelism().map_or(1, NonZero::get);
+    (2 * cpus).min(MAX_WORKERS.into())
 }
 
 /// A configuration problem, worded for the user (the caller adds any "error: " prefix).
@@ -180,39 +246,41 @@ impl ConfigError {
 /// own errors (and `--help` / `--version`) and exits, as a command-line tool should.
 /// A subcommand (`check`) is returned as such; otherwise the server configuration.
 pub fn invocation() -> Result<Invocation, ConfigError> {
-    let mut cli = Cli::parse();
-    match cli.command.take() {
-        Some(Subcommand::Check(args)) => Ok(Invocation::Check(args)),
-        None => resolve(cli).map(|c| Invocation::Serve(Box::new(c))),
-    }
+    let cli = parse(std::env::args_os(), |e| e.exit())?;
+    Ok(match cli.command {
+        Some(Subcommand::Check(args)) => Invocation::Check(args),
+        None => Invocation::Serve(Box::new(cli.config)),
+    })
 }
 
-/// Like [`invocation`] for the server configuration, from explicit arguments (`args[0]` is the program name). Clap errors are
-/// returned instead of exiting. Environment variables are still read.
+/// Like [`invocation`] for the server configuration, from explicit arguments (`args[0]` is the
+/// program name). Clap errors are returned instead of exiting. Environment variables are still read.
 pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args).map_err(|e| ConfigError::from_clap(&e))?;
-    resolve(cli)
+    parse(args, |e| ConfigError::from_clap(&e)).map(|cli| cli.config)
 }
 
-/// Layers the sources: defaults, then the config file, then flags/env.
-fn resolve(cli: Cli) -> Result<Config, ConfigError> {
-    let mut config = Config::default();
-    let mut listen_given = cli.settings.listen.is_some();
-    if let Some(path) = &cli.config {
-        let file = read_config_file(path)?;
-        listen_given |= file.listen.is_some();
-        config.apply(file);
+/// Parses twice: flags and env alone say where the config file is; then again with the file's
+/// values as the defaults, so clap applies flag > env > file > built-in default.
+fn parse<I, T>(args: I, clap_error: impl Fn(clap::Error) -> ConfigError) -> Result<Cli, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let given = Cli::command().try_get_matches_from(&args).map_err(&clap_error)?;
+    let mut cli = Cli::from_arg_matches(&given).map_err(&clap_error)?;
+    // `check` probes a running server; the server's config file is not its business.
+    if let (None, Some(path)) = (&cli.command, cli.config.config_file.clone()) {
+        let cmd = with_file_defaults(Cli::command(), &path, &given)?;
+        let matches = cmd.try_get_matches_from(&args).map_err(&clap_error)?;
+        cli = Cli::from_arg_matches(&matches).map_err(&clap_error)?;
     }
-    config.apply(cli.settings);
-    if !listen_given {
-        config.listen = vec![config.mode.default_listen()];
-    }
-    config.config_file = cli.config;
-    Ok(config)
+    cli.config = cli.config.with_mode_listen();
+    Ok(cli)
 }
 
 const AFTER_HELP: &str = "\
@@ -236,11 +304,7 @@ struct Cli {
     command: Option<Subcommand>,
 
     #[command(flatten)]
-    settings: Settings,
-
-    /// TOML config file; its keys are the flag names without "--"
-    #[arg(long, env = "ECHOPORT_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
+    config: Config,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -270,188 +334,6 @@ pub struct CheckArgs {
 pub enum Invocation {
     Serve(Box<Config>),
     Check(CheckArgs),
-}
-
-/// The settings one source provides; `None` = this source leaves it alone. Clap fills it from
-/// flags/env, [`settings_from_table`] from the config file.
-#[derive(Args, Debug, Default)]
-struct Settings {
-    /// Address to listen on; repeat for several [default: 127.0.0.1:7007]
-    #[arg(long, env = "ECHOPORT_LISTEN", value_name = "ADDR", value_delimiter = ',', value_parser = parse_socket_addr)]
-    listen: Option<Vec<SocketAddr>>,
-
-    /// What to do with connections: echo (RFC 862) or chat (IRC) [default: echo]
-    #[arg(long, env = "ECHOPORT_MODE", value_name = "MODE", value_parser = parse_mode)]
-    mode: Option<Mode>,
-
-    /// Worker threads [default: 2 x CPUs]
-    #[arg(long, env = "ECHOPORT_WORKERS", value_name = "N", value_parser = parse_int(check_workers))]
-    workers: Option<usize>,
-
-    /// Most connections open at once; 0 = only the open-file limit [default: 0]
-    #[arg(long, env = "ECHOPORT_MAX_CONNS", value_name = "N", value_parser = parse_int(check_max_conns))]
-    max_conns: Option<usize>,
-
-    /// Most connections open at once from one address (IPv6: one /64); 0 = no cap [default: 0]
-    #[arg(long, env = "ECHOPORT_MAX_CONNS_PER_IP", value_name = "N", value_parser = parse_int(check_max_conns_per_ip))]
-    max_conns_per_ip: Option<u32>,
-
-    /// Listen backlog [default: 1024]
-    #[arg(long, env = "ECHOPORT_BACKLOG", value_name = "N", value_parser = parse_int(check_backlog))]
-    backlog: Option<u32>,
-
-    /// Receive buffer size in bytes, 512..=16777216 [default: 16384]
-    #[arg(long, env = "ECHOPORT_BUFFER_SIZE", value_name = "BYTES", value_parser = parse_int(check_buffer_size))]
-    buffer_size: Option<usize>,
-
-    /// Close connections idle this long; 0 = never [default: 300s]
-    #[arg(long, env = "ECHOPORT_IDLE_TIMEOUT", value_name = "DUR", value_parser = parse_duration)]
-    idle_timeout: Option<Duration>,
-
-    /// How long shutdown waits for open connections to finish [default: 10s]
-    #[arg(long, env = "ECHOPORT_SHUTDOWN_TIMEOUT", value_name = "DUR", value_parser = parse_duration)]
-    shutdown_timeout: Option<Duration>,
-
-    /// Log line format: text or json [default: text]
-    #[arg(long, env = "ECHOPORT_LOG_FORMAT", value_name = "FORMAT", value_parser = parse_log_format)]
-    log_format: Option<LogFormat>,
-
-    /// Log filter, e.g. info, debug, echoport=trace [default: $RUST_LOG, else info]
-    #[arg(long, env = "ECHOPORT_LOG_LEVEL", value_name = "LEVEL", value_parser = parse_log_level)]
-    log_level: Option<String>,
-
-    /// How often to log stats; 0 = never [default: 60s]
-    #[arg(long, env = "ECHOPORT_STATS_INTERVAL", value_name = "DUR", value_parser = parse_duration)]
-    stats_interval: Option<Duration>,
-
-    /// Serve Prometheus metrics over HTTP at ADDR/metrics [default: off]
-    #[arg(long, env = "ECHOPORT_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_socket_addr)]
-    metrics_listen: Option<SocketAddr>,
-
-    /// Chat: password clients must send with PASS [default: none]
-    #[arg(long, env = "ECHOPORT_PASSWORD", value_name = "PW", value_parser = parse_password, help_heading = "Chat mode")]
-    password: Option<String>,
-
-    /// Chat: the server's name in replies [default: echoport]
-    #[arg(long, env = "ECHOPORT_SERVER_NAME", value_name = "NAME", value_parser = parse_server_name, help_heading = "Chat mode")]
-    server_name: Option<String>,
-
-    /// Chat: message-of-the-day file [default: none]
-    #[arg(long, env = "ECHOPORT_MOTD", value_name = "FILE", help_heading = "Chat mode")]
-    motd: Option<PathBuf>,
-
-    /// Chat: bytes queued for a client before it is dropped with "SendQ exceeded" [default: 1048576]
-    #[arg(long, env = "ECHOPORT_SENDQ_BYTES", value_name = "N", value_parser = parse_int(check_sendq), help_heading = "Chat mode")]
-    sendq_bytes: Option<usize>,
-
-    /// Chat: longest line a client may send, CR LF included, 64..=512; longer ones get 417 [default: 512]
-    #[arg(long, env = "ECHOPORT_MAX_LINE_BYTES", value_name = "N", value_parser = parse_int(check_max_line), help_heading = "Chat mode")]
-    max_line_bytes: Option<usize>,
-
-    /// Chat: drop a client whose line stays unfinished this long (slowloris); 0 = never [default: 30s]
-    #[arg(long, env = "ECHOPORT_LINE_TIMEOUT", value_name = "DUR", value_parser = parse_duration, help_heading = "Chat mode")]
-    line_timeout: Option<Duration>,
-
-    /// Chat: lines per second a client may send on average; 0 = no flood control [default: 10]
-    #[arg(long, env = "ECHOPORT_FLOOD_RATE", value_name = "PER_SEC", value_parser = parse_rate, help_heading = "Chat mode")]
-    flood_rate: Option<f64>,
-
-    /// Chat: lines a client may send at once above the rate [default: 20]
-    #[arg(long, env = "ECHOPORT_FLOOD_BURST", value_name = "N", value_parser = parse_int(check_burst), help_heading = "Chat mode")]
-    flood_burst: Option<u32>,
-
-    /// Chat: PING a client silent this long [default: 120s]
-    #[arg(long, env = "ECHOPORT_PING_INTERVAL", value_name = "DUR", value_parser = parse_duration, help_heading = "Chat mode")]
-    ping_interval: Option<Duration>,
-
-    /// Chat: drop a client that does not answer a PING within this [default: 60s]
-    #[arg(long, env = "ECHOPORT_PING_TIMEOUT", value_name = "DUR", value_parser = parse_duration, help_heading = "Chat mode")]
-    ping_timeout: Option<Duration>,
-
-    /// Chat: operator credentials for OPER, NAME:PASSWORD; repeatable [default: none]
-    #[arg(long = "oper", env = "ECHOPORT_OPER", value_name = "NAME:PASSWORD", value_delimiter = ',', value_parser = parse_oper, help_heading = "Chat mode")]
-    oper: Option<Vec<(String, String)>>,
-}
-
-impl Config {
-    /// Overrides every setting the source gave.
-    fn apply(&mut self, s: Settings) {
-        // A zero duration switches the feature off, in every source.
-        let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
-        if let Some(v) = s.listen {
-            self.listen = v;
-        }
-        if let Some(v) = s.mode {
-            self.mode = v;
-        }
-        if let Some(v) = s.workers {
-            self.workers = v;
-        }
-        if let Some(v) = s.max_conns {
-            self.max_conns = v;
-        }
-        if let Some(v) = s.max_conns_per_ip {
-            self.max_conns_per_ip = v;
-        }
-        if let Some(v) = s.backlog {
-            self.backlog = v;
-        }
-        if let Some(v) = s.buffer_size {
-            self.buffer_size = v;
-        }
-        if let Some(v) = s.idle_timeout {
-            self.idle_timeout = off_if_zero(v);
-        }
-        if let Some(v) = s.shutdown_timeout {
-            self.shutdown_timeout = v;
-        }
-        if let Some(v) = s.log_format {
-            self.log_format = v;
-        }
-        if let Some(v) = s.log_level {
-            self.log_level = Some(v);
-        }
-        if let Some(v) = s.stats_interval {
-            self.stats_interval = off_if_zero(v);
-        }
-        if let Some(v) = s.metrics_listen {
-            self.metrics_listen = Some(v);
-        }
-        let chat = &mut self.chat;
-        if let Some(v) = s.password {
-            chat.password = Some(v);
-        }
-        if let Some(v) = s.server_name {
-            chat.server_name = v;
-        }
-        if let Some(v) = s.motd {
-            chat.motd = Some(v);
-        }
-        if let Some(v) = s.sendq_bytes {
-            chat.sendq_bytes = v;
-        }
-        if let Some(v) = s.max_line_bytes {
-            chat.max_line_bytes = v;
-        }
-        if let Some(v) = s.line_timeout {
-            chat.line_timeout = off_if_zero(v);
-        }
-        if let Some(v) = s.flood_rate {
-            chat.flood_rate = v;
-        }
-        if let Some(v) = s.flood_burst {
-            chat.flood_burst = v;
-        }
-        if let Some(v) = s.ping_interval {
-            chat.ping_interval = v.max(Duration::from_secs(1));
-        }
-        if let Some(v) = s.ping_timeout {
-            chat.ping_timeout = v.max(Duration::from_secs(1));
-        }
-        if let Some(v) = s.oper {
-            chat.opers = v;
-        }
-    }
 }
 
 // ---- Validators: one per setting, shared by flags/env and the config file. ----------------
@@ -509,47 +391,55 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Whole seconds ("30") or a humantime duration ("30s", "500ms", "2m").
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let parsed = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parsed = if digits(s) {
         // Digits only, so the only possible failure is overflow.
         s.parse().map(Duration::from_secs).unwrap_or(Duration::MAX)
+    } else if s.strip_prefix('-').is_some_and(digits) {
+        return Err("must be at least 0".to_owned());
     } else {
         humantime::parse_duration(s).map_err(|_| {
             format!("invalid duration '{s}'; expected seconds (30) or a duration such as 30s, 500ms, 2m")
         })?
     };
-    check_duration(parsed)
-}
-
-fn check_duration(d: Duration) -> Result<Duration, String> {
-    if d > MAX_DURATION {
+    if parsed > MAX_DURATION {
         return Err("must be at most 365 days".to_owned());
     }
-    Ok(d)
+    Ok(parsed)
 }
 
-/// Integers are checked as `i64` (TOML's integer type), so flags and file share the checks
-/// below, including the "must be at least" wording for negative numbers.
-fn parse_int<T: 'static>(
-    check: fn(i64) -> Result<T, String>,
+/// A timer that zero switches off, in every source.
+fn off_if_zero(s: &str) -> Result<Option<Duration>, String> {
+    parse_duration(s).map(|d| (!d.is_zero()).then_some(d))
+}
+
+/// The PING timers: below a second they would only make the server busy, so they are raised to it.
+fn at_least_a_second(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map(|d| d.max(Duration::from_secs(1)))
+}
+
+/// An integer in `min..=max`. Integers are read as `i64` (TOML's integer type), so a flag and
+/// a file key get the same "must be at least" wording, negative numbers included.
+fn int_in<T: TryFrom<i64> + Clone + Send + Sync + 'static>(
+    min: i64,
+    max: i64,
 ) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
-    move |s: &str| match s.trim().parse::<i64>() {
-        Ok(n) => check(n),
-        // Every setting has a lower bound, so let the check word it.
-        Err(e) if *e.kind() == IntErrorKind::NegOverflow => check(i64::MIN),
-        Err(e) if *e.kind() == IntErrorKind::PosOverflow => Err(format!("'{s}' is too large")),
-        Err(_) => Err(format!("'{s}' is not a whole number")),
+    move |s: &str| {
+        let n = match s.trim().parse::<i64>() {
+            Ok(n) => n,
+            // Below any lower bound.
+            Err(e) if *e.kind() == IntErrorKind::NegOverflow => i64::MIN,
+            Err(e) if *e.kind() == IntErrorKind::PosOverflow => return Err(format!("'{s}' is too large")),
+            Err(_) => return Err(format!("'{s}' is not a whole number")),
+        };
+        if n < min {
+            return Err(format!("must be at least {min}"));
+        }
+        if n > max {
+            return Err(format!("must be at most {max}"));
+        }
+        T::try_from(n).map_err(|_| format!("must be at most {max}"))
     }
-}
-
-/// `n` as a `T` within `min..=max`, or a message naming the bound it broke.
-fn in_range<T: TryFrom<i64>>(n: i64, min: i64, max: i64) -> Result<T, String> {
-    if n < min {
-        return Err(format!("must be at least {min}"));
-    }
-    if n > max {
-        return Err(format!("must be at most {max}"));
-    }
-    T::try_from(n).map_err(|_| format!("must be at most {max}"))
 }
 
 /// Saturates on the (hypothetical) targets where `usize` is wider than `i64`.
@@ -558,51 +448,10 @@ fn usize_max() -> i64 {
 }
 
 /// Far more threads than any machine has cores; beyond it a typo would only exhaust memory.
-const MAX_WORKERS: i64 = 4096;
-
-fn check_workers(n: i64) -> Result<usize, String> {
-    in_range(n, 1, MAX_WORKERS)
-}
-
-fn check_max_conns(n: i64) -> Result<usize, String> {
-    in_range(n, 0, usize_max())
-}
-
-fn check_max_conns_per_ip(n: i64) -> Result<u32, String> {
-    in_range(n, 0, i64::from(u32::MAX))
-}
-
-/// Up to RFC 1459's 512: every line is relayed within that limit. Down to 64, still room for a
-/// command and its parameters.
-fn check_max_line(n: i64) -> Result<usize, String> {
-    in_range(n, 64, 512)
-}
-
-/// listen(2) takes a C int.
-fn check_backlog(n: i64) -> Result<u32, String> {
-    in_range(n, 1, i64::from(i32::MAX))
-}
-
-fn check_buffer_size(n: i64) -> Result<usize, String> {
-    in_range(n, 512, 16 * 1024 * 1024)
-}
-
-// ---- Config file ---------------------------------------------------------------------------
-
-fn check_sendq(n: i64) -> Result<usize, String> {
-    in_range(n, 512, i64::from(u32::MAX))
-}
-
-fn check_burst(n: i64) -> Result<u32, String> {
-    in_range(n, 1, 1_000_000)
-}
+const MAX_WORKERS: u16 = 4096;
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     let rate: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
-    check_rate(rate)
-}
-
-fn check_rate(rate: f64) -> Result<f64, String> {
     if !rate.is_finite() || rate < 0.0 {
         return Err("must be a number of at least 0".to_owned());
     }
@@ -630,11 +479,24 @@ fn parse_oper(s: &str) -> Result<(String, String), String> {
     Ok((irc_word(name, "the operator name")?, irc_word(password, "the operator password")?))
 }
 
-fn read_config_file(path: &Path) -> Result<Settings, ConfigError> {
+// ---- Config file ---------------------------------------------------------------------------
+
+/// `cmd` with the config file's values installed as its args' defaults.
+fn with_file_defaults(mut cmd: Command, path: &Path, given: &ArgMatches) -> Result<Command, ConfigError> {
     let error = |msg: String| ConfigError(format!("config file '{}': {msg}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
     let table: Table = text.parse().map_err(|e| error(syntax_error(&text, &e)))?;
-    settings_from_table(&table).map_err(error)
+    for (id, values) in file_values(&cmd, &table).map_err(error)? {
+        // Clap applies a default only where no flag or env var gave the arg, so that is the only
+        // place the file's value can matter. There it is installed without the arg's value
+        // delimiter (which splits env lists): the file's arrays already separate the values, so
+        // `oper = ["a:b,c"]` stays one credential.
+        let source = given.value_source(id.as_str());
+        if !matches!(source, Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+            cmd = cmd.mut_arg(id, |arg| arg.default_values(values).value_delimiter(None));
+        }
+    }
+    Ok(cmd)
 }
 
 /// "line N: message", using only the first line of toml's message (the rest is a source
@@ -651,99 +513,98 @@ fn syntax_error(text: &str, err: &toml::de::Error) -> String {
     }
 }
 
-/// Checks the table key by key so every error can name its key.
-fn settings_from_table(table: &Table) -> Result<Settings, String> {
-    let mut s = Settings::default();
+/// Every setting has an ECHOPORT_* variable; `--config` has one too, but a file cannot name
+/// another file.
+fn is_file_key(arg: &Arg) -> bool {
+    arg.get_env().is_some() && arg.get_long() != Some("config")
+}
+
+/// Each key's value as the flag values it stands for, checked key by key so every error can name
+/// its key.
+fn file_values(cmd: &Command, table: &Table) -> Result<Vec<(Id, Vec<String>)>, String> {
+    let arg_named = |key: &str| cmd.get_arguments().find(|a| a.get_long() == Some(key) && is_file_key(a));
+    let mut found = Vec::new();
     for (key, value) in table {
-        let named = |msg: String| format!("key '{key}': {msg}");
-        match key.as_str() {
-            "listen" => s.listen = Some(listen_value(value).map_err(named)?),
-            "mode" => s.mode = Some(str_value(value).and_then(parse_mode).map_err(named)?),
-            "workers" => s.workers = Some(int_value(value, check_workers).map_err(named)?),
-            "max-conns" => s.max_conns = Some(int_value(value, check_max_conns).map_err(named)?),
-            "max-conns-per-ip" => s.max_conns_per_ip = Some(int_value(value, check_max_conns_per_ip).map_err(named)?),
-            "backlog" => s.backlog = Some(int_value(value, check_backlog).map_err(named)?),
-            "buffer-size" => {
-                s.buffer_size = Some(int_value(value, check_buffer_size).map_err(named)?);
-            }
-            "idle-timeout" => s.idle_timeout = Some(duration_value(value).map_err(named)?),
-            "shutdown-timeout" => s.shutdown_timeout = Some(duration_value(value).map_err(named)?),
-            "log-format" => {
-                s.log_format = Some(str_value(value).and_then(parse_log_format).map_err(named)?);
-            }
-            "log-level" => {
-                s.log_level = Some(str_value(value).and_then(parse_log_level).map_err(named)?);
-            }
-            "stats-interval" => s.stats_interval = Some(duration_value(value).map_err(named)?),
-            "metrics-listen" => s.metrics_listen = Some(str_value(value).and_then(parse_socket_addr).map_err(named)?),
-            "password" => s.password = Some(str_value(value).and_then(parse_password).map_err(named)?),
-            "server-name" => s.server_name = Some(str_value(value).and_then(parse_server_name).map_err(named)?),
-            "motd" => s.motd = Some(PathBuf::from(str_value(value).map_err(named)?)),
-            "sendq-bytes" => s.sendq_bytes = Some(int_value(value, check_sendq).map_err(named)?),
-            "max-line-bytes" => s.max_line_bytes = Some(int_value(value, check_max_line).map_err(named)?),
-            "line-timeout" => s.line_timeout = Some(duration_value(value).map_err(named)?),
-            "flood-rate" => s.flood_rate = Some(rate_value(value).map_err(named)?),
-            "flood-burst" => s.flood_burst = Some(int_value(value, check_burst).map_err(named)?),
-            "ping-interval" => s.ping_interval = Some(duration_value(value).map_err(named)?),
-            "ping-timeout" => s.ping_timeout = Some(duration_value(value).map_err(named)?),
-            "oper" => s.oper = Some(oper_value(value).map_err(named)?),
-            _ => return Err(format!("unknown key '{key}'")),
+        let arg = arg_named(key).ok_or_else(|| format!("unknown key '{key}'"))?;
+        let values = flag_values(arg, value).and_then(|v| validate(arg, v)).map_err(|e| format!("key '{key}': {e}"))?;
+        found.push((arg.get_id().clone(), values));
+    }
+    Ok(found)
+}
+
+/// The TOML types a key takes, which follow from its flag.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A repeatable flag: an array of strings, or one string for the common single case.
+    Strings,
+    /// The same, for addresses to listen on: an empty list would listen nowhere.
+    Addresses,
+    /// `N`, `BYTES`.
+    Integer,
+    /// `DUR`: a string such as "30s", or an integer number of seconds.
+    Duration,
+    /// `PER_SEC`: integer or float.
+    Number,
+    Text,
+}
+
+impl Kind {
+    fn of(arg: &Arg) -> Kind {
+        let value_name = arg.get_value_names().and_then(<[_]>::first).map_or("", |n| n.as_str());
+        match (arg.get_action(), value_name) {
+            (ArgAction::Append, "ADDR") => Kind::Addresses,
+            (ArgAction::Append, _) => Kind::Strings,
+            (_, "N" | "BYTES") => Kind::Integer,
+            (_, "DUR") => Kind::Duration,
+            (_, "PER_SEC") => Kind::Number,
+            _ => Kind::Text,
         }
     }
-    Ok(s)
+
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Strings | Kind::Addresses => "an array of strings",
+            Kind::Integer => "an integer",
+            Kind::Duration => "a duration (a string such as \"30s\" or an integer)",
+            Kind::Number => "a number",
+            Kind::Text => "a string",
+        }
+    }
+}
+
+/// A TOML value as the text(s) its flag would take.
+fn flag_values(arg: &Arg, value: &Value) -> Result<Vec<String>, String> {
+    let kind = Kind::of(arg);
+    Ok(match (kind, value) {
+        (Kind::Addresses, Value::Array(items)) if items.is_empty() => {
+            return Err("must list at least one address".to_owned());
+        }
+        (Kind::Strings | Kind::Addresses, Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| wrong_type("a string", item)))
+            .collect::<Result<_, _>>()?,
+        (Kind::Strings | Kind::Addresses | Kind::Duration | Kind::Text, Value::String(s)) => vec![s.clone()],
+        (Kind::Integer | Kind::Duration | Kind::Number, Value::Integer(n)) => vec![n.to_string()],
+        (Kind::Number, Value::Float(f)) => vec![f.to_string()],
+        _ => return Err(wrong_type(kind.expected(), value)),
+    })
 }
 
 fn wrong_type(expected: &str, found: &Value) -> String {
     format!("expected {expected}, found {}", found.type_str())
 }
 
-fn str_value(value: &Value) -> Result<&str, String> {
-    value.as_str().ok_or_else(|| wrong_type("a string", value))
-}
-
-fn int_value<T>(value: &Value, check: fn(i64) -> Result<T, String>) -> Result<T, String> {
-    match value {
-        Value::Integer(n) => check(*n),
-        other => Err(wrong_type("an integer", other)),
+/// Runs the values through the flag's own value parser, by parsing them as `--flag=value` with a
+/// one-flag command; the message is the parser's own, without clap's "invalid value" frame.
+fn validate(arg: &Arg, values: Vec<String>) -> Result<Vec<String>, String> {
+    if values.is_empty() {
+        return Ok(values);
     }
-}
-
-/// A string such as "30s", or an integer number of seconds.
-fn duration_value(value: &Value) -> Result<Duration, String> {
-    match value {
-        Value::String(s) => parse_duration(s),
-        Value::Integer(n) => u64::try_from(*n)
-            .map_err(|_| "must be at least 0".to_owned())
-            .and_then(|secs| check_duration(Duration::from_secs(secs))),
-        other => Err(wrong_type("a duration (a string such as \"30s\" or an integer)", other)),
-    }
-}
-
-/// A number of lines per second: integer or float.
-fn rate_value(value: &Value) -> Result<f64, String> {
-    match value {
-        Value::Integer(n) => check_rate(*n as f64),
-        Value::Float(f) => check_rate(*f),
-        other => Err(wrong_type("a number", other)),
-    }
-}
-
-/// An array of "NAME:PASSWORD" strings.
-fn oper_value(value: &Value) -> Result<Vec<(String, String)>, String> {
-    match value {
-        Value::String(s) => Ok(vec![parse_oper(s)?]),
-        Value::Array(items) => items.iter().map(|item| str_value(item).and_then(parse_oper)).collect(),
-        other => Err(wrong_type("an array of strings", other)),
-    }
-}
-
-/// An array of address strings, or a single string for the common one-address case.
-fn listen_value(value: &Value) -> Result<Vec<SocketAddr>, String> {
-    match value {
-        Value::String(s) => Ok(vec![parse_socket_addr(s)?]),
-        Value::Array(items) if items.is_empty() => Err("must list at least one address".to_owned()),
-        Value::Array(items) => items.iter().map(|item| str_value(item).and_then(parse_socket_addr)).collect(),
-        other => Err(wrong_type("an array of strings", other)),
+    let flag = arg.get_long().unwrap_or_default();
+    let probe = Command::new("file").no_binary_name(true).arg(arg.clone().value_delimiter(None));
+    match probe.try_get_matches_from(values.iter().map(|v| format!("--{flag}={v}"))) {
+        Ok(_) => Ok(values),
+        Err(e) => Err(e.source().map_or_else(|| ConfigError::from_clap(&e).0, ToString::to_string)),
     }
 }
 
@@ -812,7 +673,6 @@ mod tests {
     /// or commented out) and in README's flag tables. A new flag without docs fails here.
     #[test]
     fn every_flag_is_a_documented_config_key() {
-        use clap::CommandFactory;
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let example = std::fs::read_to_string(root.join("config/echoport.toml")).unwrap();
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
@@ -827,7 +687,7 @@ mod tests {
             assert!(documented, "config/echoport.toml does not document '{key}'");
             assert!(readme.contains(&format!("`--{key}")), "README.md does not document --{key}");
             let table: Table = format!("{key} = []").parse().unwrap();
-            if let Err(err) = settings_from_table(&table) {
+            if let Err(err) = file_values(&Cli::command(), &table) {
                 assert!(!err.contains("unknown key"), "'{key}' is a flag but not a config key: {err}");
             }
         }
@@ -1088,6 +948,26 @@ mod tests {
         assert_eq!(file_err("bogus = 1\n"), "config file 'PATH': unknown key 'bogus'");
         assert_eq!(file_err("config = \"x\"\n"), "config file 'PATH': unknown key 'config'");
         assert_eq!(file_err("[server]\nworkers = 1\n"), "config file 'PATH': unknown key 'server'");
+    }
+
+    /// The file fills only what flags and env leave unset and takes its arrays as they are (a
+    /// comma in an oper password stays); `check` does not read it.
+    #[test]
+    fn file_layering_details() {
+        let file = TempConfig::new("oper = [\"a:b,c\", \"d:e\"]\nping-interval = 0\n");
+        let c = load(&["--config", file.path(), "--ping-timeout=0"]).unwrap();
+        assert_eq!(c.chat.opers, [("a".to_owned(), "b,c".to_owned()), ("d".to_owned(), "e".to_owned())]);
+        assert_eq!((c.chat.ping_interval, c.chat.ping_timeout), (Duration::from_secs(1), Duration::from_secs(1)));
+        let c = load(&["--config", file.path(), "--oper=x:y"]).unwrap();
+        assert_eq!(c.chat.opers, [("x".to_owned(), "y".to_owned())]);
+        let file = TempConfig::new("oper = []\n");
+        assert_eq!(load(&["--config", file.path()]).unwrap().chat.opers, []);
+        assert_eq!(file_err("help = true\n"), "config file 'PATH': unknown key 'help'");
+        assert_eq!(file_err("version = true\n"), "config file 'PATH': unknown key 'version'");
+
+        let args = ["echoport", "--config", "/nonexistent/echoport.toml", "check"];
+        let cli = parse(args, |e| ConfigError::from_clap(&e)).expect("check reads no config file");
+        assert!(matches!(cli.command, Some(Subcommand::Check(_))));
     }
 
     #[test]
