@@ -72,8 +72,8 @@ mod signals {
     use std::io;
 
     /// Ctrl-C, Ctrl-Break and closing the console window, through the `ctrlc` crate (which
-    /// runs the handler on a thread of its own). Windows ends a process soon after telling it
-    /// its console is closing, so that drain is only as long as Windows waits.
+    /// runs the handler on a thread of its own). On a close, Windows ends the process as soon as
+    /// the crate's console handler has returned, so that drain is cut short (README, Windows).
     pub fn install(shutdown: &Shutdown) -> io::Result<()> {
         let shutdown = shutdown.clone();
         ctrlc::set_handler(move || super::on_signal(&shutdown, "Ctrl-C")).map_err(io::Error::other)
