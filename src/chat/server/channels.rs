@@ -1,9 +1,10 @@
 //! Channel commands: JOIN, PART, TOPIC, NAMES, LIST, KICK and INVITE.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
 use echoport_irc::{LineBuilder, Message, fold, truncate_utf8};
+use indexmap::IndexMap;
 
 use super::state::{Channel, Member, Modes, Topic};
 use super::{CHANNELLEN, ChatServer, ClientId, Effects, KICKLEN, MAX_CHANNELS, MAX_KICKS, TOPICLEN};
@@ -40,16 +41,15 @@ impl ChatServer {
             return;
         }
         let ckey = fold(name);
-        let c = &self.clients[&id];
-        if c.in_channel(&ckey) {
+        if self.channels.get(&ckey).is_some_and(|ch| ch.has(id)) {
             return;
         }
-        if c.channels.len() >= MAX_CHANNELS {
+        if self.clients[&id].channels.len() >= MAX_CHANNELS {
             self.reply(fx, id, "405", &[name], "You have joined too many channels");
             return;
         }
         let unix = self.unix(now);
-        match self.channels.get_mut(&ckey) {
+        let member = match self.channels.get(&ckey) {
             Some(ch) => {
                 let invited = ch.invited.contains(&id);
                 let refusal = if ch.modes.invite_only && !invited {
@@ -66,32 +66,26 @@ impl ChatServer {
                     self.reply(fx, id, code, &[&name], text);
                     return;
                 }
-                ch.invited.remove(&id);
-                ch.members.push(id);
-                ch.flags.insert(id, Member::default());
+                Member::default()
             }
             None => {
                 self.next_seq += 1;
-                let mut flags = HashMap::new();
-                flags.insert(id, Member { op: true, voice: false });
                 self.channels.insert(
                     ckey.clone(),
                     Channel {
                         name: name.to_vec(),
                         seq: self.next_seq,
                         created: unix,
-                        members: vec![id],
-                        flags,
+                        members: IndexMap::new(),
                         topic: None,
                         modes: Modes { no_external: true, topic_lock: true, ..Modes::default() },
                         invited: HashSet::new(),
                     },
                 );
+                Member { op: true, voice: false }
             }
-        }
-        let c = self.clients.get_mut(&id).unwrap();
-        c.channels.push(ckey.clone());
-        c.invited_to.retain(|k| *k != ckey);
+        };
+        self.add_member(id, ckey.clone(), member);
         let ch = &self.channels[&ckey];
         let line = LineBuilder::new(&self.clients[&id].prefix, b"JOIN").middle(&ch.name).finish();
         self.broadcast(fx, &ckey, &line, None);
@@ -118,14 +112,14 @@ impl ChatServer {
         let head = self.numeric(id, "353").middle(ch.symbol()).middle(&ch.name);
         let room = head.trailing_room();
         let mut names: Vec<u8> = Vec::with_capacity(room);
-        for &m in &ch.members {
-            let Some(c) = self.clients.get(&m) else {
+        for (m, status) in &ch.members {
+            let Some(c) = self.clients.get(m) else {
                 continue;
             };
             if !member && c.invisible {
                 continue;
             }
-            let flag = ch.flags.get(&m).copied().unwrap_or_default().prefix();
+            let flag = status.prefix();
             let nick = c.nick_or_star();
             let need = flag.len() + nick.len() + usize::from(!names.is_empty());
             if !names.is_empty() && names.len() + need > room {
@@ -341,11 +335,7 @@ impl ChatServer {
         if let Some(away) = &self.clients[&target].away {
             self.reply_bytes(fx, id, "301", &[&target_nick], away);
         }
-        self.channels.get_mut(&key).unwrap().invited.insert(target);
-        let t = self.clients.get_mut(&target).unwrap();
-        if !t.invited_to.contains(&key) {
-            t.invited_to.push(key);
-        }
+        self.add_invite(target, key);
     }
 }
 

@@ -38,7 +38,7 @@ impl ChatServer {
                     }
                     continue;
                 };
-                let member = ch.flags.get(&id);
+                let member = ch.members.get(&id);
                 let blocked = (ch.modes.no_external && member.is_none())
                     || (ch.modes.moderated && !member.is_some_and(|m| m.op || m.voice));
                 if blocked {
@@ -48,11 +48,7 @@ impl ChatServer {
                     continue;
                 }
                 let line = LineBuilder::new(&sender.prefix, command).middle(&ch.name).trailing(text);
-                for &m in &ch.members {
-                    if m != id {
-                        fx.send(m, line.clone());
-                    }
-                }
+                self.broadcast(fx, &key, &line, Some(id));
             } else {
                 let Some(tid) = self.find_nick(target) else {
                     if !notice {

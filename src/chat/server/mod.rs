@@ -22,6 +22,9 @@
 //!   and what ngIRCd and InspIRCd send) rather than RFC 2812's `<channel> <nick>`.
 //! - WHO with a mask (not a channel) shows `*` as the channel; `WHO #chan` shows the channel and
 //!   the member's `@`/`+`.
+//! - NAMES and `WHO #chan` list members in the channel's fan-out order: joining order until
+//!   someone leaves, when the member listed last takes the leaver's place. That keeps leaving
+//!   O(1) in a channel of any size; the RFCs set no order, and clients sort the list themselves.
 
 mod channels;
 mod clock;
@@ -39,7 +42,7 @@ mod tests;
 pub use channels::valid_channel;
 pub use registration::valid_nick;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -138,6 +141,10 @@ pub struct ChatServer {
     clients: HashMap<ClientId, Client>,
     nicks: HashMap<Key, ClientId>,
     channels: HashMap<Key, Channel>,
+    /// The channels holding an invitation for each client that has one (the other side of
+    /// `Channel::invited`), so a departing client's invitations go without a scan. Clients never
+    /// invited have no entry.
+    invites: HashMap<ClientId, HashSet<Key>>,
     next_seq: u64,
     registered: usize,
     opers: usize,
@@ -178,6 +185,7 @@ impl ChatServer {
             clients: HashMap::new(),
             nicks: HashMap::new(),
             channels: HashMap::new(),
+            invites: HashMap::new(),
             next_seq: 0,
             registered: 0,
             opers: 0,
@@ -210,7 +218,6 @@ impl ChatServer {
                 registered: false,
                 prefix: Vec::new(),
                 channels: Vec::new(),
-                invited_to: Vec::new(),
                 away: None,
                 invisible: false,
                 oper: false,

@@ -244,7 +244,7 @@ impl ChatServer {
             }
             b'o' | b'v' => {
                 let (t, nick) = target?;
-                let Some(member) = ch.flags.get_mut(&t) else {
+                let Some(member) = ch.members.get_mut(&t) else {
                     self.reply(fx, id, "441", &[&nick, &chname], "They aren't on that channel");
                     return None;
                 };

@@ -13,7 +13,6 @@ impl ChatServer {
     pub(super) fn cmd_who(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
         let mask = msg.nonempty(0).unwrap_or(b"*");
         let opers_only = msg.param(1).is_some_and(|f| f.contains(&b'o'));
-        let me = &self.clients[&id];
         let server = self.server().to_vec();
         let reply = |fx: &mut Effects, chan: &[u8], c: &Client, member: Option<Member>| {
             let mut flags = vec![if c.away.is_some() { b'G' } else { b'H' }];
@@ -40,14 +39,14 @@ impl ChatServer {
             if let Some(ch) = self.channels.get(&*fold(mask)) {
                 let member = ch.has(id);
                 if member || !ch.modes.secret {
-                    for &m in &ch.members {
-                        let Some(c) = self.clients.get(&m) else {
+                    for (m, &status) in &ch.members {
+                        let Some(c) = self.clients.get(m) else {
                             continue;
                         };
                         if (!member && c.invisible) || (opers_only && !c.oper) {
                             continue;
                         }
-                        reply(fx, &ch.name, c, ch.flags.get(&m).copied());
+                        reply(fx, &ch.name, c, Some(status));
                     }
                 }
             }
@@ -64,7 +63,11 @@ impl ChatServer {
             ids.sort_unstable();
             for t in ids {
                 let c = &self.clients[&t];
-                let visible = t == id || !c.invisible || c.channels.iter().any(|k| me.in_channel(k));
+                // Shares a channel with the asker: one lookup per channel of `c` (at most
+                // MAX_CHANNELS), not a comparison with each of the asker's.
+                let visible = t == id
+                    || !c.invisible
+                    || c.channels.iter().any(|k| self.channels.get(k).is_some_and(|ch| ch.has(id)));
                 let matches =
                     [c.nick_or_star(), c.host.as_bytes(), &c.realname, c.user.as_deref().unwrap_or(b""), &server]
                         .iter()
@@ -108,7 +111,7 @@ impl ChatServer {
             if ch.modes.secret && !ch.has(id) {
                 continue;
             }
-            let flag = ch.flags.get(&t).copied().unwrap_or_default().prefix();
+            let flag = ch.members.get(&t).copied().unwrap_or_default().prefix();
             if !list.is_empty() && list.len() + 1 + flag.len() + ch.name.len() > room {
                 fx.send(id, head.clone().trailing(&list));
                 list.clear();

@@ -39,9 +39,11 @@ impl ChatServer {
         }
     }
 
+    /// Sends `line` to every member of channel `key` but `except`, in fan-out order.
     pub(super) fn broadcast(&self, fx: &mut Effects, key: &[u8], line: &Arc<[u8]>, except: Option<ClientId>) {
         if let Some(ch) = self.channels.get(key) {
-            for &m in &ch.members {
+            fx.sends.reserve(ch.members.len());
+            for &m in ch.members.keys() {
                 if Some(m) != except {
                     fx.send(m, line.clone());
                 }

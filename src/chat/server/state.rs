@@ -1,8 +1,10 @@
 //! The server's records: clients, channels, their members, topics and modes, with the small
 //! helpers that read them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
+
+use indexmap::IndexMap;
 
 use super::ClientId;
 
@@ -22,10 +24,10 @@ pub(super) struct Client {
     pub(super) registered: bool,
     /// `nick!user@host`, kept current once registered.
     pub(super) prefix: Vec<u8>,
-    /// Channels this client is in, folded, in joining order.
+    /// Channels this client is in, folded, in joining order (WHOIS and `JOIN 0` follow it). A
+    /// list, not a set: it holds at most [`MAX_CHANNELS`](super::MAX_CHANNELS), and membership
+    /// questions go to the channel's map, so only leaving searches it.
     pub(super) channels: Vec<Key>,
-    /// Channels that have an invitation for this client (to clear it when the client leaves).
-    pub(super) invited_to: Vec<Key>,
     pub(super) away: Option<Vec<u8>>,
     pub(super) invisible: bool,
     pub(super) oper: bool,
@@ -40,10 +42,6 @@ pub(super) struct Client {
 impl Client {
     pub(super) fn nick_or_star(&self) -> &[u8] {
         self.nick.as_deref().unwrap_or(b"*")
-    }
-
-    pub(super) fn in_channel(&self, key: &[u8]) -> bool {
-        self.channels.iter().any(|k| &**k == key)
     }
 }
 
@@ -87,21 +85,24 @@ pub(super) struct Channel {
     /// Creation order, for listing channels deterministically.
     pub(super) seq: u64,
     pub(super) created: u64,
-    /// In joining order: the fan-out list.
-    pub(super) members: Vec<ClientId>,
-    pub(super) flags: HashMap<ClientId, Member>,
+    /// Members and their status, in fan-out order: one map so joining, leaving and "is X a
+    /// member" are O(1) and a broadcast walks one dense array. The order is joining order until
+    /// someone leaves: the member listed last then takes the leaver's place (`swap_remove`;
+    /// never `shift_remove`, which is O(n) per leave). NAMES and `WHO #chan` follow this order.
+    pub(super) members: IndexMap<ClientId, Member>,
     pub(super) topic: Option<Topic>,
     pub(super) modes: Modes,
+    /// Invited and not joined yet; mirrored by [`ChatServer::invites`](super::ChatServer).
     pub(super) invited: HashSet<ClientId>,
 }
 
 impl Channel {
     pub(super) fn is_op(&self, id: ClientId) -> bool {
-        self.flags.get(&id).is_some_and(|m| m.op)
+        self.members.get(&id).is_some_and(|m| m.op)
     }
 
     pub(super) fn has(&self, id: ClientId) -> bool {
-        self.flags.contains_key(&id)
+        self.members.contains_key(&id)
     }
 
     pub(super) fn symbol(&self) -> &'static [u8] {

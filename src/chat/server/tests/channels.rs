@@ -271,7 +271,8 @@ fn kick() {
     assert_eq!(lines(&fx, 1), [want]);
     assert_eq!(lines(&fx, 2), [want]);
     assert_eq!(lines(&fx, 3), [want]);
-    assert!(!h.s.clients[&2].in_channel(b"#chan"));
+    assert!(!h.s.clients[&2].channels.iter().any(|k| &**k == b"#chan"));
+    assert!(!h.s.channels[&*fold(b"#chan")].has(2));
     let fx = h.send(1, "KICK #chan BAZ");
     assert_eq!(lines(&fx, 3), [":foo!foo@10.0.0.1 KICK #chan baz :foo"]);
     let fx = h.send(1, "KICK #chan bar");
@@ -329,4 +330,5 @@ fn invite() {
     let mut fx = Effects::default();
     h.s.disconnect(2, "gone", &mut fx);
     assert!(h.s.channels[&*fold(b"#chan")].invited.is_empty());
+    assert!(h.s.invites.is_empty());
 }

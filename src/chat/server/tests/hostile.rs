@@ -128,16 +128,32 @@ fn garbage_never_panics_and_output_stays_well_formed() {
             h.s.disconnect(id, "gone", &mut fx);
             check_lines(&fx);
         }
-        // Invariants: memberships agree on both sides; nick map agrees with clients.
+        // Invariants: memberships and invitations agree on both sides; nick map agrees with
+        // clients.
         if step % 97 == 0 {
             for (key, ch) in &h.s.channels {
                 assert!(!ch.members.is_empty());
-                assert_eq!(ch.members.len(), ch.flags.len());
-                for m in &ch.members {
-                    assert!(h.s.clients[m].in_channel(key));
+                // Members and their status are one map now (they were a list and a map whose
+                // sizes had to agree): its size agrees with the clients that list the channel.
+                assert_eq!(ch.members.len(), h.s.clients.values().filter(|c| c.channels.contains(key)).count());
+                for m in ch.members.keys() {
+                    assert!(h.s.clients[m].channels.contains(key));
+                }
+                for t in &ch.invited {
+                    assert!(h.s.invites[t].contains(key));
+                }
+            }
+            for (id, keys) in &h.s.invites {
+                assert!(!keys.is_empty());
+                for key in keys {
+                    assert!(h.s.channels[key].invited.contains(id));
                 }
             }
             for (id, c) in &h.s.clients {
+                let mut distinct = c.channels.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                assert_eq!(distinct.len(), c.channels.len());
                 for key in &c.channels {
                     assert!(h.s.channels[key].has(*id));
                 }

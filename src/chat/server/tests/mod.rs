@@ -4,6 +4,7 @@
 mod case_mapping;
 mod channels;
 mod hostile;
+mod membership;
 mod messages;
 mod modes;
 mod oper;
