@@ -1,0 +1,353 @@
+//! Chat mode's protocol logic: the IRC server state and command handling, free of I/O.
+//!
+//! [`ChatServer`] is a pure state machine: the engine feeds it events (a connection opened, one
+//! line arrived, the connection is gone, a second passed) and it answers with [`Effects`], the
+//! lines to send to which clients and the connections to close. It never touches a socket or a
+//! clock, so every conversation can be unit-tested by driving it with fake client ids.
+//!
+//! Protocol: the client side of RFC 1459 / RFC 2812 with the behaviour of ngIRCd and InspIRCd
+//! where the RFCs are silent (see `issues show 4`). Notes on choices made here:
+//!
+//! - A line longer than 510 bytes (or cut by the engine) is refused with 417 ERR_INPUTTOOLONG
+//!   and not processed: a cut command could do something its sender did not mean.
+//! - A line is cut at its first CR or NUL before parsing (see [`echoport_irc::sanitize`]): what
+//!   follows is dropped, so a relayed PRIVMSG can never carry a second line to its recipients.
+//! - Nicks and channel names compare under rfc1459 case mapping; they are shown as their owner
+//!   (or the channel's creator) spelled them.
+//! - New channels get modes `+nt`, and their creator is channel operator.
+//! - `NAMES a,b` answers 353 for each visible channel, then one 366 naming the argument as sent
+//!   (as irctest expects for multi-target NAMES); `NAMES` alone lists every visible channel and
+//!   ends with `366 * `.
+//! - 341 RPL_INVITING is `<client> <nick> <channel>` (the order modern clients and irctest expect,
+//!   and what ngIRCd and InspIRCd send) rather than RFC 2812's `<channel> <nick>`.
+//! - WHO with a mask (not a channel) shows `*` as the channel; `WHO #chan` shows the channel and
+//!   the member's `@`/`+`.
+//! - NAMES and `WHO #chan` list members in the channel's fan-out order: joining order until
+//!   someone leaves, when the member listed last takes the leaver's place. That keeps leaving
+//!   O(1) in a channel of any size; the RFCs set no order, and clients sort the list themselves.
+
+mod channels;
+mod clock;
+mod membership;
+mod messages;
+mod modes;
+mod oper;
+mod queries;
+mod registration;
+mod replies;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use channels::valid_channel;
+pub use registration::valid_nick;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use echoport_irc::{LineBuilder, MAX_BODY, Message, sanitize};
+
+use clock::format_time;
+use state::{Channel, Client, Key};
+
+/// The connection's completion key; unique while the connection is open.
+pub type ClientId = usize;
+
+/// Longest nick (ISUPPORT NICKLEN).
+pub const NICKLEN: usize = 30;
+/// Longest channel name, `#` included (ISUPPORT CHANNELLEN).
+pub const CHANNELLEN: usize = 50;
+/// Longest topic (ISUPPORT TOPICLEN).
+pub const TOPICLEN: usize = 390;
+/// Longest KICK reason (ISUPPORT KICKLEN).
+pub const KICKLEN: usize = 255;
+/// Longest AWAY message (ISUPPORT AWAYLEN).
+pub const AWAYLEN: usize = 200;
+/// Longest user name kept from USER (ISUPPORT USERLEN).
+pub const USERLEN: usize = 10;
+/// Longest channel key (ISUPPORT KEYLEN).
+pub const KEYLEN: usize = 23;
+/// Longest real name kept from USER.
+pub const REALLEN: usize = 100;
+/// Longest QUIT (or KILL) reason kept.
+pub const QUITLEN: usize = 300;
+/// Most channels one client may be in (ISUPPORT CHANLIMIT).
+pub const MAX_CHANNELS: usize = 50;
+/// Most PRIVMSG/NOTICE targets in one command (ISUPPORT TARGMAX); more get 407.
+pub const MAX_TARGETS: usize = 4;
+/// Most KICK targets in one command (ISUPPORT TARGMAX); more are dropped silently.
+pub const MAX_KICKS: usize = 4;
+
+const VERSION: &str = concat!("echoport-", env!("CARGO_PKG_VERSION"));
+
+#[derive(Clone, Debug)]
+pub struct ChatConfig {
+    /// The server's name: the source of its replies. Default `echoport`.
+    pub server_name: String,
+    /// PASS required if Some.
+    pub password: Option<String>,
+    /// Message of the day, by line; None answers 422 ERR_NOMOTD.
+    pub motd: Option<Vec<String>>,
+    /// (name, password) pairs for OPER.
+    pub opers: Vec<(String, String)>,
+    /// For 005 NETWORK=. Default `echoport`.
+    pub network: String,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            server_name: "echoport".to_owned(),
+            password: None,
+            motd: None,
+            opers: Vec::new(),
+            network: "echoport".to_owned(),
+        }
+    }
+}
+
+/// Clients [`ChatServer::tick`] dropped, by reason.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// Connected for the ping timeout without registering.
+    pub registration: usize,
+    /// Sent a PING and did not answer within the ping timeout.
+    pub ping: usize,
+}
+
+const REGISTRATION_TIMEOUT: &str = "Registration timeout";
+
+/// What the engine must do after a call. Messages are complete IRC lines ending in "\r\n",
+/// shared (Arc) so a broadcast to N members allocates the line once.
+#[derive(Default, Debug)]
+pub struct Effects {
+    /// Lines to send, in order.
+    pub sends: Vec<(ClientId, Arc<[u8]>)>,
+    /// Close these after their queued sends are flushed (QUIT, ERROR, kill).
+    pub close: Vec<ClientId>,
+}
+
+impl Effects {
+    fn send(&mut self, id: ClientId, line: Arc<[u8]>) {
+        self.sends.push((id, line));
+    }
+}
+
+/// The chat server's whole state.
+pub struct ChatServer {
+    config: ChatConfig,
+    clients: HashMap<ClientId, Client>,
+    nicks: HashMap<Key, ClientId>,
+    channels: HashMap<Key, Channel>,
+    /// The channels holding an invitation for each client that has one (the other side of
+    /// `Channel::invited`), so a departing client's invitations go without a scan. Clients never
+    /// invited have no entry.
+    invites: HashMap<ClientId, HashSet<Key>>,
+    next_seq: u64,
+    registered: usize,
+    opers: usize,
+    /// An instant and the Unix time (seconds) at that instant: converts `Instant`s to timestamps.
+    clock: (Instant, u64),
+    created: String,
+    isupport: Vec<Vec<u8>>,
+}
+
+impl ChatServer {
+    pub fn new(config: ChatConfig) -> Self {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let isupport = [
+            "CASEMAPPING=rfc1459".to_owned(),
+            "CHANTYPES=#".to_owned(),
+            format!("NICKLEN={NICKLEN}"),
+            format!("CHANNELLEN={CHANNELLEN}"),
+            format!("TOPICLEN={TOPICLEN}"),
+            "PREFIX=(ov)@+".to_owned(),
+            "CHANMODES=,k,l,imnst".to_owned(),
+            format!("NETWORK={}", config.network),
+            format!("CHANLIMIT=#:{MAX_CHANNELS}"),
+            format!("KICKLEN={KICKLEN}"),
+            format!("AWAYLEN={AWAYLEN}"),
+            format!("USERLEN={USERLEN}"),
+            format!("KEYLEN={KEYLEN}"),
+            "MODES=12".to_owned(),
+            format!(
+                "TARGMAX=JOIN:,PART:,NAMES:,LIST:,WHOIS:1,KICK:{MAX_KICKS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}"
+            ),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+        ChatServer {
+            created: format_time(unix),
+            config,
+            clients: HashMap::new(),
+            nicks: HashMap::new(),
+            channels: HashMap::new(),
+            invites: HashMap::new(),
+            next_seq: 0,
+            registered: 0,
+            opers: 0,
+            clock: (Instant::now(), unix),
+            isupport,
+        }
+    }
+
+    /// A new connection from `ip` (the IP text is the host part of the client's prefix).
+    pub fn connect(&mut self, id: ClientId, ip: IpAddr, now: Instant) {
+        if self.clients.contains_key(&id) {
+            // The engine must call `disconnect` before reusing an id; if it did not, forget the
+            // old client (peers are not told: there is nowhere to put the QUIT lines).
+            self.remove_client(id, b"Connection reset", &mut Effects::default());
+        }
+        let mut host = ip.to_string();
+        if host.starts_with(':') {
+            // "::1" would read as a trailing parameter where the host is a middle one.
+            host.insert(0, '0');
+        }
+        self.clients.insert(
+            id,
+            Client {
+                host,
+                nick: None,
+                user: None,
+                realname: Vec::new(),
+                pass: None,
+                cap_negotiating: false,
+                registered: false,
+                prefix: Vec::new(),
+                channels: Vec::new(),
+                away: None,
+                invisible: false,
+                oper: false,
+                connected: now,
+                signon: self.unix(now),
+                last_active: now,
+                last_message: now,
+                ping_sent: None,
+            },
+        );
+    }
+
+    /// One line from the client, without its CR/LF terminator; `truncated` if the engine cut it.
+    pub fn handle_line(&mut self, id: ClientId, line: &[u8], truncated: bool, now: Instant, fx: &mut Effects) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        client.last_active = now;
+        client.ping_sent = None;
+        let registered = client.registered;
+        if truncated || line.len() > MAX_BODY {
+            self.reply(fx, id, "417", &[], "Input line was too long");
+            return;
+        }
+        let Some(msg) = Message::parse(sanitize(line)) else {
+            return;
+        };
+        let mut buf = [0u8; 16];
+        let command = msg.command_upper(&mut buf).unwrap_or(b"");
+        match command {
+            b"CAP" => self.cmd_cap(id, &msg, now, fx),
+            b"PASS" => self.cmd_pass(id, &msg, fx),
+            b"NICK" => self.cmd_nick(id, &msg, now, fx),
+            b"USER" => self.cmd_user(id, &msg, now, fx),
+            b"PING" => self.cmd_ping(id, &msg, fx),
+            b"PONG" => {}
+            b"QUIT" => self.cmd_quit(id, &msg, fx),
+            b"NOTICE" if !registered => {}
+            _ if !registered => self.reply(fx, id, "451", &[], "You have not registered"),
+            b"PRIVMSG" => self.cmd_message(id, &msg, false, now, fx),
+            b"NOTICE" => self.cmd_message(id, &msg, true, now, fx),
+            b"JOIN" => self.cmd_join(id, &msg, now, fx),
+            b"PART" => self.cmd_part(id, &msg, fx),
+            b"TOPIC" => self.cmd_topic(id, &msg, now, fx),
+            b"NAMES" => self.cmd_names(id, &msg, fx),
+            b"LIST" => self.cmd_list(id, &msg, fx),
+            b"MODE" => self.cmd_mode(id, &msg, fx),
+            b"KICK" => self.cmd_kick(id, &msg, fx),
+            b"INVITE" => self.cmd_invite(id, &msg, fx),
+            b"WHO" => self.cmd_who(id, &msg, fx),
+            b"WHOIS" => self.cmd_whois(id, &msg, now, fx),
+            b"WHOWAS" => self.cmd_whowas(id, &msg, fx),
+            b"AWAY" => self.cmd_away(id, &msg, fx),
+            b"OPER" => self.cmd_oper(id, &msg, fx),
+            b"KILL" => self.cmd_kill(id, &msg, fx),
+            b"TIME" => self.cmd_time(id, &msg, now, fx),
+            b"MOTD" => self.send_motd(id, fx),
+            b"LUSERS" => self.send_lusers(id, fx),
+            b"VERSION" => self.cmd_version(id, fx),
+            b"ISON" => self.cmd_ison(id, &msg, fx),
+            b"USERHOST" => self.cmd_userhost(id, &msg, fx),
+            _ => self.reply(fx, id, "421", &[msg.command], "Unknown command"),
+        }
+    }
+
+    /// The connection is gone (EOF, error, ping timeout, SendQ exceeded): QUIT with `reason` to
+    /// channel peers, free the nick and memberships. Idempotent.
+    pub fn disconnect(&mut self, id: ClientId, reason: &str, fx: &mut Effects) {
+        self.remove_client(id, reason.as_bytes(), fx);
+    }
+
+    /// Called about once a second: PING clients idle longer than `ping_interval` (once); drop
+    /// those that did not answer within `ping_timeout` after that ("Ping timeout") and those
+    /// that did not register within `ping_timeout` of connecting ("Registration timeout").
+    /// A zero `ping_interval` turns pinging off; a zero `ping_timeout` turns both drops off.
+    /// Returns how many clients it dropped, by reason.
+    pub fn tick(&mut self, now: Instant, ping_interval: Duration, ping_timeout: Duration, fx: &mut Effects) -> Expired {
+        let mut to_ping = Vec::new();
+        let mut expired = Vec::new();
+        for (&id, c) in &self.clients {
+            if !c.registered {
+                if !ping_timeout.is_zero() && now.saturating_duration_since(c.connected) >= ping_timeout {
+                    expired.push((id, REGISTRATION_TIMEOUT));
+                }
+                continue;
+            }
+            match c.ping_sent {
+                Some(sent) => {
+                    if !ping_timeout.is_zero() && now.saturating_duration_since(sent) >= ping_timeout {
+                        expired.push((id, "Ping timeout"));
+                    }
+                }
+                None => {
+                    if !ping_interval.is_zero() && now.saturating_duration_since(c.last_active) >= ping_interval {
+                        to_ping.push(id);
+                    }
+                }
+            }
+        }
+        to_ping.sort_unstable();
+        expired.sort_unstable();
+        if !to_ping.is_empty() {
+            let ping = LineBuilder::new(b"", b"PING").trailing(self.config.server_name.as_bytes());
+            for id in to_ping {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.ping_sent = Some(now);
+                    fx.send(id, ping.clone());
+                }
+            }
+        }
+        let mut counts = Expired::default();
+        for (id, reason) in expired {
+            match reason {
+                REGISTRATION_TIMEOUT => counts.registration += 1,
+                _ => counts.ping += 1,
+            }
+            self.send_error(fx, id, reason.as_bytes());
+            self.remove_client(id, reason.as_bytes(), fx);
+            fx.close.push(id);
+        }
+        counts
+    }
+
+    /// Open connections, registered or not.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Channels that exist (that have members).
+    pub fn channels(&self) -> usize {
+        self.channels.len()
+    }
+}

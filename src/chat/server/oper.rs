@@ -1,0 +1,52 @@
+//! IRC operators: OPER and KILL.
+
+use echoport_irc::{LineBuilder, Message, truncate_utf8};
+
+use super::{ChatServer, ClientId, Effects, QUITLEN};
+
+impl ChatServer {
+    pub(super) fn cmd_oper(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        let (Some(name), Some(pass)) = (msg.param(0), msg.param(1)) else {
+            self.reply(fx, id, "461", &[b"OPER"], "Not enough parameters");
+            return;
+        };
+        let ok = self.config.opers.iter().any(|(n, p)| n.as_bytes() == name && p.as_bytes() == pass);
+        if !ok {
+            self.reply(fx, id, "464", &[], "Password incorrect");
+            return;
+        }
+        self.reply(fx, id, "381", &[], "You are now an IRC operator");
+        let c = self.clients.get_mut(&id).unwrap();
+        if c.oper {
+            return;
+        }
+        c.oper = true;
+        self.opers += 1;
+        let nick = c.nick_or_star().to_vec();
+        let line = LineBuilder::new(&c.prefix, b"MODE").middle(&nick).middle(b"+o").finish();
+        fx.send(id, line);
+    }
+
+    pub(super) fn cmd_kill(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        if !self.clients[&id].oper {
+            self.reply(fx, id, "481", &[], "Permission Denied- You're not an IRC operator");
+            return;
+        }
+        let (Some(nick), Some(comment)) = (msg.nonempty(0), msg.nonempty(1)) else {
+            self.reply(fx, id, "461", &[b"KILL"], "Not enough parameters");
+            return;
+        };
+        let Some(t) = self.find_nick(nick) else {
+            self.reply(fx, id, "401", &[nick], "No such nick/channel");
+            return;
+        };
+        let killer = self.nick_of(id);
+        let target_nick = self.nick_of(t);
+        let line = LineBuilder::new(&self.clients[&id].prefix, b"KILL").middle(&target_nick).trailing(comment);
+        fx.send(t, line);
+        let reason = [&b"Killed ("[..], &killer, b" (", truncate_utf8(comment, QUITLEN), b"))"].concat();
+        self.send_error(fx, t, &reason);
+        self.remove_client(t, &reason, fx);
+        fx.close.push(t);
+    }
+}

@@ -1,0 +1,225 @@
+//! Questions about users and the server: WHO, WHOIS, WHOWAS, ISON, USERHOST, VERSION, TIME, and
+//! AWAY (which sets what WHOIS and PRIVMSG report).
+
+use std::time::Instant;
+
+use echoport_irc::{Message, fold, truncate_utf8, wildcard_match};
+
+use super::clock::format_time;
+use super::state::{Client, Member};
+use super::{AWAYLEN, ChatServer, ClientId, Effects, VERSION};
+
+impl ChatServer {
+    pub(super) fn cmd_who(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        let mask = msg.nonempty(0).unwrap_or(b"*");
+        let opers_only = msg.param(1).is_some_and(|f| f.contains(&b'o'));
+        let server = self.server().to_vec();
+        let reply = |fx: &mut Effects, chan: &[u8], c: &Client, member: Option<Member>| {
+            let mut flags = vec![if c.away.is_some() { b'G' } else { b'H' }];
+            if c.oper {
+                flags.push(b'*');
+            }
+            if let Some(m) = member {
+                flags.extend_from_slice(m.prefix());
+            }
+            let mut real = b"0 ".to_vec();
+            real.extend_from_slice(&c.realname);
+            let line = self
+                .numeric(id, "352")
+                .middle(chan)
+                .middle(c.user.as_deref().unwrap_or(b"*"))
+                .middle(c.host.as_bytes())
+                .middle(&server)
+                .middle(c.nick_or_star())
+                .middle(&flags)
+                .trailing(&real);
+            fx.send(id, line);
+        };
+        if mask.starts_with(b"#") {
+            if let Some(ch) = self.channels.get(&*fold(mask)) {
+                let member = ch.has(id);
+                if member || !ch.modes.secret {
+                    for (m, &status) in &ch.members {
+                        let Some(c) = self.clients.get(m) else {
+                            continue;
+                        };
+                        if (!member && c.invisible) || (opers_only && !c.oper) {
+                            continue;
+                        }
+                        reply(fx, &ch.name, c, Some(status));
+                    }
+                }
+            }
+        } else if !mask.contains(&b'*') && !mask.contains(&b'?') && mask != b"0" {
+            if let Some(t) = self.find_nick(mask) {
+                let c = &self.clients[&t];
+                if !opers_only || c.oper {
+                    reply(fx, b"*", c, None);
+                }
+            }
+        } else {
+            let mask: &[u8] = if mask == b"0" { b"*" } else { mask };
+            let mut ids: Vec<ClientId> = self.clients.iter().filter(|(_, c)| c.registered).map(|(&i, _)| i).collect();
+            ids.sort_unstable();
+            for t in ids {
+                let c = &self.clients[&t];
+                // Shares a channel with the asker: one lookup per channel of `c` (at most
+                // MAX_CHANNELS), not a comparison with each of the asker's.
+                let visible = t == id
+                    || !c.invisible
+                    || c.channels.iter().any(|k| self.channels.get(k).is_some_and(|ch| ch.has(id)));
+                let matches =
+                    [c.nick_or_star(), c.host.as_bytes(), &c.realname, c.user.as_deref().unwrap_or(b""), &server]
+                        .iter()
+                        .any(|field| wildcard_match(mask, field));
+                if visible && matches && (!opers_only || c.oper) {
+                    reply(fx, b"*", c, None);
+                }
+            }
+        }
+        self.reply(fx, id, "315", &[msg.nonempty(0).unwrap_or(b"*")], "End of WHO list");
+    }
+
+    pub(super) fn cmd_whois(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
+        let Some(arg) = msg.nonempty(1).or(msg.nonempty(0)) else {
+            self.reply(fx, id, "431", &[], "No nickname given");
+            return;
+        };
+        let nick = arg.split(|&b| b == b',').next().unwrap_or(arg);
+        let Some(t) = self.find_nick(nick) else {
+            self.reply(fx, id, "401", &[nick], "No such nick/channel");
+            self.reply(fx, id, "318", &[arg], "End of WHOIS list");
+            return;
+        };
+        let c = &self.clients[&t];
+        let tnick = c.nick_or_star();
+        let line = self
+            .numeric(id, "311")
+            .middle(tnick)
+            .middle(c.user.as_deref().unwrap_or(b"*"))
+            .middle(c.host.as_bytes())
+            .middle(b"*")
+            .trailing(&c.realname);
+        fx.send(id, line);
+        let head = self.numeric(id, "319").middle(tnick);
+        let room = head.trailing_room();
+        let mut list: Vec<u8> = Vec::new();
+        for key in &c.channels {
+            let Some(ch) = self.channels.get(key) else {
+                continue;
+            };
+            if ch.modes.secret && !ch.has(id) {
+                continue;
+            }
+            let flag = ch.members.get(&t).copied().unwrap_or_default().prefix();
+            if !list.is_empty() && list.len() + 1 + flag.len() + ch.name.len() > room {
+                fx.send(id, head.clone().trailing(&list));
+                list.clear();
+            }
+            if !list.is_empty() {
+                list.push(b' ');
+            }
+            list.extend_from_slice(flag);
+            list.extend_from_slice(&ch.name);
+        }
+        if !list.is_empty() {
+            fx.send(id, head.trailing(&list));
+        }
+        let server = self.server().to_vec();
+        let info = format!("{} IRC server", self.config.network);
+        self.reply(fx, id, "312", &[tnick, &server], &info);
+        if let Some(away) = &c.away {
+            self.reply_bytes(fx, id, "301", &[tnick], away);
+        }
+        if c.oper {
+            self.reply(fx, id, "313", &[tnick], "is an IRC operator");
+        }
+        let idle = now.saturating_duration_since(c.last_message).as_secs().to_string();
+        let signon = c.signon.to_string();
+        self.reply(fx, id, "317", &[tnick, idle.as_bytes(), signon.as_bytes()], "seconds idle, signon time");
+        self.reply(fx, id, "318", &[arg], "End of WHOIS list");
+    }
+
+    pub(super) fn cmd_whowas(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        let Some(nick) = msg.nonempty(0) else {
+            self.reply(fx, id, "431", &[], "No nickname given");
+            return;
+        };
+        self.reply(fx, id, "406", &[nick], "There was no such nickname");
+        self.reply(fx, id, "369", &[nick], "End of WHOWAS");
+    }
+
+    pub(super) fn cmd_ison(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        if msg.is_empty() {
+            self.reply(fx, id, "461", &[b"ISON"], "Not enough parameters");
+            return;
+        }
+        let mut online: Vec<u8> = Vec::new();
+        for nick in msg.params().iter().flat_map(|p| p.split(|&b| b == b' ')) {
+            if let Some(t) = self.find_nick(nick) {
+                if !online.is_empty() {
+                    online.push(b' ');
+                }
+                online.extend_from_slice(self.clients[&t].nick_or_star());
+            }
+        }
+        self.reply_bytes(fx, id, "303", &[], &online);
+    }
+
+    pub(super) fn cmd_userhost(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        if msg.is_empty() {
+            self.reply(fx, id, "461", &[b"USERHOST"], "Not enough parameters");
+            return;
+        }
+        let mut out: Vec<u8> = Vec::new();
+        for nick in msg.params().iter().take(5) {
+            let Some(t) = self.find_nick(nick) else {
+                continue;
+            };
+            let c = &self.clients[&t];
+            if !out.is_empty() {
+                out.push(b' ');
+            }
+            out.extend_from_slice(c.nick_or_star());
+            if c.oper {
+                out.push(b'*');
+            }
+            out.push(b'=');
+            out.push(if c.away.is_some() { b'-' } else { b'+' });
+            out.extend_from_slice(c.user.as_deref().unwrap_or(b"*"));
+            out.push(b'@');
+            out.extend_from_slice(c.host.as_bytes());
+        }
+        self.reply_bytes(fx, id, "302", &[], &out);
+    }
+
+    pub(super) fn cmd_version(&self, id: ClientId, fx: &mut Effects) {
+        let server = self.config.server_name.clone();
+        self.reply(fx, id, "351", &[VERSION.as_bytes(), server.as_bytes()], "");
+    }
+
+    pub(super) fn cmd_time(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
+        if let Some(server) = msg.nonempty(0)
+            && !wildcard_match(server, self.server())
+        {
+            self.reply(fx, id, "402", &[server], "No such server");
+            return;
+        }
+        let server = self.server().to_vec();
+        self.reply(fx, id, "391", &[&server], &format_time(self.unix(now)));
+    }
+
+    pub(super) fn cmd_away(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        let c = self.clients.get_mut(&id).unwrap();
+        match msg.nonempty(0) {
+            Some(text) => {
+                c.away = Some(truncate_utf8(text, AWAYLEN).to_vec());
+                self.reply(fx, id, "306", &[], "You have been marked as being away");
+            }
+            None => {
+                c.away = None;
+                self.reply(fx, id, "305", &[], "You are no longer marked as being away");
+            }
+        }
+    }
+}

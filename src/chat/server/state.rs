@@ -1,0 +1,148 @@
+//! The server's records: clients, channels, their members, topics and modes, with the small
+//! helpers that read them.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use indexmap::IndexMap;
+
+use super::ClientId;
+
+/// rfc1459-folded nick or channel name.
+pub(super) type Key = Box<[u8]>;
+
+pub(super) struct Client {
+    /// The IP address as text: the host part of the client's prefix.
+    pub(super) host: String,
+    /// As the client spelled it; valid per the nick grammar.
+    pub(super) nick: Option<Vec<u8>>,
+    pub(super) user: Option<Vec<u8>>,
+    pub(super) realname: Vec<u8>,
+    pub(super) pass: Option<Vec<u8>>,
+    /// CAP LS/REQ seen and no CAP END yet: registration waits.
+    pub(super) cap_negotiating: bool,
+    pub(super) registered: bool,
+    /// `nick!user@host`, kept current once registered.
+    pub(super) prefix: Vec<u8>,
+    /// Channels this client is in, folded, in joining order (WHOIS and `JOIN 0` follow it). A
+    /// list, not a set: it holds at most [`MAX_CHANNELS`](super::MAX_CHANNELS), and membership
+    /// questions go to the channel's map, so only leaving searches it.
+    pub(super) channels: Vec<Key>,
+    pub(super) away: Option<Vec<u8>>,
+    pub(super) invisible: bool,
+    pub(super) oper: bool,
+    pub(super) connected: Instant,
+    pub(super) signon: u64,
+    pub(super) last_active: Instant,
+    /// The last PRIVMSG/NOTICE sent, for WHOIS idle time.
+    pub(super) last_message: Instant,
+    pub(super) ping_sent: Option<Instant>,
+}
+
+impl Client {
+    pub(super) fn nick_or_star(&self) -> &[u8] {
+        self.nick.as_deref().unwrap_or(b"*")
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub(super) struct Member {
+    pub(super) op: bool,
+    pub(super) voice: bool,
+}
+
+impl Member {
+    pub(super) fn prefix(self) -> &'static [u8] {
+        if self.op {
+            b"@"
+        } else if self.voice {
+            b"+"
+        } else {
+            b""
+        }
+    }
+}
+
+pub(super) struct Topic {
+    pub(super) text: Vec<u8>,
+    pub(super) setter: Vec<u8>,
+    pub(super) time: u64,
+}
+
+#[derive(Default)]
+pub(super) struct Modes {
+    pub(super) invite_only: bool,
+    pub(super) moderated: bool,
+    pub(super) no_external: bool,
+    pub(super) secret: bool,
+    pub(super) topic_lock: bool,
+    pub(super) key: Option<Vec<u8>>,
+    pub(super) limit: Option<usize>,
+}
+
+pub(super) struct Channel {
+    pub(super) name: Vec<u8>,
+    /// Creation order, for listing channels deterministically.
+    pub(super) seq: u64,
+    pub(super) created: u64,
+    /// Members and their status, in fan-out order: one map so joining, leaving and "is X a
+    /// member" are O(1) and a broadcast walks one dense array. The order is joining order until
+    /// someone leaves: the member listed last then takes the leaver's place (`swap_remove`;
+    /// never `shift_remove`, which is O(n) per leave). NAMES and `WHO #chan` follow this order.
+    pub(super) members: IndexMap<ClientId, Member>,
+    pub(super) topic: Option<Topic>,
+    pub(super) modes: Modes,
+    /// Invited and not joined yet; mirrored by [`ChatServer::invites`](super::ChatServer).
+    pub(super) invited: HashSet<ClientId>,
+}
+
+impl Channel {
+    pub(super) fn is_op(&self, id: ClientId) -> bool {
+        self.members.get(&id).is_some_and(|m| m.op)
+    }
+
+    pub(super) fn has(&self, id: ClientId) -> bool {
+        self.members.contains_key(&id)
+    }
+
+    pub(super) fn symbol(&self) -> &'static [u8] {
+        if self.modes.secret { b"@" } else { b"=" }
+    }
+
+    pub(super) fn mode_string(&self, show_key: bool) -> Vec<Vec<u8>> {
+        let m = &self.modes;
+        let mut flags = b"+".to_vec();
+        for (on, c) in [
+            (m.invite_only, b'i'),
+            (m.moderated, b'm'),
+            (m.no_external, b'n'),
+            (m.secret, b's'),
+            (m.topic_lock, b't'),
+            (m.key.is_some(), b'k'),
+            (m.limit.is_some(), b'l'),
+        ] {
+            if on {
+                flags.push(c);
+            }
+        }
+        let mut out = vec![flags];
+        if let Some(key) = &m.key {
+            out.push(if show_key { key.clone() } else { b"*".to_vec() });
+        }
+        if let Some(limit) = m.limit {
+            out.push(limit.to_string().into_bytes());
+        }
+        out
+    }
+}
+
+/// `nick!user@host`.
+pub(super) fn make_prefix(nick: &[u8], user: &[u8], host: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(nick.len() + user.len() + host.len() + 2);
+    p.extend_from_slice(nick);
+    p.push(b'!');
+    p.extend_from_slice(user);
+    p.push(b'@');
+    p.extend_from_slice(host.as_bytes());
+    p
+}
