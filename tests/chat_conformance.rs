@@ -1318,13 +1318,22 @@ fn isupport_lines_are_well_formed() {
     let lines: Vec<&Message> = burst.iter().filter(|m| m.is("005")).collect();
     assert!(!lines.is_empty(), "no 005 in the welcome burst");
     for m in lines {
-        if m.params.len() < 3 || m.params.len() > 15 || m.param(0) != "foo" {
+        if m.params.len() < 3 || m.more_than_15_params || m.param(0) != "foo" {
             c.fail(&format!("malformed 005 ({} params): {m}", m.params.len()));
         }
         for tok in &m.params[1..m.params.len() - 1] {
             assert!(tok.is_ascii(), "non-ASCII 005 token {tok:?}");
         }
     }
+}
+
+#[test]
+fn the_parameter_count_check_sees_a_16th() {
+    // Guards the check above: the parser folds a 16th parameter into the 15th.
+    let m = Message::parse(b":s 005 foo 1 2 3 4 5 6 7 8 9 10 11 12 13 14 :are supported\r");
+    assert!(m.more_than_15_params, "{:?}", m.params);
+    let m = Message::parse(b":s 005 foo 1 2 3 4 5 6 7 8 9 10 11 12 13 :are supported\r");
+    assert!(!m.more_than_15_params && m.params.len() == 15, "{:?}", m.params);
 }
 
 // irctest: isupport.py testPrefix

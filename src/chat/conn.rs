@@ -1,6 +1,7 @@
-//! One chat connection's byte-level state: incoming bytes cut into IRC lines, the flood-control
-//! token bucket, and the bounded queue of outgoing lines.
+//! One chat connection's byte-level state: incoming bytes cut into IRC lines (by the wire
+//! crate's [`Framer`]), the flood-control token bucket, and the bounded queue of outgoing lines.
 
+use echoport_irc::Framer;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -12,13 +13,10 @@ pub struct Conn {
 }
 
 pub struct Input {
-    /// The longest line content accepted (`--max-line-bytes` less CR LF).
-    max_line: usize,
-    /// The start of a line whose end has not arrived yet (at most `max_line` + 1 bytes: the
-    /// line and its CR). This is the whole receive queue the server keeps for a client.
-    partial: Vec<u8>,
-    /// The current line was longer than `max_line`: its rest is skipped up to the LF.
-    overlong: bool,
+    /// Lines of at most `--max-line-bytes` less CR LF. The start of a line whose end has not
+    /// arrived yet (at most that and its CR) is the whole receive queue the server keeps for a
+    /// client, and nothing until a line arrives split across reads.
+    lines: Framer,
     /// When the unfinished line (if any) began arriving, for `--line-timeout`.
     partial_since: Option<Instant>,
     bucket: TokenBucket,
@@ -77,36 +75,23 @@ pub enum Feed {
 
 impl Input {
     fn new(max_line: usize, bucket: TokenBucket) -> Self {
-        Input { max_line, partial: Vec::new(), overlong: false, partial_since: None, bucket }
+        Input { lines: Framer::new(max_line), partial_since: None, bucket }
     }
 
-    /// Cuts `data` into lines (LF-terminated, an optional CR before it dropped) and hands each to
-    /// `on_line` with whether it was cut to the maximum length. Stops at the first line beyond
-    /// the flood allowance.
+    /// Cuts `data` into lines (see [`Framer`]: LF-terminated, an optional CR before it dropped)
+    /// and hands each to `on_line` with whether it was cut to the maximum length. Stops at the
+    /// first line beyond the flood allowance.
     pub fn feed(&mut self, data: &[u8], now: Instant, mut on_line: impl FnMut(&[u8], bool)) -> Feed {
         let mut rest = data;
-        let max_line = self.max_line;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        while let Some((line, tail)) = self.lines.next_line(rest) {
             // Whatever follows this LF is a new line, begun now.
             self.partial_since = None;
-            let (piece, tail) = (&rest[..end], &rest[end + 1..]);
             rest = tail;
             if !self.bucket.take(now) {
                 return Feed::Flood;
             }
-            let mut truncated = std::mem::take(&mut self.overlong);
-            let line: &[u8] = if self.partial.is_empty() {
-                piece
-            } else {
-                truncated |= self.push_partial(piece);
-                &self.partial
-            };
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            truncated |= line.len() > max_line;
-            on_line(&line[..line.len().min(max_line)], truncated);
-            self.partial.clear();
+            on_line(line.bytes, line.truncated);
         }
-        self.overlong |= self.push_partial(rest);
         if !rest.is_empty() && self.partial_since.is_none() {
             self.partial_since = Some(now);
         }
@@ -120,19 +105,12 @@ impl Input {
 
     /// Bytes held of the unfinished line.
     pub fn buffered(&self) -> usize {
-        self.partial.len()
+        self.lines.unfinished().len()
     }
 
     /// How long the current line has been arriving without its end; zero when none is.
     pub fn unfinished_for(&self, now: Instant) -> Duration {
         self.partial_since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
-    }
-
-    /// Keeps at most a line and its CR; true when bytes had to be dropped.
-    fn push_partial(&mut self, piece: &[u8]) -> bool {
-        let room = (self.max_line + 1).saturating_sub(self.partial.len());
-        self.partial.extend_from_slice(&piece[..piece.len().min(room)]);
-        piece.len() > room
     }
 }
 
@@ -182,36 +160,11 @@ mod tests {
     }
 
     #[test]
-    fn lines_split_on_lf_with_optional_cr_across_reads() {
-        let mut i = input(0.0, 1);
-        assert_eq!(
-            lines(&mut i, b"NICK a\r\nUSER a 0 * :A\nPI").0,
-            [("NICK a".into(), false), ("USER a 0 * :A".into(), false)]
-        );
-        assert_eq!(lines(&mut i, b"NG :x\r").0, []);
-        assert_eq!(lines(&mut i, b"\n").0, [("PING :x".into(), false)]);
-    }
-
-    #[test]
-    fn overlong_lines_are_cut_and_flagged_and_memory_stays_bounded() {
-        let mut i = input(0.0, 1);
-        let long = vec![b'a'; 5000];
-        for chunk in long.chunks(700) {
-            assert!(lines(&mut i, chunk).0.is_empty());
-            assert!(i.partial.len() <= MAX_LINE + 1);
-        }
-        let (got, _) = lines(&mut i, b"\nPING :ok\n");
-        assert_eq!(got[0].0.len(), MAX_LINE);
-        assert!(got[0].1, "flagged as truncated");
-        assert_eq!(got[1], ("PING :ok".into(), false));
-    }
-
-    #[test]
-    fn a_shorter_max_line_cuts_sooner() {
-        let mut i = Input::new(62, TokenBucket::new(0.0, 1, Instant::now()));
-        let (got, _) = lines(&mut i, &[b'x'; 100]);
-        assert!(got.is_empty());
-        let (got, _) = lines(&mut i, b"\r\nPING :short\r\n");
+    fn max_line_bytes_counts_the_cr_lf() {
+        let conn = Conn::new(0.0, 1, 64, Instant::now());
+        let mut long = vec![b'x'; 100];
+        long.extend_from_slice(b"\r\nPING :short\r\n");
+        let (got, _) = lines(&mut conn.input(), &long);
         assert_eq!((got[0].0.len(), got[0].1), (62, true));
         assert_eq!(got[1], ("PING :short".into(), false));
     }

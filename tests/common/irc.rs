@@ -1,7 +1,8 @@
 //! A small blocking IRC client for the chat-mode integration tests.
 //!
 //! Included from a test file with `#[path = "common/irc.rs"] mod irc;`. It is self-contained
-//! (std only) so that it does not depend on which helpers `common` exports.
+//! (std and the server's own wire crate, `echoport_irc`, for framing and parsing) so that it does
+//! not depend on which helpers `common` exports.
 //!
 //! Every wait has an upper bound. How a test knows the server is done with something:
 //!
@@ -26,7 +27,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,10 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 /// How many logged lines a panic message shows at most (the most recent ones).
 const LOG_SHOWN: usize = 400;
+
+/// The longest line kept whole: far beyond the 512 bytes a server may send, so a test sees an
+/// overlong line as it came (and can call it malformed), yet memory stays bounded.
+const MAX_LINE: usize = 1 << 20;
 
 /// One IRC message as received: `[@tags] [:prefix] COMMAND params... [:trailing]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,41 +52,31 @@ pub struct Message {
     pub params: Vec<String>,
     /// The raw bytes of the line, without its final LF (a CR before it is kept).
     pub raw: Vec<u8>,
+    /// The line had more than 15 parameters: the parser, as RFC 2812 says, lets the 15th take
+    /// the rest of the line.
+    pub more_than_15_params: bool,
 }
 
 impl Message {
-    /// Parses one line (its bytes without the final LF; a CR before it is ignored). Invalid
-    /// UTF-8 is replaced, so any byte string gives a message.
+    /// Parses one line (its bytes without the final LF; a CR before it is ignored) with the
+    /// server's own parser ([`echoport_irc::Message`]). Invalid UTF-8 is replaced, so any byte
+    /// string gives a message; one without a command has an empty `command`.
     pub fn parse(raw: &[u8]) -> Message {
         let body = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = String::from_utf8_lossy(body);
-        let mut rest: &str = &text;
-        if rest.starts_with('@') {
-            rest = rest.split_once(' ').map_or("", |(_, r)| r);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let Some(parsed) = echoport_irc::Message::parse(body) else {
+            let (prefix, command, params) = (None, String::new(), Vec::new());
+            return Message { prefix, command, params, raw: raw.to_vec(), more_than_15_params: false };
+        };
+        let last = parsed.params().last().copied().unwrap_or_default();
+        Message {
+            prefix: parsed.prefix.map(text),
+            command: text(parsed.command),
+            params: parsed.params().iter().map(|p| text(p)).collect(),
+            raw: raw.to_vec(),
+            // A 15th parameter written without `:` holding a space: there were more.
+            more_than_15_params: parsed.len() == 15 && !parsed.has_trailing() && last.contains(&b' '),
         }
-        rest = rest.trim_start_matches(' ');
-        let mut prefix = None;
-        if let Some(p) = rest.strip_prefix(':') {
-            let (p, r) = p.split_once(' ').unwrap_or((p, ""));
-            prefix = Some(p.to_owned());
-            rest = r.trim_start_matches(' ');
-        }
-        let (command, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
-        let mut params = Vec::new();
-        loop {
-            rest = rest.trim_start_matches(' ');
-            if rest.is_empty() {
-                break;
-            }
-            if let Some(trailing) = rest.strip_prefix(':') {
-                params.push(trailing.to_owned());
-                break;
-            }
-            let (p, r) = rest.split_once(' ').unwrap_or((rest, ""));
-            params.push(p.to_owned());
-            rest = r;
-        }
-        Message { prefix, command: command.to_owned(), params, raw: raw.to_vec() }
     }
 
     /// The line as text, without CR/LF.
@@ -156,11 +151,15 @@ enum End {
 /// A blocking IRC client over one TCP connection.
 pub struct Client {
     name: String,
-    reader: BufReader<TcpStream>,
+    reader: TcpStream,
     writer: TcpStream,
-    /// Bytes of a line whose LF has not arrived yet.
-    partial: Vec<u8>,
-    /// Lines already read from the socket but not handed out (see `unread`).
+    /// Cuts what the socket gives into lines (the server's own framing).
+    framer: echoport_irc::Framer,
+    /// One read's bytes.
+    buf: Vec<u8>,
+    /// Lines cut from the socket's bytes but not read yet (not counted or logged either).
+    inbox: VecDeque<Message>,
+    /// Lines already read but put back, to be handed out again (see `unread`).
     pending: VecDeque<Message>,
     /// Everything sent and received, for panic messages.
     log: Vec<String>,
@@ -193,9 +192,11 @@ impl Client {
         let writer = stream.try_clone().expect("clone the stream");
         Client {
             name: name.to_owned(),
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            reader: stream,
             writer,
-            partial: Vec::new(),
+            framer: echoport_irc::Framer::new(MAX_LINE),
+            buf: vec![0; 64 * 1024],
+            inbox: VecDeque::new(),
             pending: VecDeque::new(),
             log: Vec::new(),
             received: 0,
@@ -470,42 +471,49 @@ impl Client {
         if let Some(m) = self.pending.pop_front() {
             return Ok(m);
         }
-        if let Some(why) = &self.closed {
-            return Err(End::Closed(why.clone()));
-        }
         loop {
+            if let Some(m) = self.inbox.pop_front() {
+                self.received += 1;
+                if m.is("PING") {
+                    self.pings_seen += 1;
+                }
+                if self.log_received {
+                    self.log.push(format!("<- {}", m.line()));
+                }
+                return Ok(m);
+            }
+            if let Some(why) = &self.closed {
+                return Err(End::Closed(why.clone()));
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(End::Timeout);
             }
             let left = (deadline - now).max(Duration::from_millis(1));
-            self.reader.get_ref().set_read_timeout(Some(left)).unwrap();
-            match self.reader.read_until(b'\n', &mut self.partial) {
+            self.reader.set_read_timeout(Some(left)).unwrap();
+            match self.reader.read(&mut self.buf) {
                 Ok(0) => {
-                    let why = if self.partial.is_empty() {
+                    let unfinished = self.framer.unfinished();
+                    let why = if unfinished.is_empty() {
                         "EOF".to_owned()
                     } else {
-                        format!("EOF after an unterminated line {:?}", String::from_utf8_lossy(&self.partial))
+                        format!("EOF after an unterminated line {:?}", String::from_utf8_lossy(unfinished))
                     };
                     self.log.push(format!("<- ({why})"));
                     self.closed = Some(why.clone());
                     return Err(End::Closed(why));
                 }
-                Ok(_) if self.partial.ends_with(b"\n") => {
-                    let mut raw = std::mem::take(&mut self.partial);
-                    raw.pop();
-                    let m = Message::parse(&raw);
-                    self.received += 1;
-                    if m.is("PING") {
-                        self.pings_seen += 1;
-                    }
-                    if self.log_received {
-                        self.log.push(format!("<- {}", m.line()));
-                    }
-                    return Ok(m);
+                Ok(n) => {
+                    let inbox = &mut self.inbox;
+                    self.framer.feed(&self.buf[..n], |line| {
+                        // The raw line keeps the CR it came with, for tests of the server's CR LF.
+                        let mut raw = line.bytes.to_vec();
+                        if line.cr {
+                            raw.push(b'\r');
+                        }
+                        inbox.push_back(Message::parse(&raw));
+                    });
                 }
-                // EOF in the middle of a line: the next call reads 0.
-                Ok(_) => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {

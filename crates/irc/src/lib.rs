@@ -1,10 +1,12 @@
-//! IRC message syntax (RFC 1459 section 2.3, RFC 2812 section 2.3): parsing one client line into a
-//! command and its parameters, building outgoing lines, and the rfc1459 case mapping.
+//! IRC message syntax (RFC 1459 section 2.3, RFC 2812 section 2.3) as the echoport server, its
+//! load tool and its test client all speak it: cutting a byte stream into lines ([`Framer`]),
+//! parsing one line into its tags, source, command and parameters ([`Message`]), building
+//! outgoing lines ([`LineBuilder`]), and the rfc1459 case mapping ([`fold`], [`eq_fold`]).
 //!
 //! Everything here works on bytes, never on `str`: IRC is a byte protocol, a line may carry any
 //! encoding (or none), and invalid UTF-8 must be relayed as it came, not rejected or replaced.
 //!
-//! **Control characters.** The engine splits the stream on LF, so a line never contains LF. A line
+//! **Control characters.** [`Framer`] splits the stream on LF, so a line never contains LF. A line
 //! may still contain CR (from "a\rb\r\n") or NUL. [`sanitize`] cuts a line at its first CR, LF or
 //! NUL and the server parses only what comes before: nothing after such a byte is ever processed
 //! or relayed, so a relayed message can never smuggle a second IRC line to its recipients. As a
@@ -13,6 +15,10 @@
 //!
 //! **Length.** An outgoing line is at most [`MAX_LINE`] bytes including CR LF; a longer one has its
 //! trailing parameter shortened, on a UTF-8 character boundary where the text is UTF-8.
+
+mod framing;
+
+pub use framing::{Framer, Line};
 
 use std::sync::Arc;
 
@@ -31,33 +37,48 @@ pub fn sanitize(line: &[u8]) -> &[u8] {
     }
 }
 
-/// One parsed client message, borrowing from the line. Message tags (`@a=b ...`) and a prefix
-/// (`:nick!user@host`) sent by a client are skipped: a client cannot choose its own source.
+/// One parsed message, borrowing from the line: `[@tags] [:prefix] COMMAND params...`.
+///
+/// The server ignores the tags and the prefix a client sends: a client cannot choose its own
+/// source. Clients read the prefix of what a server sends: it says who the message is from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// IRCv3 message tags without the `@`, unparsed; `None` without any.
+    pub tags: Option<&'a [u8]>,
+    /// The source (`nick!user@host` or a server name) without the `:`; `None` without one.
+    pub prefix: Option<&'a [u8]>,
     /// The command as sent (any case); never empty.
     pub command: &'a [u8],
     params: [&'a [u8]; MAX_PARAMS],
     len: usize,
+    /// The last parameter was written with a `:`.
+    trailing: bool,
 }
 
 impl<'a> Message<'a> {
-    /// Parses one line (without CR LF; call [`sanitize`] first). Runs of spaces separate
-    /// parameters; a parameter starting with `:` (or the 15th) takes the rest of the line,
-    /// spaces included. Returns `None` for a line with no command (empty or only spaces).
+    /// Parses one line (without CR LF; the server calls [`sanitize`] first). Runs of spaces
+    /// separate parameters; a parameter starting with `:` (or the 15th) takes the rest of the
+    /// line, spaces included. Returns `None` for a line with no command (empty, only spaces, or
+    /// only tags and a prefix).
     pub fn parse(line: &'a [u8]) -> Option<Message<'a>> {
         let mut rest = skip_spaces(line);
-        if rest.first() == Some(&b'@') {
-            rest = skip_spaces(after_word(rest));
+        let mut tags = None;
+        if let Some(t) = rest.strip_prefix(b"@") {
+            let (word, tail) = split_word(t);
+            tags = Some(word);
+            rest = skip_spaces(tail);
         }
-        if rest.first() == Some(&b':') {
-            rest = skip_spaces(after_word(rest));
+        let mut prefix = None;
+        if let Some(p) = rest.strip_prefix(b":") {
+            let (word, tail) = split_word(p);
+            prefix = Some(word);
+            rest = skip_spaces(tail);
         }
         let (command, tail) = split_word(rest);
         if command.is_empty() {
             return None;
         }
-        let mut msg = Message { command, params: [&[]; MAX_PARAMS], len: 0 };
+        let mut msg = Message { tags, prefix, command, params: [&[]; MAX_PARAMS], len: 0, trailing: false };
         rest = tail;
         loop {
             rest = skip_spaces(rest);
@@ -66,6 +87,7 @@ impl<'a> Message<'a> {
             }
             if rest[0] == b':' {
                 msg.push(&rest[1..]);
+                msg.trailing = true;
                 break;
             }
             if msg.len == MAX_PARAMS - 1 {
@@ -109,6 +131,22 @@ impl<'a> Message<'a> {
         self.len == 0
     }
 
+    /// True if the last parameter was written with a `:` (so it may be empty or hold spaces).
+    /// A 15th parameter without one that holds a space means the line had more than 15.
+    pub fn has_trailing(&self) -> bool {
+        self.trailing
+    }
+
+    /// The reply code of a three-digit numeric command (`001` is 1).
+    pub fn numeric(&self) -> Option<u16> {
+        match *self.command {
+            [a, b, c] if [a, b, c].iter().all(u8::is_ascii_digit) => {
+                Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+            }
+            _ => None,
+        }
+    }
+
     /// The command in upper case, written into `buf`; `None` if it is longer than `buf`.
     pub fn command_upper<'b>(&self, buf: &'b mut [u8; 16]) -> Option<&'b [u8]> {
         let n = self.command.len();
@@ -130,10 +168,6 @@ fn skip_spaces(s: &[u8]) -> &[u8] {
 fn split_word(s: &[u8]) -> (&[u8], &[u8]) {
     let n = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
     s.split_at(n)
-}
-
-fn after_word(s: &[u8]) -> &[u8] {
-    split_word(s).1
 }
 
 /// The longest prefix of `s` that is at most `max` bytes, shortened by up to 3 more bytes so that
@@ -312,6 +346,39 @@ mod tests {
     }
 
     #[test]
+    fn clients_read_the_tags_prefix_and_numeric() {
+        let m = Message::parse(b"@time=x :nick!u@h PRIVMSG #bench :1 2 3 xx").unwrap();
+        assert_eq!(m.tags, Some(&b"time=x"[..]));
+        assert_eq!(m.prefix, Some(&b"nick!u@h"[..]));
+        assert_eq!(m.command, b"PRIVMSG");
+        let params: Vec<&[u8]> = m.params().to_vec();
+        assert_eq!(params, [&b"#bench"[..], b"1 2 3 xx"]);
+
+        let m = Message::parse(b":srv 366 l1 #Bench :End of NAMES list").unwrap();
+        assert_eq!(m.numeric(), Some(366));
+        assert!(eq_fold(m.param(1).unwrap(), b"#bench"));
+        assert_eq!(Message::parse(b"PRIVMSG").unwrap().param(0), None);
+        assert_eq!(Message::parse(b"001").unwrap().numeric(), Some(1));
+        assert_eq!(Message::parse(b"NOTICE x").unwrap().numeric(), None);
+        assert_eq!(Message::parse(b"01a x").unwrap().numeric(), None);
+        let m = Message::parse(b"PING x").unwrap();
+        assert_eq!((m.tags, m.prefix), (None, None));
+        assert_eq!(Message::parse(b": PING x").unwrap().prefix, Some(&b""[..]));
+    }
+
+    #[test]
+    fn has_trailing_tells_how_the_last_param_was_written() {
+        assert!(Message::parse(b"PRIVMSG #c :hi").unwrap().has_trailing());
+        assert!(Message::parse(b"PING :").unwrap().has_trailing());
+        assert!(!Message::parse(b"PING x").unwrap().has_trailing());
+        assert!(!Message::parse(b"QUIT").unwrap().has_trailing());
+        // More than 15 parameters: the 15th takes the rest, without a `:`.
+        let m = Message::parse(b"CMD 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 :16").unwrap();
+        assert!(!m.has_trailing() && m.param(14) == Some(b"15 :16"));
+        assert!(Message::parse(b"CMD 1 2 3 4 5 6 7 8 9 10 11 12 13 14 :15").unwrap().has_trailing());
+    }
+
+    #[test]
     fn no_command_is_none() {
         for line in ["", "   ", ":prefix", ":prefix   ", "@tags", "@tags :prefix "] {
             assert!(Message::parse(line.as_bytes()).is_none(), "{line:?}");
@@ -405,6 +472,13 @@ mod tests {
         assert!(!wildcard_match(b"a*b*c", b"axxbyy"));
         assert!(wildcard_match(b"[x]", b"{X}"));
         assert!(!wildcard_match(b"", b"x"));
+    }
+
+    #[test]
+    fn channel_names_fold_rfc1459() {
+        assert!(eq_fold(b"#Bench[1]", b"#bench{1}"));
+        assert!(eq_fold(b"#a\\b~", b"#A|B^"));
+        assert!(!eq_fold(b"#bench", b"#bench2"));
     }
 
     /// xorshift64*: a dependency-free PRNG for the property tests.

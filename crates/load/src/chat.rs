@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use echoport_irc::{Framer, Message, eq_fold};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -134,7 +135,8 @@ const HEADER_MAX: usize = 10 + 1 + 10 + 1 + 14;
 const IRC_LINE_MAX: usize = 512;
 
 /// Longest line we buffer (IRCv3 allows 8191 bytes of tags before the 512-byte message); a
-/// longer one is dropped whole so memory stays bounded whatever the server sends.
+/// longer one is dropped whole (see [`each_line`]) and memory stays bounded whatever the server
+/// sends.
 const MAX_LINE: usize = 8192 + IRC_LINE_MAX;
 
 /// After the run: how long to wait for the last messages to reach every receiver.
@@ -710,7 +712,7 @@ struct Client {
     state: State,
     nick: String,
     nick_tries: u32,
-    lines: LineSplitter,
+    lines: Framer,
     out: Vec<u8>,
     /// Bytes of `out` already written.
     out_pos: usize,
@@ -874,7 +876,7 @@ impl Worker {
             state: State::Connecting,
             nick,
             nick_tries: 0,
-            lines: LineSplitter::default(),
+            lines: Framer::new(MAX_LINE),
             out,
             out_pos: 0,
             sender,
@@ -929,7 +931,8 @@ impl Worker {
         let Some(c) = self.clients[local].as_mut() else {
             return;
         };
-        let mut lines = std::mem::take(&mut c.lines);
+        // Allocation-free: a framer holds no buffer until a line arrives split across reads.
+        let mut lines = std::mem::replace(&mut c.lines, Framer::new(MAX_LINE));
         let mut buf = std::mem::take(&mut self.scratch);
         let end = loop {
             let Some(c) = self.clients[local].as_mut() else {
@@ -941,7 +944,7 @@ impl Worker {
                     // The clock is read per read, not per poll: handling one poll's events
                     // takes long enough for newer messages to arrive meanwhile.
                     let now = self.shared.now_us();
-                    lines.feed(&buf[..n], &mut |line| self.on_line(local, line, now));
+                    each_line(&mut lines, &buf[..n], |line| self.on_line(local, line, now));
                     // A short read means the socket is drained: edge-triggered readiness
                     // fires again when more data arrives, so no extra read to see WouldBlock.
                     if n < buf.len() && !to_the_end {
@@ -1023,7 +1026,7 @@ impl Worker {
     }
 
     fn is_channel(&self, name: &[u8]) -> bool {
-        irc_eq(name, self.plan.channel.as_bytes())
+        eq_fold(name, self.plan.channel.as_bytes())
     }
 
     fn registered(&mut self, local: usize, msg: &Message) {
@@ -1277,143 +1280,15 @@ fn show(line: &[u8]) -> String {
 // IRC lines
 // ---------------------------------------------------------------------------------------------
 
-/// Splits a byte stream into lines ending in LF (a CR before it is dropped). An unfinished line
-/// waits for the next chunk; one longer than [`MAX_LINE`] is dropped whole.
-#[derive(Default, Debug)]
-struct LineSplitter {
-    partial: Vec<u8>,
-    /// Inside an overlong line: skip to its end.
-    discarding: bool,
-}
-
-impl LineSplitter {
-    fn feed(&mut self, mut chunk: &[u8], on_line: &mut impl FnMut(&[u8])) {
-        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
-            let head = &chunk[..nl];
-            if self.discarding {
-                self.discarding = false;
-            } else if self.partial.is_empty() {
-                // The common case: a whole line within one read, no copy.
-                on_line(strip_cr(head));
-            } else if self.partial.len() + head.len() <= MAX_LINE {
-                self.partial.extend_from_slice(head);
-                on_line(strip_cr(&self.partial));
-            }
-            self.partial.clear();
-            chunk = &chunk[nl + 1..];
+/// Hands `on_line` each line `chunk` completes (see [`Framer`]: LF-terminated, a CR before it
+/// dropped). A line longer than [`MAX_LINE`] is dropped whole: it is not one of our messages,
+/// and its truncated start could be misread as one.
+fn each_line(lines: &mut Framer, chunk: &[u8], mut on_line: impl FnMut(&[u8])) {
+    lines.feed(chunk, |line| {
+        if !line.truncated {
+            on_line(line.bytes);
         }
-        if self.discarding {
-            return;
-        }
-        if self.partial.len() + chunk.len() > MAX_LINE {
-            self.partial.clear();
-            self.discarding = true;
-        } else {
-            self.partial.extend_from_slice(chunk);
-        }
-    }
-}
-
-fn strip_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// One IRC message: `[@tags] [:prefix] COMMAND params...`. Borrowed from the line.
-#[derive(Debug, PartialEq, Eq)]
-struct Message<'a> {
-    prefix: &'a [u8],
-    command: &'a [u8],
-    params: &'a [u8],
-}
-
-impl<'a> Message<'a> {
-    /// `None` for lines with no command (blank or only a prefix).
-    fn parse(line: &'a [u8]) -> Option<Message<'a>> {
-        let mut rest = trim_spaces(line);
-        if rest.first() == Some(&b'@') {
-            rest = trim_spaces(split_word(rest).1);
-        }
-        let mut prefix: &[u8] = &[];
-        if let Some(p) = rest.strip_prefix(b":") {
-            let (word, tail) = split_word(p);
-            prefix = word;
-            rest = trim_spaces(tail);
-        }
-        let (command, params) = split_word(rest);
-        if command.is_empty() {
-            return None;
-        }
-        Some(Message { prefix, command, params })
-    }
-
-    fn params(&self) -> Params<'a> {
-        Params { rest: self.params }
-    }
-
-    fn param(&self, i: usize) -> Option<&'a [u8]> {
-        self.params().nth(i)
-    }
-
-    /// The reply code of a three-digit numeric command.
-    fn numeric(&self) -> Option<u16> {
-        match self.command {
-            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_digit) => {
-                Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Middle parameters separated by spaces, then an optional `:trailing` one with spaces in it.
-struct Params<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for Params<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let r = trim_spaces(self.rest);
-        if r.is_empty() {
-            self.rest = r;
-            return None;
-        }
-        if let Some(trailing) = r.strip_prefix(b":") {
-            self.rest = &[];
-            return Some(trailing);
-        }
-        let (word, tail) = split_word(r);
-        self.rest = tail;
-        Some(word)
-    }
-}
-
-fn trim_spaces(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| b != b' ').unwrap_or(s.len());
-    &s[start..]
-}
-
-/// The bytes up to the first space, and everything after that space.
-fn split_word(s: &[u8]) -> (&[u8], &[u8]) {
-    match s.iter().position(|&b| b == b' ') {
-        Some(i) => (&s[..i], &s[i + 1..]),
-        None => (s, &[]),
-    }
-}
-
-/// Channel names compare case-insensitively, with RFC 1459's `[]\~` = `{}|^`.
-fn irc_eq(a: &[u8], b: &[u8]) -> bool {
-    fn fold(c: u8) -> u8 {
-        match c {
-            b'[' => b'{',
-            b']' => b'}',
-            b'\\' => b'|',
-            b'~' => b'^',
-            _ => c.to_ascii_lowercase(),
-        }
-    }
-    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1473,27 +1348,12 @@ mod tests {
     use super::*;
 
     fn split_all(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut s = LineSplitter::default();
+        let mut framer = Framer::new(MAX_LINE);
         let mut lines = Vec::new();
         for c in chunks {
-            s.feed(c, &mut |l: &[u8]| lines.push(l.to_vec()));
+            each_line(&mut framer, c, |l| lines.push(l.to_vec()));
         }
         lines
-    }
-
-    #[test]
-    fn lines_crlf_lf_and_partial() {
-        let got = split_all(&[b"PING :a\r\nPI", b"NG :b\n:srv 001", b" me :hi\r", b"\n"]);
-        let want: Vec<&[u8]> = vec![b"PING :a", b"PING :b", b":srv 001 me :hi"];
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn lines_byte_at_a_time() {
-        let text = b"a\r\nbb\n\nccc\r\n";
-        let chunks: Vec<&[u8]> = text.chunks(1).collect();
-        let want: Vec<&[u8]> = vec![b"a", b"bb", b"", b"ccc"];
-        assert_eq!(split_all(&chunks), want);
     }
 
     #[test]
@@ -1502,22 +1362,6 @@ mod tests {
         let got = split_all(&[&long[..100], &long[100..], b"\r\nPING :ok\r\n"]);
         let want: Vec<&[u8]> = vec![b"PING :ok"];
         assert_eq!(got, want);
-    }
-
-    #[test]
-    fn message_parts() {
-        let m = Message::parse(b"@time=x :nick!u@h PRIVMSG #bench :1 2 3 xx").unwrap();
-        assert_eq!(m.prefix, b"nick!u@h");
-        assert_eq!(m.command, b"PRIVMSG");
-        let params: Vec<&[u8]> = m.params().collect();
-        assert_eq!(params, [&b"#bench"[..], b"1 2 3 xx"]);
-
-        let m = Message::parse(b":srv 366 l1 #Bench :End of NAMES list").unwrap();
-        assert_eq!(m.numeric(), Some(366));
-        assert!(irc_eq(m.param(1).unwrap(), b"#bench"));
-        assert_eq!(Message::parse(b"PRIVMSG").unwrap().param(0), None);
-        assert_eq!(Message::parse(b"001").unwrap().numeric(), Some(1));
-        assert_eq!(Message::parse(b"NOTICE x").unwrap().numeric(), None);
     }
 
     #[test]
@@ -1586,16 +1430,16 @@ mod tests {
             };
             data.push(b);
         }
-        let mut s = LineSplitter::default();
+        let mut framer = Framer::new(MAX_LINE);
         let mut seen = 0;
         for chunk in data.chunks(997) {
-            s.feed(chunk, &mut |line: &[u8]| {
+            each_line(&mut framer, chunk, |line| {
                 seen += 1;
                 if let Some(m) = Message::parse(line) {
                     let _ = m.numeric();
-                    for p in m.params() {
+                    for &p in m.params() {
                         let _ = Payload::parse(p);
-                        let _ = irc_eq(p, b"#bench");
+                        let _ = eq_fold(p, b"#bench");
                     }
                 }
                 let _ = show(line);
@@ -1606,13 +1450,6 @@ mod tests {
         assert_eq!(Message::parse(b"   "), None);
         assert_eq!(Message::parse(b":only-prefix"), None);
         assert_eq!(Message::parse(b"@tags-only"), None);
-    }
-
-    #[test]
-    fn channel_names_fold_rfc1459() {
-        assert!(irc_eq(b"#Bench[1]", b"#bench{1}"));
-        assert!(irc_eq(b"#a\\b~", b"#A|B^"));
-        assert!(!irc_eq(b"#bench", b"#bench2"));
     }
 
     #[test]
