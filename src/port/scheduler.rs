@@ -63,7 +63,7 @@ impl<C> Queue<C> {
 thread_local! {
     /// The private queue of the port this thread works for, if any. A `thread_local` cannot be
     /// generic, so it holds the queue type-erased; [`with_local`] gives it back typed.
-    static LOCAL: RefCell<Option<Box<dyn Private>>> = const { RefCell::new(None) };
+    static LOCAL: RefCell<Option<Worker>> = const { RefCell::new(None) };
 }
 
 /// A worker thread's private queue: completions it produced itself and will run next. A thread
@@ -75,31 +75,34 @@ struct Local<C> {
     chained: usize,
 }
 
-/// What a thread needs of its private queue without knowing the port's type.
-trait Private {
-    fn as_any(&mut self) -> &mut dyn Any;
+/// A [`Local`] of some port's type, and how to give its tasks back to that port.
+struct Worker {
+    local: Box<dyn Any>,
+    hand_back: fn(Box<dyn Any>),
+}
+
+impl<C: Send + Sync + 'static> Local<C> {
+    fn worker(port: &Arc<Shared<C>>) -> Worker {
+        let local = Local { port: port.clone(), tasks: VecDeque::new(), chained: 0 };
+        Worker { local: Box::new(local), hand_back: Self::hand_back }
+    }
+
     /// Gives the queued tasks back to their port's shared queue and stops being its worker.
-    fn hand_back(self: Box<Self>);
-}
-
-impl<C: Send + Sync + 'static> Private for Local<C> {
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
-    }
-
-    fn hand_back(self: Box<Self>) {
-        let port = CompletionPort { shared: self.port };
-        port.lock_queue().threads -= 1;
-        port.push_shared(self.tasks);
+    fn hand_back(local: Box<dyn Any>) {
+        if let Ok(local) = local.downcast::<Self>() {
+            let port = CompletionPort { shared: local.port };
+            port.lock_queue().threads -= 1;
+            port.push_shared(local.tasks);
+        }
     }
 }
 
-/// Runs `f` on this thread's private queue if it is one of `shared`'s, else returns `None`.
-fn with_local<C: Send + Sync + 'static, T>(shared: &Arc<Shared<C>>, f: impl FnOnce(&mut Local<C>) -> T) -> Option<T> {
+/// Runs `f` with this thread's private queue if it is one of `shared`'s workers, else with `None`.
+fn with_local<C: Send + Sync + 'static, T>(shared: &Arc<Shared<C>>, f: impl FnOnce(Option<&mut Local<C>>) -> T) -> T {
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
-        let local = l.as_mut()?.as_any().downcast_mut::<Local<C>>()?;
-        Arc::ptr_eq(&local.port, shared).then(|| f(local))
+        let local = l.as_mut().and_then(|w| w.local.downcast_mut::<Local<C>>());
+        f(local.filter(|local| Arc::ptr_eq(&local.port, shared)))
     })
 }
 
@@ -146,14 +149,13 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// Makes the calling thread a worker of this port. A thread that worked for another port
     /// hands that port's private tasks back to it first.
     fn enter(&self) {
-        if with_local(&self.shared, |_| ()).is_some() {
+        if with_local(&self.shared, |l| l.is_some()) {
             return;
         }
-        let mine: Box<dyn Private> = Box::new(Local { port: self.shared.clone(), tasks: VecDeque::new(), chained: 0 });
-        let previous = LOCAL.with(|l| l.borrow_mut().replace(mine));
+        let previous = LOCAL.with(|l| l.borrow_mut().replace(Local::worker(&self.shared)));
         // Outside the borrow: handing back takes the other port's queue lock.
         if let Some(previous) = previous {
-            previous.hand_back();
+            (previous.hand_back)(previous.local);
         }
         self.lock_queue().threads += 1;
     }
@@ -162,7 +164,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     fn leave(&self) {
         let mine = LOCAL.with(|l| l.borrow_mut().take());
         if let Some(mine) = mine {
-            mine.hand_back();
+            (mine.hand_back)(mine.local);
         }
     }
 
@@ -171,51 +173,52 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// the next socket's read borrows one, so a thread has about one buffer in flight instead of
     /// one per ready socket in its batch. The chain limit still bounds how long it stays on them.
     fn run_ready(&self, socket: &Arc<Socket<C>>) {
-        // A send and a receive at most.
-        let mut finished: [Option<Completion<C>>; 2] = [None, None];
-        let mut n = 0;
+        // A send and a receive at most, in that order.
+        let (mut first, mut second) = (None, None);
         {
             let mut st = socket.lock();
             st.queued = false;
-            st.perform(socket, &self.shared.pool, self.now(), &mut |c| {
-                finished[n] = Some(c);
-                n += 1;
+            st.perform(socket, &self.shared.pool, self.now(), &mut |c| match first {
+                None => first = Some(Task::Done(c)),
+                Some(_) => second = Some(Task::Done(c)),
             });
         }
-        let mut finished = finished.into_iter().flatten();
-        let kept = with_local(&self.shared, |l| {
-            for c in finished.by_ref().rev() {
-                l.tasks.push_front(Task::Done(c));
+        with_local(&self.shared, |l| match l {
+            Some(l) => {
+                if let Some(t) = second {
+                    l.tasks.push_front(t);
+                }
+                if let Some(t) = first {
+                    l.tasks.push_front(t);
+                }
             }
+            None => self.push_shared(first.into_iter().chain(second)),
         });
-        if kept.is_none() {
-            self.push_shared(finished.map(Task::Done));
-        }
     }
 
     /// Delivers a finished operation: to this thread's private queue when it is one of our
     /// workers (it runs it next, no lock, no wake-up), otherwise through the shared queue.
     pub(super) fn complete(&self, c: Completion<C>) {
-        let mut c = Some(c);
-        with_local(&self.shared, |l| l.tasks.extend(c.take().map(Task::Done)));
-        if let Some(c) = c {
-            self.push_shared([Task::Done(c)]);
-        }
+        with_local(&self.shared, |l| match l {
+            Some(l) => l.tasks.push_back(Task::Done(c)),
+            None => self.push_shared([Task::Done(c)]),
+        });
     }
 
     fn pop_local(&self) -> Option<Task<C>> {
         let overflow = with_local(&self.shared, |l| {
+            let l = l?;
             if l.tasks.is_empty() {
                 l.chained = 0;
-                return Ok(None);
+                return Some(Ok(None));
             }
             if l.chained < CHAIN_LIMIT {
                 l.chained += 1;
-                return Ok(l.tasks.pop_front());
+                return Some(Ok(l.tasks.pop_front()));
             }
             // Chained long enough: share the rest, give the shared queue (reactor included) a turn.
             l.chained = 0;
-            Err(l.tasks.drain(..).collect::<Vec<_>>())
+            Some(Err(l.tasks.drain(..).collect::<Vec<_>>()))
         });
         match overflow? {
             Ok(task) => task,
@@ -339,9 +342,10 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         let kept = ready.len();
         // The reactor turn is taken inside `get`, by a worker of this port: the batch goes to its
         // private queue (the shared queue only if that ever failed to hold).
-        let mut ready = Some(ready);
-        with_local(&self.shared, |l| l.tasks.extend(ready.take().into_iter().flatten()));
-        shared.extend(ready.into_iter().flatten());
+        with_local(&self.shared, |l| match l {
+            Some(l) => l.tasks.extend(ready),
+            None => shared.extend(ready),
+        });
         let mut q = self.lock_queue();
         q.reactor_blocked = false;
         q.tasks.push_back(Task::Reactor);
