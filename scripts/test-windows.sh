@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The Windows build and its suite under Wine, from Linux: builds echoport.exe and
-# echoport-load.exe for x86_64-pc-windows-gnu (debug: a release build with fat LTO takes minutes
-# longer and the suite does not need its speed), then runs tests/windows.rs, which starts
-# `wine echoport.exe` and talks to it over 127.0.0.1.
+# The Windows half of CI, from Linux: lints the workspace for x86_64-pc-windows-gnu, builds
+# echoport.exe and echoport-load.exe (debug: a release build with fat LTO takes minutes longer and
+# the suite does not need its speed), then runs tests/windows.rs, which starts `wine echoport.exe`
+# and talks to it over 127.0.0.1. scripts/test.sh runs it.
 #
 # As root, installs what is missing: mingw-w64 (the target's linker, and the DLL shim below) and
 # Wine (Debian's wine64 8.0), and the rustup target. No display is needed: the programs are
@@ -39,6 +39,7 @@ if ! rustup target list --installed | grep -qx "$target"; then
   rustup --quiet target add "$target"
 fi
 
+cargo clippy --locked --target "$target" --workspace --all-targets -- -D warnings
 cargo build --locked --target "$target" --bins -p echoport -p echoport-load
 target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac

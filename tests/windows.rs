@@ -10,7 +10,9 @@
 //!
 //! Ctrl-C: Wine turns SIGINT to a console program's process into CTRL_C_EVENT for its console
 //! control handlers (SetConsoleCtrlHandler), so the test signals the wine child's PID. The wine
-//! launcher execs the loader, which becomes the Windows process: that PID is the server's.
+//! launcher execs the loader, which becomes the Windows process: that PID is the server's. Wine 8.0
+//! has no way to deliver the other events: GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT) fails (with
+//! or without a console), and SIGHUP (a closed terminal) kills the process without CTRL_CLOSE_EVENT.
 //!
 //! Readiness is the server's `listening on` line, as for the Linux binary (tests/common). Every
 //! wait is bounded; the wine process is killed and reaped on drop.
