@@ -12,7 +12,7 @@
 # Rust .exe would load; scripts/wine/bcryptprimitives.c is a stand-in, built beside the .exe
 # files, for these tests only (it never ships).
 #
-# The Wine prefix lives in target/wine-prefix: created on the first run (about 10 s), reused after.
+# The Wine prefix lives in target/wine-prefix: created on the first run (about 15 s), reused after.
 # The script starts the prefix's wineserver itself (persistent) and warms it up with output going
 # nowhere: the Windows services a wineserver starts inherit the stdout/stderr of the program that
 # caused them, which would otherwise be a test's pipe, held open for as long as they live. At the
