@@ -8,8 +8,13 @@
 # curl (the soak test reads the servers' metrics) and shellcheck (lints the scripts). As root,
 # missing ones are installed.
 #
-# Last, a 60-second soak (scripts/soak.sh): 10,000 connections doing echo and chat against release
+# Then a 60-second soak (scripts/soak.sh): 10,000 connections doing echo and chat against release
 # builds, every byte verified, server memory flat. About 70 s plus the release build.
+#
+# Last, the Windows half (scripts/test-windows.sh): lints and builds for x86_64-pc-windows-gnu and
+# runs tests/windows.rs against echoport.exe under Wine; it installs mingw-w64, Wine and the rustup
+# target itself. About 6 minutes on a fresh 2-core machine (mostly the target's debug build), plus
+# the installs; about 10 s once built and the Wine prefix exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +38,4 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 shellcheck scripts/*.sh .ci/run
 cargo test --locked --workspace
 ./scripts/soak.sh --duration 60   # builds the release binaries itself
+./scripts/test-windows.sh

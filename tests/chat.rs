@@ -6,6 +6,10 @@
 //! `sync`/`assert_quiet` (a PING/PONG round trip after the server has handled the cause), never
 //! with a sleep. Every wait is bounded.
 
+// Unix signals (some tests also /proc and rlimits) drive this suite; the Windows build has its
+// own, under Wine: tests/windows.rs.
+#![cfg(unix)]
+
 mod common;
 #[path = "common/irc.rs"]
 mod irc;

@@ -10,6 +10,10 @@
 //!
 //! Every wait is bounded; the server is killed and reaped on drop even when an assertion fails.
 
+// Unix signals (some tests also /proc and rlimits) drive this suite; the Windows build has its
+// own, under Wine: tests/windows.rs.
+#![cfg(unix)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,9 @@
 //! Echo behaviour of the real `echoport` binary over real loopback sockets.
 
+// Unix signals (some tests also /proc and rlimits) drive this suite; the Windows build has its
+// own, under Wine: tests/windows.rs.
+#![cfg(unix)]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -4,6 +4,10 @@
 //! that those still get byte-exact echoes (or every chat line, in order), that the server stays up
 //! with bounded memory, and that its counters and logs show nothing leaked or alarming.
 
+// Unix signals (some tests also /proc and rlimits) drive this suite; the Windows build has its
+// own, under Wine: tests/windows.rs.
+#![cfg(unix)]
+
 mod common;
 #[path = "common/irc.rs"]
 mod irc;

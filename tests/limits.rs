@@ -2,6 +2,10 @@
 //! that hit it, tells it why (chat: an ERROR line) or closes it cleanly (echo), and is counted in
 //! /metrics and logged at most once per 10 s.
 
+// Unix signals (some tests also /proc and rlimits) drive this suite; the Windows build has its
+// own, under Wine: tests/windows.rs.
+#![cfg(unix)]
+
 mod common;
 #[path = "common/irc.rs"]
 mod irc;

@@ -2,6 +2,10 @@
 //! second signal aborts the drain with 130, and the drain is bounded by
 //! --shutdown-timeout.
 
+// Unix signals (some tests also /proc and rlimits) drive this suite; the Windows build has its
+// own, under Wine: tests/windows.rs.
+#![cfg(unix)]
+
 mod common;
 
 use std::io::Read;

@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: a guard around the real `echoport`
-//! binary running as a child process, stderr log capture, a deterministic PRNG and
-//! small socket helpers.
+//! binary (or another program, such as `wine echoport.exe`) running as a child
+//! process, stderr log capture, a deterministic PRNG and small socket helpers.
 //!
 //! Every wait in here has an upper bound, and the child is killed and reaped in
 //! `Drop` even when a test assertion panics.
@@ -17,6 +17,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -57,12 +58,27 @@ pub fn bin() -> &'static str {
 /// Builder for [`Server`].
 #[derive(Default)]
 pub struct ServerBuilder {
+    /// The command line the server's arguments are appended to; empty means [`bin`].
+    program: Vec<OsString>,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     nofile: Option<u64>,
 }
 
 impl ServerBuilder {
+    /// Run `program pre...` followed by the server's arguments instead of [`bin`]: for
+    /// tests/windows.rs, `wine DIR/echoport.exe`.
+    pub fn program<I, S>(mut self, program: impl AsRef<OsStr>, pre: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.program = std::iter::once(program.as_ref().to_owned())
+            .chain(pre.into_iter().map(|a| a.as_ref().to_owned()))
+            .collect();
+        self
+    }
+
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
         self.args.push(a.as_ref().to_owned());
         self
@@ -104,12 +120,17 @@ impl ServerBuilder {
         }
         args.extend(self.args.iter().cloned());
 
+        let program = if self.program.is_empty() { vec![OsString::from(bin())] } else { self.program.clone() };
         let mut cmd = match self.nofile {
-            None => Command::new(bin()),
+            None => {
+                let mut c = Command::new(&program[0]);
+                c.args(&program[1..]);
+                c
+            }
             Some(n) => {
                 let mut c = Command::new("sh");
                 // `exec` keeps the PID, so signals and /proc/PID reach the server.
-                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(bin());
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).args(&program);
                 c
             }
         };
@@ -127,7 +148,7 @@ impl ServerBuilder {
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
 
-        let mut child = cmd.spawn().expect("spawn echoport");
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {program:?}: {e}"));
         let stderr = child.stderr.take().expect("piped stderr");
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let (tx, rx) = mpsc::channel::<String>();
@@ -289,6 +310,7 @@ impl Server {
             .expect("VmRSS in /proc/PID/status")
     }
 
+    #[cfg(unix)]
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).expect("kill(2)");
     }
@@ -351,8 +373,23 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
         if let Some(h) = self.reader.take() {
-            // The pipe closes when the child dies, so this join is bounded.
-            let _ = h.join();
+            // The pipe closes when the child dies, unless a process it started inherited it (a
+            // wineserver that Wine auto-started, see scripts/test-windows.sh): wait for the
+            // reader to end (its sender drops), but only so long.
+            let deadline = Instant::now() + BOUND;
+            loop {
+                match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(_) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        let _ = h.join();
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        eprintln!("stderr of pid {} still open {BOUND:?} after it died: not waiting", self.child.id());
+                        break;
+                    }
+                }
+            }
         }
         if thread::panicking() {
             eprintln!("---- echoport stderr (pid {}) ----\n{}\n---- end ----", self.child.id(), self.log());
@@ -611,6 +648,7 @@ pub fn read_pattern_to_eof(s: &mut TcpStream, seed: u64, expected: u64) -> Resul
 
 /// Raise this process's soft RLIMIT_NOFILE to at least `min` (up to the hard
 /// limit). Panics if the hard limit is too low for the test.
+#[cfg(unix)]
 pub fn raise_nofile(min: u64) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
@@ -619,6 +657,46 @@ pub fn raise_nofile(min: u64) {
     }
     assert!(hard >= min, "this test needs RLIMIT_NOFILE >= {min}, but the hard limit is {hard}");
     setrlimit(Resource::RLIMIT_NOFILE, min.max(soft), hard).expect("setrlimit");
+}
+
+/// What a program run by [`run_bounded`] did.
+#[derive(Debug)]
+pub struct Ran {
+    /// `None` if it was killed for outliving its bound.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (stdin closed) to completion, killing it after `bound`. Output goes to files, not
+/// pipes, so a process the command leaves behind holding them cannot stall the read.
+pub fn run_bounded(mut cmd: Command, bound: Duration) -> Ran {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("run-{}-{n}", std::process::id()));
+    let (out_path, err_path) = (base.with_extension("out"), base.with_extension("err"));
+    let file = |p: &std::path::Path| std::fs::File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    cmd.stdin(Stdio::null()).stdout(file(&out_path)).stderr(file(&err_path));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let deadline = Instant::now() + bound;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        // No readiness signal for a child's exit other than polling (as in Server::wait_exit).
+        thread::sleep(Duration::from_millis(10));
+    };
+    let read = |p: &std::path::Path| {
+        let s = std::fs::read_to_string(p).unwrap_or_default();
+        let _ = std::fs::remove_file(p);
+        s
+    };
+    Ran { status, stdout: read(&out_path), stderr: read(&err_path) }
 }
 
 /// Re-checks `cond` until it holds or `timeout` passes; true if it held. Only for state that gives

@@ -1,6 +1,7 @@
 //! The idle scenario: open N connections, prove each with a 1-byte round trip, hold them for
 //! --hold seconds, close. With --server-pid the server's resident memory is read before opening
-//! and while holding, which gives its memory cost per idle connection.
+//! and while holding, which gives its memory cost per idle connection (Linux only: elsewhere the
+//! report says the reading is not available).
 
 use std::io::{ErrorKind, Read};
 use std::time::Instant;
@@ -25,7 +26,7 @@ pub struct IdleArgs {
     /// How long to hold the connections once all are open.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse::secs)]
     pub hold: f64,
-    /// The server's process id: report its memory (VmRSS) per connection.
+    /// The server's process id: report its memory (VmRSS) per connection (Linux only).
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
     #[command(flatten)]
@@ -35,7 +36,7 @@ pub struct IdleArgs {
 pub fn run(a: &IdleArgs) -> Result<Report, String> {
     let n = a.conns as usize;
     sys::check_nofile(n)?;
-    let rss_before = a.server_pid.map(sys::rss_kib).transpose()?;
+    let rss_before = a.server_pid.map(sys::rss_kib).transpose()?.flatten();
     let hold = parse::dur(a.hold);
     let mut progress = Progress::new(a.out.quiet, std::time::Duration::ZERO, hold, "conn");
     let opened = open_many(&a.dial.dialer(), n, false, &mut |k| progress.phase("open", k as u64, n as u64));
@@ -101,7 +102,7 @@ pub fn run(a: &IdleArgs) -> Result<Report, String> {
             }
         }
     }
-    let rss_holding = a.server_pid.map(sys::rss_kib).transpose()?;
+    let rss_holding = a.server_pid.map(sys::rss_kib).transpose()?.flatten();
     drop(streams);
     progress.finish();
 
@@ -129,6 +130,9 @@ pub fn run(a: &IdleArgs) -> Result<Report, String> {
         _ => None,
     };
     r.set("rss_per_conn_kib", per_conn);
+    if a.server_pid.is_some() && rss_holding.is_none() {
+        r.set("rss_note", sys::RSS_UNAVAILABLE);
+    }
     r.problems.extend(opened.first_error);
     r.problems.extend(first_drop);
     if junk > 0 {

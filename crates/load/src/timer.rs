@@ -2,7 +2,7 @@
 //! (mio rounds up), so sends paced by it go out up to 1 ms late, and since open-loop latency is
 //! measured from the intended send time, that lateness would be reported as server latency. A
 //! Linux timerfd in the same poller fires within microseconds. Elsewhere there is no timer and
-//! callers fall back to the poll timeout.
+//! callers fall back to the poll timeout (on Windows no finer than the system timer).
 
 use std::io;
 use std::time::Instant;
