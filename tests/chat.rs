@@ -1,6 +1,7 @@
 //! Chat mode (`--mode chat`) over real sockets: IRC conversations between several clients of the
-//! real binary, the error numerics, registration variants (LF-only lines, CAP, PASS), OPER, MOTD,
-//! and the engine's protection: flood control, SendQ, ping timeout, SIGTERM, line injection.
+//! server (embedded in the test process; the SIGTERM test runs the binary), the error numerics,
+//! registration variants (LF-only lines, CAP, PASS), OPER, MOTD, and the engine's protection:
+//! flood control, SendQ, ping timeout, SIGTERM, line injection.
 //!
 //! Synchronisation: a reply line is the signal (see tests/common/irc.rs). Absence is asserted with
 //! `sync`/`assert_quiet` (a PING/PONG round trip after the server has handled the cause), never
@@ -17,7 +18,8 @@ mod irc;
 use std::net::TcpStream;
 use std::time::Instant;
 
-use common::{BOUND, chat_server};
+use common::BOUND;
+use common::embedded::chat_server;
 use irc::{Client, Message, WAIT, commands, show};
 use nix::sys::signal::Signal;
 
@@ -642,7 +644,7 @@ fn ping_timeout_drops_a_silent_client_and_keeps_one_that_answers() {
 
 #[test]
 fn sigterm_sends_error_closes_clients_and_exits_0() {
-    let mut server = chat_server(&[]);
+    let mut server = common::chat_server(&[]);
     let mut alice = Client::registered(server.addr(), "alice");
     let mut bob = Client::registered(server.addr(), "bob");
     alice.join("#room");

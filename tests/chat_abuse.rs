@@ -3,6 +3,9 @@
 //! must have had a clear error line (or a clean close), and an innocent bystander in the same
 //! channel must have received only well-formed lines it should get, and still be served.
 //!
+//! Attacks that are judged by the server's memory (RSS) run against the real binary; the others
+//! against the server embedded in the test process.
+//!
 //! Synchronisation as in tests/chat.rs: a reply is the signal, and `sync` (a PING/PONG round trip)
 //! marks "everything caused so far has arrived", so absence is asserted without sleeping.
 
@@ -10,9 +13,10 @@ mod common;
 #[path = "common/irc.rs"]
 mod irc;
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use common::{BOUND, Rng, Server, chat_server};
+use common::{BOUND, Rng, chat_server, embedded};
 use irc::{Client, Message, WAIT, isupport, show};
 
 const KIB: usize = 1024;
@@ -22,11 +26,12 @@ const MIB: usize = 1024 * KIB;
 /// below what buffering the attacker's bytes (or state per name it sent) would take.
 const RSS_GROWTH_LIMIT_KIB: u64 = 32 * 1024;
 
-/// A bystander and an offender, both registered and in #room, with everything read so far.
-fn bystander_and_offender(server: &Server) -> (Client, Client) {
-    let mut bystander = Client::registered(server.addr(), "bystander");
+/// A bystander and an offender of the server at `addr`, both registered and in #room, with
+/// everything read so far.
+fn bystander_and_offender(addr: SocketAddr) -> (Client, Client) {
+    let mut bystander = Client::registered(addr, "bystander");
     bystander.join("#room");
-    let mut offender = Client::registered(server.addr(), "offender");
+    let mut offender = Client::registered(addr, "offender");
     offender.join("#room");
     bystander.expect(|m| m.is("JOIN") && m.nick() == "offender", WAIT);
     assert_quiet(&mut bystander, "set-up");
@@ -98,8 +103,8 @@ fn texts(got: &[Message]) -> Vec<&str> {
 
 #[test]
 fn overlong_lines_get_417_and_never_reach_the_channel() {
-    let server = chat_server(&[]);
-    let (mut bystander, mut offender) = bystander_and_offender(&server);
+    let server = embedded::chat_server(&[]);
+    let (mut bystander, mut offender) = bystander_and_offender(server.addr());
     let big = "A".repeat(10 * KIB);
 
     // In one piece.
@@ -141,7 +146,7 @@ fn overlong_lines_get_417_and_never_reach_the_channel() {
 fn megabytes_without_a_newline_keep_memory_bounded_and_the_connection_usable() {
     const PUSH: usize = 64 * MIB;
     let server = chat_server(&[]);
-    let (mut bystander, mut offender) = bystander_and_offender(&server);
+    let (mut bystander, mut offender) = bystander_and_offender(server.addr());
     let before = server.rss_kib();
     let mut peak = before;
 
@@ -197,8 +202,8 @@ fn megabytes_without_a_newline_keep_memory_bounded_and_the_connection_usable() {
 #[test]
 fn binary_garbage_lines_get_error_numerics_and_reach_no_one() {
     const LINES: usize = 400;
-    let server = chat_server(&[]);
-    let (mut bystander, mut offender) = bystander_and_offender(&server);
+    let server = embedded::chat_server(&[]);
+    let (mut bystander, mut offender) = bystander_and_offender(server.addr());
     let mut rng = Rng::new(0xBAD_B17E5);
     let mut garbage = Vec::new();
     for i in 0..LINES {
@@ -230,8 +235,8 @@ fn binary_garbage_lines_get_error_numerics_and_reach_no_one() {
 #[test]
 fn a_garbage_flood_under_default_flood_control_ends_with_an_error_line_and_a_quit() {
     // Default flood settings: this is what a server in production does with the same input.
-    let server = Server::start(&["--mode", "chat"]);
-    let (mut bystander, mut offender) = bystander_and_offender(&server);
+    let server = embedded::Server::start(&["--mode", "chat"]);
+    let (mut bystander, mut offender) = bystander_and_offender(server.addr());
     let mut rng = Rng::new(0xF100D);
     let mut garbage = Vec::new();
     while garbage.len() < 2 * MIB {
@@ -268,8 +273,8 @@ fn a_garbage_flood_under_default_flood_control_ends_with_an_error_line_and_a_qui
 
 #[test]
 fn nul_and_invalid_utf8_in_text_nicks_channels_and_commands() {
-    let server = chat_server(&[]);
-    let (mut bystander, mut offender) = bystander_and_offender(&server);
+    let server = embedded::chat_server(&[]);
+    let (mut bystander, mut offender) = bystander_and_offender(server.addr());
 
     // Text is relayed byte for byte, whatever its encoding.
     let text: &[u8] = b"\xff\xfe latin-1 caf\xe9, a lone \xc3, overlong \xc0\xaf, surrogate \xed\xa0\x80";
@@ -341,8 +346,8 @@ type Expected<'a> = (&'a str, &'a str, &'a str);
 
 #[test]
 fn injected_line_breaks_never_smuggle_a_second_line_to_others() {
-    let server = chat_server(&[]);
-    let (mut bystander, mut offender) = bystander_and_offender(&server);
+    let server = embedded::chat_server(&[]);
+    let (mut bystander, mut offender) = bystander_and_offender(server.addr());
     // Channel operator, so that its TOPIC (and any smuggled MODE) would take effect.
     bystander.send("MODE #room +o offender");
     bystander.expect(|m| m.is("MODE"), WAIT);
@@ -406,7 +411,7 @@ fn injected_line_breaks_never_smuggle_a_second_line_to_others() {
 
 #[test]
 fn injected_line_breaks_in_registration_fields_never_reach_others() {
-    let server = chat_server(&[]);
+    let server = embedded::chat_server(&[]);
     let mut bystander = Client::registered(server.addr(), "bystander");
     bystander.join("#room");
     let mut mallory = Client::connect(server.addr(), "mallory");
@@ -554,7 +559,7 @@ fn many_clients_filling_thousands_of_channels_leave_no_state_behind() {
 fn thousands_of_nick_changes_reach_the_channel_in_order_and_free_the_old_nicks() {
     const CHANGES: usize = 5000;
     let server = chat_server(&[]);
-    let (mut bystander, mut offender) = bystander_and_offender(&server);
+    let (mut bystander, mut offender) = bystander_and_offender(server.addr());
     bystander.log_received = false;
     offender.log_received = false;
     let before = server.rss_kib();
@@ -591,7 +596,7 @@ fn thousands_of_nick_changes_reach_the_channel_in_order_and_free_the_old_nicks()
 
 #[test]
 fn commands_before_registration_get_451_and_change_nothing() {
-    let server = chat_server(&["--oper", "admin:secret"]);
+    let server = embedded::chat_server(&["--oper", "admin:secret"]);
     let mut op = Client::registered(server.addr(), "op");
     op.join("#room");
     op.send("TOPIC #room :original topic");

@@ -32,13 +32,14 @@ mod irc;
 
 use std::collections::HashMap;
 
-use common::Server;
+use common::embedded::Server;
 use irc::{Client, Message, WAIT, isupport, show};
 
 const SERVER_NAME: &str = "My.Little.Server";
 const PASSWORD: &str = "testpassword";
 
-/// A chat server configured the way irctest configures the servers it tests.
+/// A chat server configured the way irctest configures the servers it tests, embedded in the test
+/// process: these tests look at nothing but the protocol.
 fn server(extra: &[&str]) -> Server {
     let mut args =
         vec!["--mode", "chat", "--server-name", SERVER_NAME, "--flood-rate", "0", "--oper", "operuser:operpassword"];

@@ -1,4 +1,4 @@
-//! Echo behaviour of the real `echoport` binary over real loopback sockets.
+//! Echo behaviour of echoport over real loopback sockets.
 
 // Unix signals (some tests also /proc and rlimits) drive this suite; the Windows build has its
 // own, under Wine: tests/windows.rs.
@@ -12,6 +12,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
+// Tests that look at none of the server's memory, descriptor limit, logs or metrics endpoint run
+// it embedded in this process (`embedded::Server`): the same sockets, and the stats `run` returns
+// instead of the `final stats` line and the exit status.
 use common::*;
 use nix::sys::signal::Signal;
 
@@ -76,7 +79,7 @@ fn chunked_client(addr: SocketAddr, data: Arc<Vec<u8>>, seed: u64) -> Result<(),
 fn concurrent_clients_byte_exact_echo() {
     const CLIENTS: usize = 200;
     const MAX: u64 = 4 * MIB as u64;
-    let mut server = Server::start(&[]);
+    let server = embedded::Server::start(&[]);
     let addr = server.addr();
 
     let mut rng = Rng::new(0xEC40_0001);
@@ -117,19 +120,17 @@ fn concurrent_clients_byte_exact_echo() {
         .collect();
     assert!(failures.is_empty(), "{} of {CLIENTS} clients failed:\n{}", failures.len(), failures.join("\n"));
 
-    server.signal(Signal::SIGTERM);
-    let st = server.final_stats();
-    assert_eq!(stat(&st, "total"), CLIENTS as u64, "total connections: {st:?}");
-    assert_eq!(stat(&st, "bytes_in"), total, "bytes_in: {st:?}");
-    assert_eq!(stat(&st, "bytes_out"), total, "bytes_out: {st:?}");
-    assert_eq!(stat(&st, "open"), 0, "open: {st:?}");
-    let status = server.wait_exit(BOUND);
-    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    // `stop` panics unless `run` returned its stats, which is what the binary exits 0 on.
+    let st = server.stop();
+    assert_eq!(st.totals.total, CLIENTS as u64, "total connections: {st:?}");
+    assert_eq!(st.totals.bytes_in, total, "bytes_in: {st:?}");
+    assert_eq!(st.totals.bytes_out, total, "bytes_out: {st:?}");
+    assert_eq!(st.totals.open, 0, "open: {st:?}");
 }
 
 #[test]
 fn half_close_delivers_everything_then_eof() {
-    let server = Server::start(&[]);
+    let server = embedded::Server::start(&[]);
     let data = Rng::new(7).bytes(100 * 1024);
     let s = connect(server.addr());
     let mut w = s.try_clone().unwrap();
@@ -147,7 +148,7 @@ fn half_close_delivers_everything_then_eof() {
 
 #[test]
 fn client_reset_mid_stream_does_not_hurt_others() {
-    let mut server = Server::start(&[]);
+    let server = embedded::Server::start(&[]);
     let addr = server.addr();
 
     let a = connect(addr);
@@ -162,12 +163,9 @@ fn client_reset_mid_stream_does_not_hurt_others() {
     echo_roundtrip(addr, &Rng::new(12).bytes(256 * 1024));
     server.assert_alive();
 
-    server.signal(Signal::SIGTERM);
-    let st = server.final_stats();
-    assert_eq!(stat(&st, "open"), 0, "open after reset client: {st:?}");
-    assert_eq!(stat(&st, "total"), 2, "total: {st:?}");
-    let status = server.wait_exit(BOUND);
-    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let st = server.stop();
+    assert_eq!(st.totals.open, 0, "open after reset client: {st:?}");
+    assert_eq!(st.totals.total, 2, "total: {st:?}");
 }
 
 #[test]
@@ -209,7 +207,7 @@ fn non_reading_client_is_backpressured_without_memory_growth() {
 
 #[test]
 fn zero_byte_connections_then_serving_continues() {
-    let mut server = Server::start(&[]);
+    let server = embedded::Server::start(&[]);
     let addr = server.addr();
 
     // Connect and close at once without sending anything.
@@ -225,12 +223,9 @@ fn zero_byte_connections_then_serving_continues() {
     echo_roundtrip(addr, b"still serving after empty connections");
     server.assert_alive();
 
-    server.signal(Signal::SIGTERM);
-    let st = server.final_stats();
-    assert_eq!(stat(&st, "total"), 3, "total: {st:?}");
-    assert_eq!(stat(&st, "open"), 0, "open: {st:?}");
-    let status = server.wait_exit(BOUND);
-    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let st = server.stop();
+    assert_eq!(st.totals.total, 3, "total: {st:?}");
+    assert_eq!(st.totals.open, 0, "open: {st:?}");
 }
 
 #[test]
@@ -309,16 +304,14 @@ fn two_thousand_concurrent_connections() {
 
 #[test]
 fn ipv4_and_ipv6_listeners_both_echo() {
-    let mut server = Server::start(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
+    let server = embedded::Server::start(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
     let addrs = server.addrs().to_vec();
-    assert_eq!(addrs.len(), 2, "two listening addresses logged: {addrs:?}");
+    assert_eq!(addrs.len(), 2, "two listening addresses bound: {addrs:?}");
     assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6(), "{addrs:?}");
     for addr in addrs {
         echo_roundtrip(addr, format!("hello over {addr}").as_bytes());
     }
-    server.signal(Signal::SIGTERM);
-    assert_eq!(stat(&server.final_stats(), "total"), 2);
-    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+    assert_eq!(server.stop().totals.total, 2);
 }
 
 #[test]
@@ -358,8 +351,8 @@ fn check(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn check_probe_passes_against_live_servers_and_fails_with_one_line_otherwise() {
-    let mut echo = Server::start(&[]);
-    let mut chat = Server::start(&["--mode", "chat"]);
+    let echo = embedded::Server::start(&[]);
+    let chat = embedded::Server::start(&["--mode", "chat"]);
     let (echo_addr, chat_addr) = (echo.addr().to_string(), chat.addr().to_string());
 
     let (code, out, _) = check(&["--target", &echo_addr]);
@@ -374,13 +367,11 @@ fn check_probe_passes_against_live_servers_and_fails_with_one_line_otherwise() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no PONG: timed out"), "{err}");
 
-    echo.signal(Signal::SIGTERM);
-    assert_eq!(echo.wait_exit(BOUND).code(), Some(0));
+    echo.stop();
     let (code, _, err) = check(&["--target", &echo_addr]);
     assert_eq!(code, Some(1));
     assert!(err.starts_with(&format!("error: cannot connect to {echo_addr}")), "{err}");
-    chat.signal(Signal::SIGTERM);
-    assert_eq!(chat.wait_exit(BOUND).code(), Some(0));
+    chat.stop();
 }
 
 #[test]

@@ -19,6 +19,8 @@ use std::sync::{Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+// Tests that look at none of the server's memory, descriptors, logs or signals run it embedded in
+// this process (`embedded::Server`).
 use common::*;
 use irc::{Client, WAIT, show};
 use nix::sys::signal::Signal;
@@ -261,7 +263,7 @@ fn chat_clients_resetting_with_lines_queued_both_ways_do_not_disturb_the_channel
 #[test]
 fn echo_half_close_with_megabytes_owed_delivers_every_byte_then_eof() {
     const CLIENTS: u64 = 8;
-    let mut server = Server::start(&[]);
+    let server = embedded::Server::start(&[]);
     let addr = server.addr();
     let done = AtomicBool::new(false);
 
@@ -291,15 +293,15 @@ fn echo_half_close_with_megabytes_owed_delivers_every_byte_then_eof() {
     });
     let total: u64 = written.iter().sum();
     eprintln!("half-closed clients were owed {written:?} bytes ({} MiB in all)", total / MIB);
-    let st = stop(&mut server);
-    assert_eq!(stat(&st, "bytes_in"), stat(&st, "bytes_out"), "{st:?}");
-    assert_eq!(stat(&st, "open"), 0, "{st:?}");
+    let st = server.stop();
+    assert_eq!(st.totals.bytes_in, st.totals.bytes_out, "{st:?}");
+    assert_eq!(st.totals.open, 0, "{st:?}");
 }
 
 #[test]
 fn chat_client_shutting_down_its_write_side_is_a_quit_seen_by_the_channel() {
     const LEAVERS: usize = 5;
-    let server = chat_server(&[]);
+    let server = embedded::chat_server(&[]);
     let addr = server.addr();
     let mut bob = Client::registered(addr, "bob");
     bob.join("#room");
@@ -398,7 +400,7 @@ fn five_hundred_silent_echo_connections_do_not_disturb_working_clients() {
 #[test]
 fn five_hundred_silent_chat_connections_do_not_disturb_a_conversation() {
     raise_nofile(4 * SILENT as u64 + 1024);
-    let server = chat_server(&[]);
+    let server = embedded::chat_server(&[]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     let mut bob = Client::registered(addr, "bob");
@@ -652,7 +654,7 @@ fn chat_client_that_half_closes_still_gets_every_reply_it_is_owed() {
     // server has handled the EOF, so most are still queued in the server then: all must arrive,
     // then the close.
     const NAMES: usize = 50_000;
-    let server = chat_server(&["--flood-rate", "0", "--sendq-bytes", "67108864"]);
+    let server = embedded::chat_server(&["--flood-rate", "0", "--sendq-bytes", "67108864"]);
     let (nick, chan) = ("scripted_client", "#a-channel-with-quite-a-long-name-for-bulk");
     let mut watcher = Client::registered(server.addr(), "watcher");
     watcher.join(chan);

@@ -15,6 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+// Tests that read the server's log or limit its descriptors run the binary; the others run it
+// embedded in this process (`embedded::Server`), whose returned stats count every limit hit.
 use common::*;
 use irc::{Client, WAIT};
 use nix::sys::signal::Signal;
@@ -93,7 +95,7 @@ fn max_conns_per_ip_refuses_only_that_address() {
 
 #[test]
 fn chat_refusals_say_why() {
-    let (mut server, metrics) = chat_with_metrics(&["--max-conns-per-ip", "1", "--max-conns", "2"]);
+    let server = embedded::chat_server(&["--max-conns-per-ip", "1", "--max-conns", "2"]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     let mut again = Client::from_stream(connect_from(Ipv4Addr::LOCALHOST, addr), "alice-again");
@@ -106,10 +108,9 @@ fn chat_refusals_say_why() {
 
     alice.assert_quiet("refusals reach no one else");
     bob.assert_quiet("refusals reach no one else");
-    assert_eq!(limit_hits(metrics, "max_conns_per_ip"), 1);
-    assert_eq!(limit_hits(metrics, "max_conns"), 1);
-    server.signal(Signal::SIGTERM);
-    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+    let st = server.stop();
+    assert_eq!(st.hits("max_conns_per_ip"), 1, "{st:?}");
+    assert_eq!(st.hits("max_conns"), 1, "{st:?}");
 }
 
 #[test]
@@ -140,7 +141,7 @@ fn slowloris_is_dropped_by_the_line_timeout() {
 
 #[test]
 fn max_line_bytes_rejects_longer_lines_with_417() {
-    let (mut server, metrics) = chat_with_metrics(&["--max-line-bytes", "100"]);
+    let server = embedded::chat_server(&["--max-line-bytes", "100"]);
     let addr = server.addr();
     let mut alice = Client::registered(addr, "alice");
     alice.join("#c");
@@ -156,9 +157,8 @@ fn max_line_bytes_rejects_longer_lines_with_417() {
     assert!(reply.is("417"), "expected 417 ERR_INPUTTOOLONG, got {reply}");
     alice.assert_quiet("the overlong line was not relayed");
     bob.assert_quiet("the connection goes on");
-    assert_eq!(limit_hits(metrics, "line_too_long"), 1);
-    server.signal(Signal::SIGTERM);
-    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+    let st = server.stop();
+    assert_eq!(st.hits("line_too_long"), 1, "{st:?}");
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn limit_hits_are_all_counted_but_logged_once() {
 
 #[test]
 fn max_conns_refuses_the_extra_client() {
-    let mut server = Server::start(&["--max-conns", "2"]);
+    let server = embedded::Server::start(&["--max-conns", "2"]);
     let addr = server.addr();
 
     let a = connect(addr);
@@ -204,11 +204,8 @@ fn max_conns_refuses_the_extra_client() {
     echo_on(&b, b"second again");
     server.assert_alive();
 
-    server.signal(Signal::SIGTERM);
-    let st = server.final_stats();
-    assert!(stat(&st, "refused") >= 1, "refused: {st:?}");
-    let status = server.wait_exit(BOUND);
-    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let st = server.stop();
+    assert!(st.totals.refused >= 1, "refused: {st:?}");
 }
 
 #[test]
@@ -264,7 +261,7 @@ fn out_of_file_descriptors_is_survived() {
 
 #[test]
 fn idle_client_is_closed_by_idle_timeout() {
-    let mut server = Server::start(&["--idle-timeout", "1"]);
+    let server = embedded::Server::start(&["--idle-timeout", "1"]);
     let addr = server.addr();
 
     let mut c = connect(addr);
@@ -283,11 +280,8 @@ fn idle_client_is_closed_by_idle_timeout() {
     // The server keeps serving active clients.
     echo_roundtrip(addr, b"active client");
 
-    server.signal(Signal::SIGTERM);
-    let st = server.final_stats();
-    assert!(stat(&st, "timeouts") >= 1, "timeouts: {st:?}");
-    let status = server.wait_exit(BOUND);
-    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let st = server.stop();
+    assert!(st.totals.timeouts >= 1, "timeouts: {st:?}");
 }
 
 #[test]
@@ -301,8 +295,8 @@ fn is_closed_treats_timeout_as_open() {
 #[test]
 fn a_quitting_client_that_never_reads_its_last_lines_is_closed_anyway() {
     use socket2::{Domain, Socket, Type};
-    let (mut server, metrics) = chat_with_metrics(&["--sendq-bytes", "268435456"]);
-    let addr = server.addr();
+    let server = embedded::chat_server(&["--sendq-bytes", "268435456", "--metrics-listen", "127.0.0.1:0"]);
+    let (addr, metrics) = (server.addr(), server.metrics_addr());
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect_timeout(&addr.into(), BOUND).unwrap();
@@ -320,6 +314,5 @@ fn a_quitting_client_that_never_reads_its_last_lines_is_closed_anyway() {
     wait_metric(metrics, "echoport_connections_open", 0);
     let mut other = Client::registered(addr, "other");
     other.assert_quiet("the server goes on");
-    server.signal(Signal::SIGTERM);
-    assert_eq!(server.wait_exit(BOUND).code(), Some(0));
+    server.stop();
 }

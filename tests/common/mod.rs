@@ -1,12 +1,14 @@
 //! Shared helpers for the integration tests: a guard around the real `echoport`
 //! binary (or another program, such as `wine echoport.exe`) running as a child
-//! process, stderr log capture, a deterministic PRNG and small socket helpers.
+//! process, stderr log capture, a deterministic PRNG and small socket helpers. The
+//! server embedded in the test process is [`embedded`].
 //!
 //! Every wait in here has an upper bound, and the child is killed and reaped in
 //! `Drop` even when a test assertion panics.
 
 #![allow(dead_code)]
 
+pub mod embedded;
 pub mod scrape;
 
 #[allow(unused_imports)]
@@ -35,15 +37,9 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// weaker, never wrongly red.
 pub const STALL: Duration = Duration::from_millis(1500);
 
-/// `echoport --mode chat` on a free port, with flood control off unless `extra` sets
-/// `--flood-rate`: tests send in volume and sync often, and flood control has its own tests.
+/// `echoport --mode chat` on a free port, with flood control off as in [`embedded::chat_args`].
 pub fn chat_server(extra: &[&str]) -> Server {
-    let mut args = vec!["--mode", "chat"];
-    if !extra.contains(&"--flood-rate") {
-        args.extend(["--flood-rate", "0"]);
-    }
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    Server::start(&embedded::chat_args(extra))
 }
 
 /// Path of the binary under test.
