@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
-use common::Server;
+use common::{Server, run_bounded};
 
 /// The `irc` release the test is written against.
 const IRC_VERSION: &str = "20.5.0";
@@ -25,27 +24,10 @@ fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_path_buf()
 }
 
-/// Runs `cmd` with stdout and stderr going to `log`, killing it after `bound`. Returns the exit
-/// status (None if it had to be killed) and the output.
-fn run_bounded(mut cmd: Command, bound: Duration, log: &Path) -> (Option<ExitStatus>, String) {
-    let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-    let err = out.try_clone().unwrap();
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + bound;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break Some(st);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        // No readiness signal for a child's exit other than polling (as in common::Server).
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, std::fs::read_to_string(log).unwrap_or_default())
+/// Exit status (`None`: killed at its bound) and everything it printed.
+fn run(cmd: Command, bound: Duration) -> (Option<ExitStatus>, String) {
+    let ran = run_bounded(cmd, bound);
+    (ran.status, format!("{}{}", ran.stdout, ran.stderr))
 }
 
 /// target/pyenv with `irc==IRC_VERSION` installed; created or repaired when needed.
@@ -59,17 +41,16 @@ fn pyenv_python() -> PathBuf {
         }
         let mut cmd = Command::new(&python);
         cmd.args(["-c", &check]);
-        let (status, _) = run_bounded(cmd, Duration::from_secs(60), &target_dir().join("pyenv-check.log"));
+        let (status, _) = run(cmd, Duration::from_secs(60));
         status.is_some_and(|s| s.success())
     };
     if has_irc() {
         return python;
     }
     // Missing, half-installed, another version, or made by another Python: start afresh.
-    let log = target_dir().join("pyenv-install.log");
     let mut cmd = Command::new("python3");
     cmd.args(["-m", "venv", "--clear"]).arg(&venv);
-    let (status, output) = run_bounded(cmd, INSTALL_BOUND, &log);
+    let (status, output) = run(cmd, INSTALL_BOUND);
     assert!(
         status.is_some_and(|s| s.success()),
         "could not create a Python virtualenv at {} with `python3 -m venv` ({status:?}); \
@@ -78,7 +59,7 @@ fn pyenv_python() -> PathBuf {
     );
     let mut cmd = Command::new(&python);
     cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", &format!("irc=={IRC_VERSION}")]);
-    let (status, output) = run_bounded(cmd, INSTALL_BOUND, &log);
+    let (status, output) = run(cmd, INSTALL_BOUND);
     assert!(
         status.is_some_and(|s| s.success()),
         "`pip install irc=={IRC_VERSION}` into {} failed ({}); it needs PyPI to be reachable:\n{output}",
@@ -94,11 +75,9 @@ fn python_irc_library_registers_joins_and_exchanges_messages() {
     let python = pyenv_python();
     let server = Server::start(&["--mode", "chat"]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_irc_client.py");
-    let log = target_dir().join(format!("pyclient-{}.log", std::process::id()));
     let mut cmd = Command::new(&python);
     cmd.arg("-u").arg(&script).arg(server.addr().port().to_string());
-    let (status, output) = run_bounded(cmd, SCRIPT_BOUND, &log);
-    let _ = std::fs::remove_file(&log);
+    let (status, output) = run(cmd, SCRIPT_BOUND);
     match status {
         Some(st) if st.success() => {}
         Some(st) => {

@@ -373,28 +373,9 @@ impl Drop for Server {
 
 /// Run the health-check command like Docker does: killed if it outlives HEALTHCHECK --timeout.
 /// Returns the exit status (None if it timed out) and its stderr.
-fn run_health_check(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String) {
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break Some(s);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    (status, reader.join().unwrap())
+fn run_health_check(cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String) {
+    let ran = common::run_bounded(cmd, timeout);
+    (ran.status, ran.stderr)
 }
 
 /// A TCP port nothing listens on right now: bind port 0 on every interface, read the port, close.
