@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: formatting, lints, then unit and integration tests
-# (which start real echoport processes on 127.0.0.1 ephemeral ports).
+# of the whole workspace (which run the server in-process or as a real echoport process, on
+# 127.0.0.1 ephemeral ports).
 #
 # Some checks need programs from outside the Rust toolchain: ngIRCd (the load tool's chat scenario
 # is tested against a real IRC server), Python 3 with venv (a real IRC client library from PyPI
