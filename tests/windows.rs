@@ -1,7 +1,7 @@
 //! The Windows build (x86_64-pc-windows-gnu) under Wine, driven from Linux: `wine echoport.exe`
 //! is a child process of this test, clients connect from Linux over 127.0.0.1. Byte-exact echo
-//! under concurrency, half-close, a client that never reads, a chat conversation, `check`, a
-//! graceful stop on Ctrl-C, and the load tool's .exe.
+//! under concurrency, half-close, a client that never reads, IPv4 and IPv6 listeners, a port in use,
+//! a chat conversation, `check`, a graceful stop on Ctrl-C, and the load tool's .exe.
 //!
 //! Run by scripts/test-windows.sh, which builds the .exe files, the bcryptprimitives.dll shim
 //! beside them, prepares the Wine prefix and starts its wineserver, then runs
@@ -271,4 +271,31 @@ fn load_tool_runs_against_the_windows_server() {
     );
     assert_eq!(ran.status.and_then(|s| s.code()), Some(0), "{ran:?}");
     assert_eq!(row(&ran.stdout, "rss_note "), "not available on this OS", "{ran:?}");
+}
+
+#[test]
+#[ignore = "runs under Wine: scripts/test-windows.sh"]
+fn ipv4_and_ipv6_listeners_both_echo() {
+    let server = wine_server(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
+    let addrs = server.addrs().to_vec();
+    assert_eq!(addrs.len(), 2, "two listening addresses bound: {addrs:?}");
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6(), "{addrs:?}");
+    for addr in addrs {
+        echo_roundtrip(addr, format!("hello over {addr}").as_bytes());
+    }
+    server.assert_no_warnings("IPv4 and IPv6");
+}
+
+/// Without SO_REUSEADDR (on Windows it would let a second server bind a port in use), a second
+/// server on the same port is refused with one line naming the address, and exits 2.
+#[test]
+#[ignore = "runs under Wine: scripts/test-windows.sh"]
+fn a_port_in_use_is_a_clear_start_error() {
+    let server = wine_server(&[]);
+    let addr = server.addr().to_string();
+    let ran = wine_run("echoport.exe", &["--listen", &addr]);
+    assert_eq!(ran.status.and_then(|s| s.code()), Some(2), "{ran:?}");
+    let line = ran.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert!(line.starts_with(&format!("error: cannot listen on {addr}: ")), "{ran:?}");
+    echo_roundtrip(server.addr(), b"the first server still serves");
 }
