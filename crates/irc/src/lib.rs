@@ -31,7 +31,7 @@ pub const MAX_PARAMS: usize = 15;
 
 /// The part of `line` before its first CR, LF or NUL (see the module docs).
 pub fn sanitize(line: &[u8]) -> &[u8] {
-    match line.iter().position(|&b| b == b'\r' || b == b'\n' || b == 0) {
+    match memchr::memchr3(b'\r', b'\n', 0, line) {
         Some(end) => &line[..end],
         None => line,
     }
