@@ -4,34 +4,29 @@
 //! per-connection state, [`post_recv`](CompletionPort::post_recv) /
 //! [`post_send`](CompletionPort::post_send) operations, and [`get`](CompletionPort::get) the next
 //! [`Completion`] from any number of worker threads. How `get` shares one OS poller among many
-//! threads is in [`scheduler`]; what a posted operation does while it waits is in [`socket`].
+//! threads is the backend's business: [`epoll`] (readiness, over mio) turns readiness into
+//! completions. What the port keeps of a socket is in [`socket`].
 //!
 //! The port is generic over `C`, the protocol's per-connection state (IOCP's completion key
 //! data): each [`Socket`] carries one `C`, typed, allocated with the socket.
 
+mod epoll;
 mod payload;
-mod scheduler;
 mod socket;
 
+pub use epoll::CHAIN_LIMIT;
 pub use payload::Payload;
 pub use socket::Socket;
 
 use crate::buffer::{Buf, BufferPool};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use scheduler::{Queue, Task};
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-pub use scheduler::CHAIN_LIMIT;
-
 /// How often a draining server calls [`CompletionPort::abort_quiet`]: a connection quiet for this
 /// long has finished its exchange.
 pub const QUIET_SWEEP: Duration = Duration::from_millis(100);
-/// Readiness events taken from the OS per reactor turn.
-const EVENTS_PER_TURN: usize = 256;
-const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Low bits of a token: the slab key; high bits (on 64-bit targets): a generation, so an event
 /// read for a socket that has since closed is not applied to the next socket given its key.
 const KEY_BITS: u32 = 32;
@@ -113,17 +108,11 @@ impl<C> Clone for CompletionPort<C> {
 }
 
 struct Shared<C> {
-    queue: Mutex<Queue<C>>,
-    wakeup: Condvar,
-    /// Only the thread running the reactor task touches this, so the lock is never contended.
-    reactor: Mutex<(Poll, Events)>,
-    registry: Registry,
-    waker: Waker,
+    backend: Backend<C>,
     sockets: RwLock<slab::Slab<Arc<Socket<C>>>>,
     /// Signalled when the last open socket closes (for a draining shutdown).
     emptied: (Mutex<()>, Condvar),
     pool: BufferPool,
-    max_awake: usize,
     /// Bumped for every associated socket, for the high bits of its token.
     generation: AtomicUsize,
     /// Seconds since the port started, advanced by [`CompletionPort::tick`].
@@ -132,24 +121,21 @@ struct Shared<C> {
     close_hook: OnceLock<CloseHook>,
 }
 
+/// What turns the OS's notifications into completions.
+enum Backend<C> {
+    Epoll(epoll::Epoll<C>),
+}
+
 impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// A new port. `pool` supplies receive buffers; `max_awake` caps how many workers run at once
     /// (the core count is right: more only adds context switches).
     pub fn new(pool: BufferPool, max_awake: usize) -> io::Result<Self> {
-        let poll = Poll::new()?;
-        let registry = poll.registry().try_clone()?;
-        let waker = Waker::new(poll.registry(), WAKE_TOKEN)?;
         Ok(CompletionPort {
             shared: Arc::new(Shared {
-                queue: Mutex::new(Queue::new()),
-                wakeup: Condvar::new(),
-                reactor: Mutex::new((poll, Events::with_capacity(EVENTS_PER_TURN))),
-                registry,
-                waker,
+                backend: Backend::Epoll(epoll::Epoll::new(max_awake)?),
                 sockets: RwLock::new(slab::Slab::new()),
                 emptied: (Mutex::new(()), Condvar::new()),
                 pool,
-                max_awake: max_awake.max(1),
                 generation: AtomicUsize::new(0),
                 clock: AtomicU32::new(0),
                 started: Instant::now(),
@@ -163,48 +149,62 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     }
 
     /// Associates a connected, non-blocking socket and its per-connection state with the port.
-    /// It is registered once, edge-triggered for both directions, so no `epoll_ctl` is needed
-    /// per operation.
     pub fn associate(&self, mut stream: mio::net::TcpStream, context: C) -> io::Result<Arc<Socket<C>>> {
         let s = &self.shared;
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let entry = sockets.vacant_entry();
         let generation = s.generation.fetch_add(1, Ordering::Relaxed);
         let token = entry.key() | generation.checked_shl(KEY_BITS).unwrap_or(0);
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        s.registry.register(&mut stream, Token(token), interest)?;
+        match &s.backend {
+            Backend::Epoll(e) => e.register(&mut stream, token)?,
+        }
         let socket = Arc::new(Socket::new(token, stream, self.now(), context));
         entry.insert(socket.clone());
         Ok(socket)
     }
 
+    /// Waits for the next completion (`GetQueuedCompletionStatus`), from any number of threads.
+    pub fn get(&self, timeout: Option<Duration>) -> Result<Completion<C>, Wait> {
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.get(self, timeout),
+        }
+    }
+
     /// Posts a receive. No buffer is held while waiting: one is borrowed from the pool when data
     /// arrives. At most one receive may be outstanding per socket.
     pub fn post_recv(&self, socket: &Arc<Socket<C>>) {
-        let mut st = socket.lock();
-        if st.is_closed() {
-            return;
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.post_recv(self, socket),
         }
-        st.post_recv();
-        // Speculative: if the last read filled its buffer there is probably more waiting.
-        st.perform(socket, &self.shared.pool, self.now(), &mut |c| self.complete(c));
     }
 
     /// Posts a send of all of the payload's bytes; it completes when the kernel has taken every
     /// one. At most one send may be outstanding per socket.
     pub fn post_send(&self, socket: &Arc<Socket<C>>, payload: impl Into<Payload>) {
-        let mut st = socket.lock();
-        if st.is_closed() {
-            return;
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.post_send(self, socket, payload.into()),
         }
-        st.post_send(payload.into());
-        // Speculative: the kernel's send buffer nearly always has room.
-        st.perform(socket, &self.shared.pool, self.now(), &mut |c| self.complete(c));
     }
 
     /// Posts a completion that [`get`](Self::get) returns as [`Completion::User`].
     pub fn post_user(&self, value: u64) {
-        self.push_shared(vec![Task::Done(Completion::User(value))]);
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.post_user(value),
+        }
+    }
+
+    /// Tasks waiting in the backend's shared queue: a backlog metric.
+    pub fn queue_depth(&self) -> usize {
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.queue_depth(),
+        }
+    }
+
+    /// Makes every waiting and future `get` return [`Wait::Closed`].
+    pub fn shutdown(&self) {
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.shutdown(),
+        }
     }
 
     /// Closes the socket: posted operations are dropped without completing.
@@ -212,7 +212,9 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         let Some(mut stream) = socket.lock().close() else {
             return;
         };
-        let _ = self.shared.registry.deregister(&mut stream);
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.deregister(&mut stream),
+        }
         drop(stream);
         // While the socket still holds its table slot, so its key cannot have been given to a new
         // socket yet (keys carry no generation on 32-bit targets).
@@ -270,10 +272,9 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// it owes its peer nothing). A stream still arriving is never cut off on a momentarily empty
     /// queue. Returns how many were ended.
     pub fn abort_quiet(&self) -> usize {
-        let tasks = self.each_socket(|socket| socket.lock().abort_if_quiet(socket).map(Task::Done));
-        let n = tasks.len();
-        self.push_shared(tasks);
-        n
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.abort_quiet(self),
+        }
     }
 
     /// Advances the port clock; call about once a second.
@@ -285,31 +286,30 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// Fails the posted operation of every socket idle for at least `idle` with
     /// [`OpError::IdleTimeout`]. Returns how many were expired.
     pub fn expire_idle(&self, idle: Duration) -> usize {
-        let now = self.now();
-        let limit = idle.as_secs().clamp(1, u32::MAX as u64) as u32;
-        let tasks = self.each_socket(|socket| {
-            if now.saturating_sub(socket.idle_since()) < limit {
-                return None;
-            }
-            socket.lock().abort(socket, OpError::IdleTimeout).map(Task::Done)
-        });
-        let n = tasks.len();
-        self.push_shared(tasks);
-        n
+        match &self.shared.backend {
+            Backend::Epoll(e) => e.expire_idle(self, idle),
+        }
     }
 
     fn sockets(&self) -> RwLockReadGuard<'_, slab::Slab<Arc<Socket<C>>>> {
         self.shared.sockets.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The socket an event's token names, unless it has closed since.
-    fn socket_for(sockets: &slab::Slab<Arc<Socket<C>>>, token: Token) -> Option<&Arc<Socket<C>>> {
-        sockets.get(token.0 & KEY_MASK).filter(|s| s.key() == token.0)
+    /// The socket a key (a token, a completion's user data) names, unless it has closed since.
+    fn socket_for(sockets: &slab::Slab<Arc<Socket<C>>>, key: usize) -> Option<&Arc<Socket<C>>> {
+        sockets.get(key & KEY_MASK).filter(|s| s.key() == key)
     }
 
     fn each_socket<T>(&self, f: impl FnMut(&Arc<Socket<C>>) -> Option<T>) -> Vec<T> {
         let sockets: Vec<Arc<Socket<C>>> = self.sockets().iter().map(|(_, s)| s.clone()).collect();
         sockets.iter().filter_map(f).collect()
+    }
+
+    /// [`each_socket`](Self::each_socket) over the sockets without traffic for at least `idle`.
+    fn each_idle_socket<T>(&self, idle: Duration, mut f: impl FnMut(&Arc<Socket<C>>) -> Option<T>) -> Vec<T> {
+        let now = self.now();
+        let limit = idle.as_secs().clamp(1, u32::MAX as u64) as u32;
+        self.each_socket(|socket| (now.saturating_sub(socket.idle_since()) >= limit).then(|| f(socket)).flatten())
     }
 
     fn now(&self) -> u32 {

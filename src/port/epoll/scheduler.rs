@@ -7,7 +7,8 @@
 //! that needs no lock, up to [`CHAIN_LIMIT`] in a row; only the overflow goes through the shared
 //! queue. No more threads are kept awake (the one blocked in epoll included) than `max_awake`.
 
-use super::{Completion, CompletionPort, Shared, Socket, Wait};
+use super::Epoll;
+use crate::port::{Backend, Completion, CompletionPort, Shared, Socket, Wait};
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -89,10 +90,11 @@ impl<C: Send + Sync + 'static> Local<C> {
 
     /// Gives the queued tasks back to their port's shared queue and stops being its worker.
     fn hand_back(local: Box<dyn Any>) {
-        if let Ok(local) = local.downcast::<Self>() {
-            let port = CompletionPort { shared: local.port };
-            port.lock_queue().threads -= 1;
-            port.push_shared(local.tasks);
+        if let Ok(local) = local.downcast::<Self>()
+            && let Backend::Epoll(epoll) = &local.port.backend
+        {
+            epoll.lock_queue().threads -= 1;
+            epoll.push_shared(local.tasks);
         }
     }
 }
@@ -106,53 +108,62 @@ fn with_local<C: Send + Sync + 'static, T>(shared: &Arc<Shared<C>>, f: impl FnOn
     })
 }
 
-impl<C: Send + Sync + 'static> CompletionPort<C> {
+impl<C: Send + Sync + 'static> Epoll<C> {
     /// Waits for the next completion, running the reactor when it is this thread's turn.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<Completion<C>, Wait> {
+    pub(in crate::port) fn get(
+        &self,
+        port: &CompletionPort<C>,
+        timeout: Option<Duration>,
+    ) -> Result<Completion<C>, Wait> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        self.enter();
+        self.enter(port);
         loop {
-            let task = match self.pop_local() {
+            let task = match self.pop_local(port) {
                 Some(task) => task,
-                None => match self.pop_shared(deadline) {
+                None => match self.pop_shared(port, deadline) {
                     Ok(task) => task,
                     Err(wait) => {
-                        self.leave();
+                        Self::leave();
                         return Err(wait);
                     }
                 },
             };
             match task {
                 Task::Done(c) => return Ok(c),
-                Task::Ready(socket) => self.run_ready(&socket),
+                Task::Ready(socket) => self.run_ready(port, &socket),
                 Task::Reactor => unreachable!("the reactor task is run by pop_shared"),
             }
         }
     }
 
     /// Tasks waiting in the shared queue (the reactor's turn included): a backlog metric.
-    pub fn queue_depth(&self) -> usize {
+    pub(in crate::port) fn queue_depth(&self) -> usize {
         self.lock_queue().tasks.len()
     }
 
     /// Makes every waiting and future `get` return [`Wait::Closed`].
-    pub fn shutdown(&self) {
+    pub(in crate::port) fn shutdown(&self) {
         self.lock_queue().closed = true;
-        self.shared.wakeup.notify_all();
-        let _ = self.shared.waker.wake();
+        self.wakeup.notify_all();
+        let _ = self.waker.wake();
     }
 
-    pub(super) fn lock_queue(&self) -> MutexGuard<'_, Queue<C>> {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
+    /// Posts a completion that `get` returns as [`Completion::User`].
+    pub(in crate::port) fn post_user(&self, value: u64) {
+        self.push_shared([Task::Done(Completion::User(value))]);
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, Queue<C>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes the calling thread a worker of this port. A thread that worked for another port
     /// hands that port's private tasks back to it first.
-    fn enter(&self) {
-        if with_local(&self.shared, |l| l.is_some()) {
+    fn enter(&self, port: &CompletionPort<C>) {
+        if with_local(&port.shared, |l| l.is_some()) {
             return;
         }
-        let previous = LOCAL.with(|l| l.borrow_mut().replace(Local::worker(&self.shared)));
+        let previous = LOCAL.with(|l| l.borrow_mut().replace(Local::worker(&port.shared)));
         // Outside the borrow: handing back takes the other port's queue lock.
         if let Some(previous) = previous {
             (previous.hand_back)(previous.local);
@@ -161,7 +172,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     }
 
     /// The calling thread stops being a worker (its private queue is empty here).
-    fn leave(&self) {
+    fn leave() {
         let mine = LOCAL.with(|l| l.borrow_mut().take());
         if let Some(mine) = mine {
             (mine.hand_back)(mine.local);
@@ -172,18 +183,18 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// the other ready sockets: a received buffer is handled (echoed, and back in the pool) before
     /// the next socket's read borrows one, so a thread has about one buffer in flight instead of
     /// one per ready socket in its batch. The chain limit still bounds how long it stays on them.
-    fn run_ready(&self, socket: &Arc<Socket<C>>) {
+    fn run_ready(&self, port: &CompletionPort<C>, socket: &Arc<Socket<C>>) {
         // A send and a receive at most, in that order.
         let (mut first, mut second) = (None, None);
         {
             let mut st = socket.lock();
             st.queued = false;
-            st.perform(socket, &self.shared.pool, self.now(), &mut |c| match first {
+            st.perform(socket, port.pool(), port.now(), &mut |c| match first {
                 None => first = Some(Task::Done(c)),
                 Some(_) => second = Some(Task::Done(c)),
             });
         }
-        with_local(&self.shared, |l| match l {
+        with_local(&port.shared, |l| match l {
             Some(l) => {
                 if let Some(t) = second {
                     l.tasks.push_front(t);
@@ -198,15 +209,15 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
 
     /// Delivers a finished operation: to this thread's private queue when it is one of our
     /// workers (it runs it next, no lock, no wake-up), otherwise through the shared queue.
-    pub(super) fn complete(&self, c: Completion<C>) {
-        with_local(&self.shared, |l| match l {
+    pub(super) fn complete(&self, port: &CompletionPort<C>, c: Completion<C>) {
+        with_local(&port.shared, |l| match l {
             Some(l) => l.tasks.push_back(Task::Done(c)),
             None => self.push_shared([Task::Done(c)]),
         });
     }
 
-    fn pop_local(&self) -> Option<Task<C>> {
-        let overflow = with_local(&self.shared, |l| {
+    fn pop_local(&self, port: &CompletionPort<C>) -> Option<Task<C>> {
+        let overflow = with_local(&port.shared, |l| {
             let l = l?;
             if l.tasks.is_empty() {
                 l.chained = 0;
@@ -241,13 +252,13 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// thread blocked in the OS poll comes back to look at the queue.
     fn wake(&self, q: &mut Queue<C>, n: usize) {
         for _ in 0..n {
-            if q.idle > q.wakeups && q.awake() < self.shared.max_awake {
+            if q.idle > q.wakeups && q.awake() < self.max_awake {
                 q.wakeups += 1;
-                self.shared.wakeup.notify_one();
+                self.wakeup.notify_one();
             } else {
                 if q.reactor_blocked && !q.interrupted {
                     q.interrupted = true;
-                    let _ = self.shared.waker.wake();
+                    let _ = self.waker.wake();
                 }
                 return;
             }
@@ -256,7 +267,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
 
     /// Takes the next shared task, running the reactor when its turn comes and waiting when
     /// there is nothing to do.
-    fn pop_shared(&self, deadline: Option<Instant>) -> Result<Task<C>, Wait> {
+    fn pop_shared(&self, port: &CompletionPort<C>, deadline: Option<Instant>) -> Result<Task<C>, Wait> {
         let mut q = self.lock_queue();
         loop {
             if q.closed {
@@ -264,8 +275,8 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
             }
             match q.tasks.pop_front() {
                 Some(Task::Reactor) => {
-                    self.run_reactor(q, deadline);
-                    if let Some(task) = self.pop_local() {
+                    self.run_reactor(port, q, deadline);
+                    if let Some(task) = self.pop_local(port) {
                         return Ok(task);
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -282,7 +293,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
                 }
                 None => {
                     q.idle += 1;
-                    let wakeup = &self.shared.wakeup;
+                    let wakeup = &self.wakeup;
                     q = match deadline {
                         None => wakeup.wait(q).unwrap_or_else(|e| e.into_inner()),
                         Some(d) => {
@@ -304,7 +315,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// One turn at the OS poll, entered with the reactor task just popped. Ready sockets go to
     /// this thread's private queue (it performs their I/O next) up to the chain limit; the rest
     /// are shared, and the reactor task goes back in the queue.
-    fn run_reactor(&self, mut q: MutexGuard<'_, Queue<C>>, deadline: Option<Instant>) {
+    fn run_reactor(&self, port: &CompletionPort<C>, mut q: MutexGuard<'_, Queue<C>>, deadline: Option<Instant>) {
         let more = !q.tasks.is_empty();
         let timeout = if more || q.closed {
             Some(Duration::ZERO)
@@ -317,16 +328,16 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
 
         let mut ready = Vec::new();
         {
-            let mut reactor = self.shared.reactor.lock().unwrap_or_else(|e| e.into_inner());
+            let mut reactor = self.reactor.lock().unwrap_or_else(|e| e.into_inner());
             let (poll, events) = &mut *reactor;
             if let Err(e) = poll.poll(events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "poll failed");
                 }
             }
-            let sockets = self.sockets();
+            let sockets = port.sockets();
             for ev in events.iter() {
-                let Some(socket) = Self::socket_for(&sockets, ev.token()) else {
+                let Some(socket) = CompletionPort::socket_for(&sockets, ev.token().0) else {
                     continue;
                 };
                 let read_closed = ev.is_read_closed() || ev.is_error();
@@ -342,7 +353,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         let kept = ready.len();
         // The reactor turn is taken inside `get`, by a worker of this port: the batch goes to its
         // private queue (the shared queue only if that ever failed to hold).
-        with_local(&self.shared, |l| match l {
+        with_local(&port.shared, |l| match l {
             Some(l) => l.tasks.extend(ready),
             None => shared.extend(ready),
         });
