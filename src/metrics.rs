@@ -217,6 +217,8 @@ pub fn render<H: Handler>(port: &PortOf<H>, stats: &Stats, handler: &H) -> Strin
     };
     let one = |v: u64| [(String::new(), v)];
     metric("echoport_connections_open", "gauge", "Connections open now.", &one(snap.open));
+    let io = [(format!("{{backend=\"{}\"}}", port.io().name()), 1)];
+    metric("echoport_io_backend", "gauge", "The I/O backend in use (--io), as a label.", &io);
     metric("echoport_connections_accepted_total", "counter", "Connections accepted.", &one(snap.total));
     metric(
         "echoport_connections_refused_total",

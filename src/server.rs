@@ -7,11 +7,11 @@
 use crate::acceptor::{self, Acceptor, AcceptorConfig};
 use crate::buffer::BufferPool;
 use crate::chat::{self, Chat};
-use crate::config::{Config, Mode};
+use crate::config::{Config, IoChoice, Mode};
 use crate::echo::Echo;
 use crate::limits::{Limit, PerIpCap};
 use crate::metrics::Metrics;
-use crate::port::{CompletionPort, QUIET_SWEEP};
+use crate::port::{CompletionPort, Io, QUIET_SWEEP};
 use crate::shutdown::{Phase, Shutdown};
 use crate::stats::{Snapshot, Stats};
 use crate::worker::{Handler, PortOf, WorkerPool};
@@ -29,6 +29,7 @@ const POOL_RETAIN: usize = 1024;
 /// A server with its listeners bound, not yet serving.
 pub struct Server {
     config: Config,
+    io: Io,
     listeners: Vec<TcpListener>,
     addrs: Vec<SocketAddr>,
     metrics: Option<(TcpListener, SocketAddr)>,
@@ -49,6 +50,8 @@ pub enum StartError {
     Port(io::Error),
     /// A thread could not be started.
     Thread { what: &'static str, source: io::Error },
+    /// `--io uring`, and io_uring cannot be used here (why, in words).
+    Uring { why: String },
 }
 
 impl StartError {
@@ -59,6 +62,7 @@ impl StartError {
             | StartError::Motd { source, .. }
             | StartError::Port(source)
             | StartError::Thread { source, .. } => source.kind(),
+            StartError::Uring { .. } => io::ErrorKind::Unsupported,
         }
     }
 }
@@ -71,6 +75,7 @@ impl fmt::Display for StartError {
             StartError::Motd { path, source } => write!(f, "cannot read --motd file '{}': {source}", path.display()),
             StartError::Port(source) => write!(f, "cannot create the completion port: {source}"),
             StartError::Thread { what, source } => write!(f, "cannot start {what}: {source}"),
+            StartError::Uring { why } => write!(f, "cannot use io_uring (--io uring): {why}"),
         }
     }
 }
@@ -83,6 +88,7 @@ impl std::error::Error for StartError {
             | StartError::Motd { source, .. }
             | StartError::Port(source)
             | StartError::Thread { source, .. } => Some(source),
+            StartError::Uring { .. } => None,
         }
     }
 }
@@ -108,6 +114,7 @@ impl Server {
     /// Reads what the configuration names (the MOTD file) and binds every listener; nothing is
     /// accepted until [`run`](Self::run).
     pub fn bind(config: &Config) -> Result<Server, StartError> {
+        let io = choose_io(config.io)?;
         let motd = match (&config.mode, &config.chat.motd) {
             (Mode::Chat, Some(path)) => {
                 Some(chat::read_motd(path).map_err(|source| StartError::Motd { path: path.clone(), source })?)
@@ -128,12 +135,17 @@ impl Server {
             }
             None => None,
         };
-        Ok(Server { config: config.clone(), listeners, addrs, metrics, motd })
+        Ok(Server { config: config.clone(), io, listeners, addrs, metrics, motd })
     }
 
     /// The bound listen addresses (with the ports the OS picked for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The backend the server runs on (`--io auto` has decided by now).
+    pub fn io(&self) -> Io {
+        self.io
     }
 
     /// The bound metrics address, if `--metrics-listen` is set.
@@ -164,7 +176,10 @@ impl Server {
         let config = &self.config;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pool = BufferPool::new(config.buffer_size, POOL_RETAIN);
-        let port: PortOf<H> = CompletionPort::new(pool, cores).map_err(StartError::Port)?;
+        // io_uring: a ring per core, each with a worker of its own (so no more than the workers).
+        let rings = cores.min(config.workers);
+        let cores = if self.io == Io::Uring { rings } else { cores };
+        let port: PortOf<H> = CompletionPort::with_io(self.io, pool, cores).map_err(StartError::Port)?;
         let per_ip = PerIpCap::new(config.max_conns_per_ip);
         if let Some(cap) = &per_ip {
             cap.watch(&port);
@@ -191,7 +206,13 @@ impl Server {
             Acceptor::spawn(self.listeners, port.clone(), config_acceptor, handler, stats.clone(), shutdown.clone());
         threads.acceptor = Some(acceptor.map_err(thread("the acceptor"))?);
 
-        tracing::info!(mode = %config.mode.name(), workers = config.workers, "listening on {}", join_addrs(&self.addrs));
+        tracing::info!(
+            mode = %config.mode.name(),
+            io = %self.io.name(),
+            workers = config.workers,
+            "listening on {}",
+            join_addrs(&self.addrs)
+        );
         tracing::info!(
             max_conns = config.max_conns,
             max_conns_per_ip = config.max_conns_per_ip,
@@ -255,6 +276,31 @@ impl<C: Send + Sync + 'static> Drop for Threads<C> {
             metrics.join();
         }
     }
+}
+
+/// What `--io` comes to here. `auto` says, in one line, why it is not io_uring when it is not.
+fn choose_io(choice: IoChoice) -> Result<Io, StartError> {
+    match choice {
+        IoChoice::Only(Io::Epoll) => Ok(Io::Epoll),
+        IoChoice::Only(Io::Uring) => uring_usable().map(|()| Io::Uring).map_err(|why| StartError::Uring { why }),
+        IoChoice::Auto => match uring_usable() {
+            Ok(()) => Ok(Io::Uring),
+            Err(why) => {
+                tracing::info!("io_uring not used, falling back to epoll: {why}");
+                Ok(Io::Epoll)
+            }
+        },
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn uring_usable() -> Result<(), String> {
+    crate::port::probe_uring()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn uring_usable() -> Result<(), String> {
+    Err("io_uring is Linux-only".to_owned())
 }
 
 /// Ends connections as they go quiet, until none is open (true) or the deadline passes.

@@ -586,7 +586,7 @@ fn chat_members_that_never_read_are_dropped_while_readers_get_every_line_in_orde
                             r.fail(&format!("expected message {next}, got {m:?}"));
                         }
                         next += 1;
-                        if next % BATCH == 0 {
+                        if next.is_multiple_of(BATCH) {
                             progress.set(i, next);
                         }
                     } else if m.is("QUIT") && m.nick().starts_with("deaf") {
@@ -610,7 +610,7 @@ fn chat_members_that_never_read_are_dropped_while_readers_get_every_line_in_orde
                 .collect();
             sender.send_raw(&batch);
             sent += BATCH;
-            if sent % 500 == 0 {
+            if sent.is_multiple_of(500) {
                 peak = peak.max(server.rss_kib());
             }
             if stop_at == MAX && drops() == NON_READERS {

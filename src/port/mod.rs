@@ -4,8 +4,9 @@
 //! per-connection state, [`post_recv`](CompletionPort::post_recv) /
 //! [`post_send`](CompletionPort::post_send) operations, and [`get`](CompletionPort::get) the next
 //! [`Completion`] from any number of worker threads. How `get` shares one OS poller among many
-//! threads is the backend's business: [`epoll`] (readiness, over mio) turns readiness into
-//! completions. What the port keeps of a socket is in [`socket`].
+//! threads is the backend's business ([`Io`]): [`epoll`] (readiness, over mio) turns readiness
+//! into completions, [`uring`] (Linux) uses the kernel's own completion queue. What the port
+//! keeps of a socket is in [`socket`].
 //!
 //! The port is generic over `C`, the protocol's per-connection state (IOCP's completion key
 //! data): each [`Socket`] carries one `C`, typed, allocated with the socket.
@@ -13,10 +14,14 @@
 mod epoll;
 mod payload;
 mod socket;
+#[cfg(target_os = "linux")]
+mod uring;
 
 pub use epoll::CHAIN_LIMIT;
 pub use payload::Payload;
 pub use socket::Socket;
+#[cfg(target_os = "linux")]
+pub use uring::probe as probe_uring;
 
 use crate::buffer::{Buf, BufferPool};
 use std::io;
@@ -122,17 +127,61 @@ struct Shared<C> {
 }
 
 /// What turns the OS's notifications into completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// Readiness (epoll; IOCP polling on Windows), through mio, one poller shared by the workers.
+    Epoll,
+    /// io_uring (Linux): one ring per core, each owned by the worker that waits on it.
+    Uring,
+}
+
+impl Io {
+    pub fn name(self) -> &'static str {
+        match self {
+            Io::Epoll => "epoll",
+            Io::Uring => "uring",
+        }
+    }
+}
+
 enum Backend<C> {
     Epoll(epoll::Epoll<C>),
+    #[cfg(target_os = "linux")]
+    Uring(uring::Uring<C>),
+}
+
+/// Runs `$body` with `$b` bound to the port's backend, whichever it is.
+macro_rules! backend {
+    ($port:expr, $b:ident => $body:expr) => {
+        match &$port.shared.backend {
+            Backend::Epoll($b) => $body,
+            #[cfg(target_os = "linux")]
+            Backend::Uring($b) => $body,
+        }
+    };
 }
 
 impl<C: Send + Sync + 'static> CompletionPort<C> {
-    /// A new port. `pool` supplies receive buffers; `max_awake` caps how many workers run at once
-    /// (the core count is right: more only adds context switches).
+    /// A new epoll port. `pool` supplies receive buffers; `max_awake` caps how many workers run at
+    /// once (the core count is right: more only adds context switches).
     pub fn new(pool: BufferPool, max_awake: usize) -> io::Result<Self> {
+        Self::with_io(Io::Epoll, pool, max_awake)
+    }
+
+    /// A new port on `io`. `cores`: epoll keeps at most this many workers awake; io_uring makes
+    /// this many rings. [`Io::Uring`] is for Linux only (elsewhere: `Unsupported`); ask
+    /// [`probe_uring`] first whether it works here.
+    pub fn with_io(io: Io, pool: BufferPool, cores: usize) -> io::Result<Self> {
+        let backend = match io {
+            Io::Epoll => Backend::Epoll(epoll::Epoll::new(cores)?),
+            #[cfg(target_os = "linux")]
+            Io::Uring => Backend::Uring(uring::Uring::new(cores, pool.clone())?),
+            #[cfg(not(target_os = "linux"))]
+            Io::Uring => return Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring is Linux-only")),
+        };
         Ok(CompletionPort {
             shared: Arc::new(Shared {
-                backend: Backend::Epoll(epoll::Epoll::new(max_awake)?),
+                backend,
                 sockets: RwLock::new(slab::Slab::new()),
                 emptied: (Mutex::new(()), Condvar::new()),
                 pool,
@@ -155,56 +204,63 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         let entry = sockets.vacant_entry();
         let generation = s.generation.fetch_add(1, Ordering::Relaxed);
         let token = entry.key() | generation.checked_shl(KEY_BITS).unwrap_or(0);
-        match &s.backend {
-            Backend::Epoll(e) => e.register(&mut stream, token)?,
-        }
-        let socket = Arc::new(Socket::new(token, stream, self.now(), context));
+        let ring = match &s.backend {
+            Backend::Epoll(e) => {
+                e.register(&mut stream, token)?;
+                0
+            }
+            #[cfg(target_os = "linux")]
+            Backend::Uring(u) => {
+                // io_uring honours O_NONBLOCK by failing with EAGAIN instead of waiting for the
+                // socket: its operations wait for readiness themselves, so the socket blocks.
+                socket2::SockRef::from(&stream).set_nonblocking(false)?;
+                u.assign()
+            }
+        };
+        let socket = Arc::new(Socket::new(token, stream, ring, self.now(), context));
         entry.insert(socket.clone());
         Ok(socket)
     }
 
     /// Waits for the next completion (`GetQueuedCompletionStatus`), from any number of threads.
     pub fn get(&self, timeout: Option<Duration>) -> Result<Completion<C>, Wait> {
+        backend!(self, b => b.get(self, timeout))
+    }
+
+    /// The backend this port runs on.
+    pub fn io(&self) -> Io {
         match &self.shared.backend {
-            Backend::Epoll(e) => e.get(self, timeout),
+            Backend::Epoll(_) => Io::Epoll,
+            #[cfg(target_os = "linux")]
+            Backend::Uring(_) => Io::Uring,
         }
     }
 
     /// Posts a receive. No buffer is held while waiting: one is borrowed from the pool when data
     /// arrives. At most one receive may be outstanding per socket.
     pub fn post_recv(&self, socket: &Arc<Socket<C>>) {
-        match &self.shared.backend {
-            Backend::Epoll(e) => e.post_recv(self, socket),
-        }
+        backend!(self, b => b.post_recv(self, socket))
     }
 
     /// Posts a send of all of the payload's bytes; it completes when the kernel has taken every
     /// one. At most one send may be outstanding per socket.
     pub fn post_send(&self, socket: &Arc<Socket<C>>, payload: impl Into<Payload>) {
-        match &self.shared.backend {
-            Backend::Epoll(e) => e.post_send(self, socket, payload.into()),
-        }
+        backend!(self, b => b.post_send(self, socket, payload.into()))
     }
 
     /// Posts a completion that [`get`](Self::get) returns as [`Completion::User`].
     pub fn post_user(&self, value: u64) {
-        match &self.shared.backend {
-            Backend::Epoll(e) => e.post_user(value),
-        }
+        backend!(self, b => b.post_user(value))
     }
 
     /// Tasks waiting in the backend's shared queue: a backlog metric.
     pub fn queue_depth(&self) -> usize {
-        match &self.shared.backend {
-            Backend::Epoll(e) => e.queue_depth(),
-        }
+        backend!(self, b => b.queue_depth())
     }
 
     /// Makes every waiting and future `get` return [`Wait::Closed`].
     pub fn shutdown(&self) {
-        match &self.shared.backend {
-            Backend::Epoll(e) => e.shutdown(),
-        }
+        backend!(self, b => b.shutdown())
     }
 
     /// Closes the socket: posted operations are dropped without completing.
@@ -213,9 +269,13 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
             return;
         };
         match &self.shared.backend {
-            Backend::Epoll(e) => e.deregister(&mut stream),
+            Backend::Epoll(e) => {
+                e.deregister(&mut stream);
+                drop(stream);
+            }
+            #[cfg(target_os = "linux")]
+            Backend::Uring(u) => u.close(stream, socket.lock().ring),
         }
-        drop(stream);
         // While the socket still holds its table slot, so its key cannot have been given to a new
         // socket yet (keys carry no generation on 32-bit targets).
         if let Some(hook) = self.shared.close_hook.get() {
@@ -272,9 +332,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// it owes its peer nothing). A stream still arriving is never cut off on a momentarily empty
     /// queue. Returns how many were ended.
     pub fn abort_quiet(&self) -> usize {
-        match &self.shared.backend {
-            Backend::Epoll(e) => e.abort_quiet(self),
-        }
+        backend!(self, b => b.abort_quiet(self))
     }
 
     /// Advances the port clock; call about once a second.
@@ -286,9 +344,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// Fails the posted operation of every socket idle for at least `idle` with
     /// [`OpError::IdleTimeout`]. Returns how many were expired.
     pub fn expire_idle(&self, idle: Duration) -> usize {
-        match &self.shared.backend {
-            Backend::Epoll(e) => e.expire_idle(self, idle),
-        }
+        backend!(self, b => b.expire_idle(self, idle))
     }
 
     fn sockets(&self) -> RwLockReadGuard<'_, slab::Slab<Arc<Socket<C>>>> {

@@ -71,25 +71,42 @@ impl Cursor {
 
     /// One write of what is left; returns the bytes the kernel took.
     pub(super) fn write_to(&mut self, mut out: impl Write) -> io::Result<usize> {
-        let n = match &mut self.payload {
+        let n = match &self.payload {
             Payload::Buf(buf) => out.write(&buf[self.done..])?,
-            Payload::Shared(lines) => {
-                let skip = self.skip;
-                let mut slices = Vec::with_capacity(lines.len().min(MAX_SLICES));
-                for (i, line) in lines.iter().take(MAX_SLICES).enumerate() {
-                    slices.push(IoSlice::new(if i == 0 { &line[skip..] } else { line }));
-                }
-                let n = out.write_vectored(&slices)?;
-                let mut left = skip + n;
-                while lines.front().is_some_and(|l| l.len() <= left) {
-                    left -= lines.pop_front().map_or(0, |l| l.len());
-                }
-                self.skip = left;
-                n
+            Payload::Shared(_) => {
+                let mut slices = Vec::with_capacity(MAX_SLICES);
+                self.pending(|s| slices.push(IoSlice::new(s)));
+                out.write_vectored(&slices)?
             }
         };
-        self.done += n;
+        self.advance(n);
         Ok(n)
+    }
+
+    /// What is left to send, as at most [`MAX_SLICES`] slices, in order. They point into the
+    /// payload's heap memory, which stays where it is while the cursor lives (io_uring hands
+    /// the addresses to the kernel).
+    pub(super) fn pending<'a>(&'a self, mut slice: impl FnMut(&'a [u8])) {
+        match &self.payload {
+            Payload::Buf(buf) => slice(&buf[self.done..]),
+            Payload::Shared(lines) => {
+                for (i, line) in lines.iter().take(MAX_SLICES).enumerate() {
+                    slice(if i == 0 { &line[self.skip..] } else { line });
+                }
+            }
+        }
+    }
+
+    /// The kernel took `n` more bytes.
+    pub(super) fn advance(&mut self, n: usize) {
+        if let Payload::Shared(lines) = &mut self.payload {
+            let mut left = self.skip + n;
+            while lines.front().is_some_and(|l| l.len() <= left) {
+                left -= lines.pop_front().map_or(0, |l| l.len());
+            }
+            self.skip = left;
+        }
+        self.done += n;
     }
 }
 

@@ -22,7 +22,9 @@ pub struct Socket<C> {
 }
 
 /// A socket's posted operations. Most fields mean the same to both backends; the readiness flags
-/// are epoll's (the kernel keeps a pending io_uring operation's state itself).
+/// are epoll's (the kernel keeps a pending io_uring operation's state itself), and the io_uring
+/// ones exist, unused, where there is no io_uring.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) struct IoState {
     /// `None` once closed; the descriptor is closed when the stream is dropped.
     pub(super) stream: Option<TcpStream>,
@@ -37,11 +39,45 @@ pub(super) struct IoState {
     /// marked at the next sweep has been quiet for a whole sweep interval.
     pub(super) quiet: bool,
     pub(super) recv_posted: bool,
+    /// epoll: the posted send, tried whenever the socket is writable.
     pub(super) send: Option<Cursor>,
+    /// io_uring: the ring the socket belongs to.
+    pub(super) ring: u16,
+    /// io_uring: a send is posted (its bytes are with the ring's owner or the kernel).
+    pub(super) send_posted: bool,
+    /// io_uring: how much of the posted send the kernel has taken so far (saturating: it only
+    /// feeds the chat send queue's limit, far below 4 GiB).
+    pub(super) sent: u32,
+    /// io_uring: the operations in flight, by their key in the owner's table plus one (so that
+    /// `None` costs no space: an idle connection stays small).
+    pub(super) recv_op: Option<std::num::NonZeroU32>,
+    pub(super) send_op: Option<std::num::NonZeroU32>,
+    /// io_uring: the port wants the pending operation ended, and why; and, once the owner has
+    /// asked the kernel, which operation that was (an operation that completes anyway, with data,
+    /// wins over the cancel).
+    pub(super) cancel: Option<Abort>,
+    pub(super) cancel_op: Option<std::num::NonZeroU32>,
+}
+
+/// Why the port itself ends an operation (with io_uring the kernel reports only "cancelled").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(super) enum Abort {
+    IdleTimeout,
+    Shutdown,
+}
+
+impl From<Abort> for super::OpError {
+    fn from(a: Abort) -> Self {
+        match a {
+            Abort::IdleTimeout => super::OpError::IdleTimeout,
+            Abort::Shutdown => super::OpError::Shutdown,
+        }
+    }
 }
 
 impl<C> Socket<C> {
-    pub(super) fn new(key: usize, stream: TcpStream, now: u32, context: C) -> Self {
+    pub(super) fn new(key: usize, stream: TcpStream, ring: u16, now: u32, context: C) -> Self {
         Socket {
             key,
             state: Mutex::new(IoState {
@@ -54,6 +90,13 @@ impl<C> Socket<C> {
                 quiet: false,
                 recv_posted: false,
                 send: None,
+                ring,
+                send_posted: false,
+                sent: 0,
+                recv_op: None,
+                send_op: None,
+                cancel: None,
+                cancel_op: None,
             }),
             last_active: AtomicU32::new(now),
             context,
@@ -75,7 +118,8 @@ impl<C> Socket<C> {
     /// Bytes of the posted send that the kernel has already taken: they count in the send's
     /// completion, but the process no longer holds them. 0 when no send is posted.
     pub fn posted_send_progress(&self) -> usize {
-        self.lock().send.as_ref().map_or(0, Cursor::done)
+        let st = self.lock();
+        st.send.as_ref().map_or(st.sent as usize, Cursor::done)
     }
 
     /// The handler's per-connection state.
@@ -108,11 +152,18 @@ impl IoState {
         self.stream.is_none()
     }
 
-    /// Closes the descriptor (dropping posted operations) and hands back the stream so the
-    /// caller can deregister it outside this lock.
+    pub(super) fn post_recv(&mut self) {
+        debug_assert!(!self.recv_posted, "at most one receive outstanding per socket");
+        self.recv_posted = true;
+    }
+
+    /// Marks the socket closed (posted operations are dropped, or left to complete unseen) and
+    /// hands back the stream so the caller can close it outside this lock.
     pub(super) fn close(&mut self) -> Option<TcpStream> {
         self.recv_posted = false;
         self.send = None;
+        self.send_posted = false;
+        self.sent = 0;
         self.stream.take()
     }
 }

@@ -42,18 +42,31 @@ pub struct Server {
     done: Option<mpsc::Receiver<Result<FinalStats, StartError>>>,
 }
 
+/// The environment variable naming the I/O backend every server of the suite runs on
+/// (scripts/test.sh runs the suite once per backend); unset: the server's own default.
+pub const TEST_IO: &str = "ECHOPORT_TEST_IO";
+
+/// `--io` for the servers the tests start (see [`TEST_IO`]), unless a test chooses its own.
+pub fn test_io() -> Option<String> {
+    std::env::var(TEST_IO).ok().filter(|v| !v.is_empty())
+}
+
 impl Server {
     /// echoport with `args` (flags as on the command line), listening on 127.0.0.1 on a port the
     /// OS picks unless `args` has `--listen`, with no periodic stats line (nothing reads it).
     pub fn start(args: &[&str]) -> Server {
         // The child-process server has its environment cleaned; this one parses the test's own.
         let ambient: Vec<_> =
-            std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("ECHOPORT_")).collect();
+            std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("ECHOPORT_") && k != TEST_IO).collect();
         assert!(ambient.is_empty(), "unset these to run in-process servers with the flags tests give: {ambient:?}");
         let has = |flag: &str| args.iter().any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        let io = test_io();
         let mut argv = vec!["echoport"];
         if !has("--listen") {
             argv.extend(["--listen", "127.0.0.1:0"]);
+        }
+        if let Some(io) = io.as_deref().filter(|_| !has("--io")) {
+            argv.extend(["--io", io]);
         }
         if !has("--stats-interval") {
             argv.extend(["--stats-interval", "0"]);

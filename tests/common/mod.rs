@@ -59,6 +59,8 @@ pub struct ServerBuilder {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     nofile: Option<u64>,
+    /// Run in the child between fork and exec (see [`ServerBuilder::pre_exec`]).
+    pre_exec: Option<Arc<dyn Fn() -> io::Result<()> + Send + Sync>>,
 }
 
 impl ServerBuilder {
@@ -94,6 +96,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs `hook` in the child after fork, before exec (a seccomp filter, say).
+    ///
+    /// # Safety
+    /// `hook` runs in a forked copy of a multi-threaded process: it must only make
+    /// async-signal-safe calls (plain syscalls; no allocation, no locks).
+    #[cfg(unix)]
+    pub unsafe fn pre_exec(mut self, hook: impl Fn() -> io::Result<()> + Send + Sync + 'static) -> Self {
+        self.pre_exec = Some(Arc::new(hook));
+        self
+    }
+
     /// Apply `ulimit -n n` (soft and hard RLIMIT_NOFILE) in the child only.
     pub fn nofile(mut self, n: u64) -> Self {
         self.nofile = Some(n);
@@ -107,6 +120,9 @@ impl ServerBuilder {
         let mut args: Vec<OsString> = Vec::new();
         if !has("--listen") {
             args.extend(["--listen", "127.0.0.1:0"].map(OsString::from));
+        }
+        if let Some(io) = embedded::test_io().filter(|_| !has("--io") && self.program.is_empty()) {
+            args.extend(["--io".into(), io.into()]);
         }
         if !has("--log-format") {
             args.extend(["--log-format", "text"].map(OsString::from));
@@ -143,6 +159,12 @@ impl ServerBuilder {
             cmd.env(k, v);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        #[cfg(unix)]
+        if let Some(hook) = self.pre_exec.clone() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook's own contract (ServerBuilder::pre_exec) is async-signal safety.
+            unsafe { cmd.pre_exec(move || hook()) };
+        }
 
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {program:?}: {e}"));
         let stderr = child.stderr.take().expect("piped stderr");

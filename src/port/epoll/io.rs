@@ -27,11 +27,6 @@ impl IoState {
         false
     }
 
-    pub(in crate::port) fn post_recv(&mut self) {
-        debug_assert!(!self.recv_posted, "at most one receive outstanding per socket");
-        self.recv_posted = true;
-    }
-
     pub(in crate::port) fn post_send(&mut self, payload: Payload) {
         debug_assert!(self.send.is_none(), "at most one send outstanding per socket");
         self.send = Some(Cursor::new(payload));

@@ -1,0 +1,528 @@
+//! One ring, as its owner thread sees it: the kernel ring, the table of operations in flight, the
+//! completions reaped and not yet handed out. Everything here runs on the owner thread (the ring is
+//! `SINGLE_ISSUER`); other threads reach it through the inbox in [`super::Uring`].
+
+use super::bufring::{self, BufRing};
+use super::{Abort, Request, Uring};
+use crate::buffer::Buf;
+use crate::port::payload::{Cursor, Payload};
+use crate::port::{Completion, CompletionPort, OpError, Shared, Socket, Wait};
+use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue};
+use mio::net::TcpStream;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, PipeReader};
+use std::mem::ManuallyDrop;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Submission queue entries; a full queue is submitted before the next push.
+const SQ_ENTRIES: u32 = 1024;
+/// Completion queue entries. With DEFER_TASKRUN completions are produced inside our own wait, a
+/// batch at a time; the kernel keeps any overflow (FEAT_NODROP) until there is room.
+const CQ_ENTRIES: u32 = 8192;
+/// How long a closing ring waits for its cancelled operations to come back.
+const TEARDOWN: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// The rings this thread owns, one per port at most. A `thread_local` cannot be generic, so
+    /// they are kept type-erased; [`with_owned`] finds the caller's.
+    static OWNED: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with the ring of `port` this thread owns, or with `None`.
+pub(super) fn with_owned<C: Send + Sync + 'static, T>(
+    port: &CompletionPort<C>,
+    f: impl FnOnce(Option<&mut Ring<C>>) -> T,
+) -> T {
+    OWNED.with(|owned| {
+        let mut owned = owned.borrow_mut();
+        let mine =
+            owned.iter_mut().filter_map(|r| r.downcast_mut::<Ring<C>>()).find(|r| Arc::ptr_eq(&r.port, &port.shared));
+        f(mine)
+    })
+}
+
+/// Stops owning `port`'s ring (after the port shut down): waits for the kernel to give back
+/// everything in flight, then frees the ring.
+pub(super) fn release<C: Send + Sync + 'static>(port: &CompletionPort<C>) {
+    let ring = OWNED.with(|owned| {
+        let mut owned = owned.borrow_mut();
+        let i = owned
+            .iter()
+            .position(|r| r.downcast_ref::<Ring<C>>().is_some_and(|r| Arc::ptr_eq(&r.port, &port.shared)))?;
+        Some(owned.swap_remove(i))
+    });
+    drop(ring);
+}
+
+/// What the kernel must not outlive: the ring and the buffer table it reads.
+struct Kernel {
+    uring: IoUring,
+    bufs: BufRing,
+}
+
+/// An operation in flight, by its key (the entry's user data).
+enum Op<C: Send + Sync + 'static> {
+    /// `fallback`: the pool buffer read into when the provided ones had run out.
+    Recv {
+        socket: Arc<Socket<C>>,
+        fallback: Option<Buf>,
+    },
+    Send(Box<SendOp<C>>),
+    Cancel,
+    /// The read on the wake-up pipe.
+    Wake,
+}
+
+/// A send and the memory the kernel reads while it is in flight: the payload (heap memory that
+/// does not move), and the iovecs and message header that point into it (boxed, so they stay put
+/// while the table moves).
+struct SendOp<C> {
+    socket: Arc<Socket<C>>,
+    cursor: Cursor,
+    iov: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+pub(super) struct Ring<C: Send + Sync + 'static> {
+    port: Arc<Shared<C>>,
+    slot: usize,
+    kernel: ManuallyDrop<Kernel>,
+    ops: slab::Slab<Op<C>>,
+    ready: VecDeque<Completion<C>>,
+    wake_rx: PipeReader,
+    wake_buf: Box<[u8; 64]>,
+    /// Descriptors of closed sockets, closed after the next submission.
+    closing: Vec<TcpStream>,
+    buffer_size: usize,
+}
+
+impl<C: Send + Sync + 'static> Ring<C> {
+    /// Sets up the ring of `slot` on the calling thread, which owns it from now on.
+    pub(super) fn start(
+        port: &CompletionPort<C>,
+        slot: usize,
+        wake_rx: PipeReader,
+        buffers: u16,
+        buffer_size: usize,
+    ) -> io::Result<()> {
+        let uring = builder().build(SQ_ENTRIES)?;
+        let bufs = BufRing::register(&uring, buffers, buffer_size)?;
+        let mut ring = Ring {
+            port: port.shared.clone(),
+            slot,
+            kernel: ManuallyDrop::new(Kernel { uring, bufs }),
+            ops: slab::Slab::new(),
+            ready: VecDeque::new(),
+            wake_rx,
+            wake_buf: Box::new([0; 64]),
+            closing: Vec::new(),
+            buffer_size,
+        };
+        ring.arm_wake();
+        OWNED.with(|owned| owned.borrow_mut().push(Box::new(ring)));
+        Ok(())
+    }
+
+    pub(super) fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The next completion of this ring, or a user completion; waits until `deadline`.
+    pub(super) fn get(
+        &mut self,
+        uring: &Uring<C>,
+        port: &CompletionPort<C>,
+        deadline: Option<Instant>,
+    ) -> Result<Completion<C>, Wait> {
+        loop {
+            if let Some(c) = self.ready.pop_front() {
+                return Ok(c);
+            }
+            for request in uring.take_requests(self.slot) {
+                self.handle(request);
+            }
+            if !self.closing.is_empty() {
+                // Hand the kernel everything queued, then the numbers are free to close.
+                if let Err(e) = self.kernel.uring.submit() {
+                    tracing::error!(error = %e, "io_uring submit failed");
+                }
+                self.closing.clear();
+            }
+            self.kernel.bufs.recycle();
+            if let Some(v) = uring.pop_user() {
+                return Ok(Completion::User(v));
+            }
+            if uring.is_closed() {
+                // Leave the thread-local borrow first: releasing frees this ring.
+                return Err(Wait::Closed);
+            }
+            let timed_out = self.submit_and_wait(uring, deadline);
+            self.reap(port);
+            if timed_out && self.ready.is_empty() {
+                return Err(Wait::TimedOut);
+            }
+        }
+    }
+
+    /// Submits what is queued and waits for at least one completion (or the deadline). True when
+    /// the deadline passed.
+    fn submit_and_wait(&mut self, uring: &Uring<C>, deadline: Option<Instant>) -> bool {
+        let submitter = self.kernel.uring.submitter();
+        if !uring.may_sleep(self.slot) {
+            // Work arrived meanwhile: submit, but only collect what is already done.
+            if let Err(e) = submitter.submit() {
+                tracing::error!(error = %e, "io_uring submit failed");
+            }
+            return false;
+        }
+        let result = match deadline {
+            None => submitter.submit_and_wait(1),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                let ts = Timespec::from(left);
+                submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+            }
+        };
+        uring.awake(self.slot);
+        match result {
+            Ok(_) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => true,
+            // A signal, or completions waiting for room: reap and go round again.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "io_uring wait failed");
+                deadline.is_some_and(|d| Instant::now() >= d)
+            }
+        }
+    }
+
+    fn handle(&mut self, request: Request<C>) {
+        match request {
+            Request::Recv(socket) => {
+                self.recv(&socket);
+            }
+            Request::Send(socket, payload) => self.send(&socket, payload),
+            Request::Cancel(socket, why) => self.cancel(&socket, why),
+            Request::Close(stream) => self.closing.push(stream),
+        }
+    }
+
+    /// Posts the socket's receive, the kernel choosing the buffer. Always handled here (true).
+    pub(super) fn recv(&mut self, socket: &Arc<Socket<C>>) -> bool {
+        let mut st = socket.lock();
+        let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return true };
+        if !st.recv_posted || st.recv_op.is_some() {
+            return true;
+        }
+        let key = self.ops.insert(Op::Recv { socket: socket.clone(), fallback: None });
+        st.recv_op = op_id(key);
+        drop(st);
+        let len = u32::try_from(self.buffer_size).unwrap_or(u32::MAX);
+        let entry = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), len)
+            .buf_group(bufring::GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(key as u64);
+        // SAFETY: the kernel picks the buffer from the registered group, which outlives every
+        // operation (teardown waits for them); the descriptor stays open until after the
+        // submission that carries this entry (see `closing`).
+        unsafe { self.push(&entry) };
+        true
+    }
+
+    /// All provided buffers were out when data came: receive into a pool buffer instead.
+    fn recv_into_pool(&mut self, socket: &Arc<Socket<C>>) {
+        let mut st = socket.lock();
+        let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        let mut buf = self.port.pool.take();
+        let (ptr, len) = (buf.spare().as_mut_ptr(), u32::try_from(buf.capacity()).unwrap_or(u32::MAX));
+        let key = self.ops.insert(Op::Recv { socket: socket.clone(), fallback: Some(buf) });
+        st.recv_op = op_id(key);
+        drop(st);
+        let entry = opcode::Recv::new(Fd(fd), ptr, len).build().user_data(key as u64);
+        // SAFETY: `ptr` is the pool buffer's heap memory, owned by the table entry `key` (the
+        // `Buf` moves with the entry, its memory does not) until the completion is reaped.
+        unsafe { self.push(&entry) };
+    }
+
+    pub(super) fn send(&mut self, socket: &Arc<Socket<C>>, payload: Payload) {
+        let mut st = socket.lock();
+        if st.is_closed() || st.send_op.is_some() {
+            return;
+        }
+        st.sent = 0;
+        let cursor = Cursor::new(payload);
+        if cursor.finished() {
+            // Nothing to write: done at once.
+            st.send_posted = false;
+            drop(st);
+            self.ready.push_back(Completion::Send { socket: socket.clone(), result: Ok(0) });
+            return;
+        }
+        drop(st);
+        let op = Box::new(SendOp { socket: socket.clone(), cursor, iov: Vec::new(), msg: zeroed_msghdr() });
+        self.submit_send(op);
+    }
+
+    /// Posts (or re-posts, after a partial send) what is left of `op`.
+    fn submit_send(&mut self, mut op: Box<SendOp<C>>) {
+        let mut st = op.socket.lock();
+        let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        op.iov.clear();
+        let iov = &mut op.iov;
+        op.cursor.pending(|s| iov.push(libc::iovec { iov_base: s.as_ptr().cast_mut().cast(), iov_len: s.len() }));
+        let entry = if let [one] = op.iov[..] {
+            opcode::Send::new(Fd(fd), one.iov_base.cast(), u32::try_from(one.iov_len).unwrap_or(u32::MAX))
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            op.msg.msg_iov = op.iov.as_mut_ptr();
+            op.msg.msg_iovlen = op.iov.len() as _;
+            opcode::SendMsg::new(Fd(fd), &op.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+        };
+        let key = self.ops.vacant_key();
+        st.send_op = op_id(key);
+        drop(st);
+        self.ops.insert(Op::Send(op));
+        // SAFETY: the entry points at the payload's heap memory and at the iovecs and header in
+        // the boxed `SendOp`, all owned by table entry `key` until its completion is reaped; the
+        // descriptor stays open until after the submission (see `closing`).
+        unsafe { self.push(&entry.user_data(key as u64)) };
+    }
+
+    /// Asks the kernel to end the socket's pending operation, if the port still wants that.
+    fn cancel(&mut self, socket: &Arc<Socket<C>>, why: Abort) {
+        let mut st = socket.lock();
+        if st.is_closed() || st.cancel != Some(why) || st.cancel_op.is_some() {
+            return;
+        }
+        // The drain ends only a quiet receive; the idle timeout ends whatever is pending.
+        let target = match why {
+            Abort::Shutdown => st.recv_op,
+            Abort::IdleTimeout => st.recv_op.or(st.send_op),
+        };
+        let Some(target) = target else {
+            // It completed before we got here: nothing to cancel.
+            st.cancel = None;
+            return;
+        };
+        st.cancel_op = Some(target);
+        drop(st);
+        let key = self.ops.insert(Op::Cancel);
+        let entry = opcode::AsyncCancel::new(u64::from(target.get() - 1)).build().user_data(key as u64);
+        // SAFETY: a cancel refers to no memory.
+        unsafe { self.push(&entry) };
+    }
+
+    fn arm_wake(&mut self) {
+        let key = self.ops.insert(Op::Wake);
+        let entry = opcode::Read::new(Fd(self.wake_rx.as_raw_fd()), self.wake_buf.as_mut_ptr(), 64)
+            .build()
+            .user_data(key as u64);
+        // SAFETY: `wake_buf` is boxed in the ring and the pipe is its field: both live until the
+        // ring is torn down, which waits for this read to come back.
+        unsafe { self.push(&entry) };
+    }
+
+    /// Pushes an entry, submitting first if the queue is full.
+    ///
+    /// # Safety
+    /// Whatever the entry points to must stay valid until its completion is reaped.
+    unsafe fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: passed on from the caller.
+            if unsafe { self.kernel.uring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            if let Err(e) = self.kernel.uring.submit() {
+                tracing::error!(error = %e, "io_uring submit failed");
+            }
+        }
+    }
+
+    /// Turns what the kernel finished into completions.
+    fn reap(&mut self, port: &CompletionPort<C>) {
+        let done: Vec<(u64, i32, u32)> =
+            self.kernel.uring.completion().map(|c| (c.user_data(), c.result(), c.flags())).collect();
+        for (key, res, flags) in done {
+            let Some(op) = self.ops.try_remove(key as usize) else { continue };
+            match op {
+                Op::Wake => self.arm_wake(),
+                Op::Cancel => {}
+                Op::Recv { socket, fallback } => self.finish_recv(port, socket, fallback, res, flags),
+                Op::Send(op) => self.finish_send(port, op, res),
+            }
+        }
+    }
+
+    fn finish_recv(
+        &mut self,
+        port: &CompletionPort<C>,
+        socket: Arc<Socket<C>>,
+        fallback: Option<Buf>,
+        res: i32,
+        flags: u32,
+    ) {
+        let n = usize::try_from(res).unwrap_or(0);
+        let buf = match cqueue::buffer_select(flags) {
+            Some(id) => Some(self.kernel.bufs.take(id, n)),
+            None => fallback.map(|mut b| {
+                b.set_len(n);
+                b
+            }),
+        };
+        let mut st = socket.lock();
+        let this = st.recv_op.take();
+        if st.is_closed() {
+            return;
+        }
+        if res == -libc::ENOBUFS {
+            drop(st);
+            return self.recv_into_pool(&socket);
+        }
+        st.recv_posted = false;
+        let result = match res {
+            0.. => {
+                // Data (or the peer's FIN) wins over a cancel meant for this receive.
+                st.settle_cancel(this, true);
+                st.quiet = false;
+                socket.touch(port.now());
+                Ok(buf.unwrap_or_else(|| port.pool().take()))
+            }
+            _ if res == -libc::ECANCELED => Err(st.cancelled(this).map_or_else(|| errno(res), OpError::from)),
+            _ => Err(errno(res)),
+        };
+        drop(st);
+        self.ready.push_back(Completion::Recv { socket, result });
+    }
+
+    fn finish_send(&mut self, port: &CompletionPort<C>, mut op: Box<SendOp<C>>, res: i32) {
+        let mut st = op.socket.lock();
+        let this = st.send_op.take();
+        if st.is_closed() {
+            return;
+        }
+        let result = match res {
+            0 => Err(OpError::Io(io::ErrorKind::WriteZero.into())),
+            1.. => {
+                op.cursor.advance(res as usize);
+                st.sent = u32::try_from(op.cursor.done()).unwrap_or(u32::MAX);
+                op.socket.touch(port.now());
+                if op.cursor.finished() {
+                    st.settle_cancel(this, false);
+                    Ok(op.cursor.total())
+                } else if let Some(why) =
+                    st.cancelled(this).or(st.cancel.filter(|w| *w == Abort::IdleTimeout && st.cancel_op.is_none()))
+                {
+                    // Cancelled while partly sent: end it rather than post the rest.
+                    st.cancel = None;
+                    Err(why.into())
+                } else {
+                    drop(st);
+                    return self.submit_send(op);
+                }
+            }
+            _ if res == -libc::ECANCELED => Err(st.cancelled(this).map_or_else(|| errno(res), OpError::from)),
+            _ => Err(errno(res)),
+        };
+        st.send_posted = false;
+        st.sent = 0;
+        drop(st);
+        self.ready.push_back(Completion::Send { socket: op.socket, result });
+    }
+
+    /// Cancels everything in flight and waits for it to come back, so no operation still refers
+    /// to memory that is about to be freed. False if the kernel did not give everything back.
+    fn drain(&mut self) -> bool {
+        let keys: Vec<usize> = self.ops.iter().filter(|(_, op)| !matches!(op, Op::Cancel)).map(|(k, _)| k).collect();
+        for target in keys {
+            let key = self.ops.insert(Op::Cancel);
+            let entry = opcode::AsyncCancel::new(target as u64).build().user_data(key as u64);
+            // SAFETY: a cancel refers to no memory.
+            unsafe { self.push(&entry) };
+        }
+        let deadline = Instant::now() + TEARDOWN;
+        while !self.ops.is_empty() && Instant::now() < deadline {
+            let ts = Timespec::from(Duration::from_millis(50));
+            let _ = self.kernel.uring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&ts));
+            let done: Vec<u64> = self.kernel.uring.completion().map(|c| c.user_data()).collect();
+            for key in done {
+                // Buffers the kernel hands back now are dropped with their entries.
+                if let Some(Op::Recv { fallback, .. }) = self.ops.try_remove(key as usize) {
+                    drop(fallback);
+                }
+            }
+        }
+        self.ops.is_empty()
+    }
+}
+
+impl<C: Send + Sync + 'static> Drop for Ring<C> {
+    fn drop(&mut self) {
+        if self.drain() {
+            let Kernel { uring, bufs } = &mut *self.kernel;
+            if let Err(e) = bufs.unregister(uring) {
+                tracing::debug!(error = %e, "unregistering the buffer ring failed; closing the ring frees it");
+            }
+            // SAFETY: every operation has come back, so the kernel refers to neither the ring nor
+            // the buffer table any more; `kernel` is not touched after this.
+            unsafe { ManuallyDrop::drop(&mut self.kernel) };
+        } else {
+            tracing::error!(
+                left = self.ops.len(),
+                "io_uring operations did not come back; leaking the ring so the kernel never writes freed memory"
+            );
+            // What the kernel may still touch stays: the ring, the buffers (in `kernel`), the
+            // operations' memory and the wake-up buffer.
+            std::mem::forget(std::mem::take(&mut self.ops));
+            std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new([0; 64])));
+        }
+    }
+}
+
+impl crate::port::socket::IoState {
+    /// Operation `op` (the receive, or else the send) completed normally: a cancel aimed at it,
+    /// or one not aimed yet that would have been, is moot.
+    fn settle_cancel(&mut self, op: Option<std::num::NonZeroU32>, recv: bool) {
+        let would_target = recv || self.cancel == Some(Abort::IdleTimeout);
+        if (self.cancel_op.is_none() && would_target) || (op.is_some() && self.cancel_op == op) {
+            self.cancel = None;
+            self.cancel_op = None;
+        }
+    }
+
+    /// Operation `op` came back cancelled: why, if the port cancelled it.
+    fn cancelled(&mut self, op: Option<std::num::NonZeroU32>) -> Option<Abort> {
+        if op.is_some() && self.cancel_op == op {
+            self.cancel_op = None;
+            return self.cancel.take();
+        }
+        None
+    }
+}
+
+/// The ring's setup: the owner alone submits, and completion work runs in its own waits.
+pub(super) fn builder() -> io_uring::Builder {
+    let mut b = IoUring::builder();
+    b.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag().setup_cqsize(CQ_ENTRIES);
+    b
+}
+
+/// A table key as the socket records it (see `IoState::recv_op`).
+fn op_id(key: usize) -> Option<std::num::NonZeroU32> {
+    u32::try_from(key + 1).ok().and_then(std::num::NonZeroU32::new)
+}
+
+fn errno(res: i32) -> OpError {
+    OpError::Io(io::Error::from_raw_os_error(-res))
+}
+
+fn zeroed_msghdr() -> libc::msghdr {
+    // SAFETY: msghdr is plain data (pointers and integers); all zeroes is its empty value.
+    unsafe { std::mem::zeroed() }
+}
