@@ -6,6 +6,7 @@
 #   docker run --rm -p 7007:7007 echoport                      # echo server on 0.0.0.0:7007
 #   docker run --rm -p 6667:6667 -e ECHOPORT_MODE=chat -e ECHOPORT_LISTEN=0.0.0.0:6667 echoport   # IRC server
 #   docker run --rm --entrypoint /usr/local/bin/echoport-load echoport --help
+#   docker run --rm -p 7007:7007 --security-opt seccomp=config/seccomp-io-uring.json echoport   # io_uring: docs/docker.md
 #
 # The contract of the runtime stage (ENTRYPOINT, CMD, ENV, EXPOSE, STOPSIGNAL, HEALTHCHECK) is tested on
 # the host without Docker by tests/docker_contract.rs; scripts/hadolint.sh lints this file.
