@@ -161,14 +161,15 @@ fn io_uring_syscalls_are_allowed_unconditionally() {
     }
 }
 
-/// Every syscall echoport made under `strace -f` (epoll backend; echo and chat mode with a round
-/// trip, /metrics, the idle timeout, SIGTERM shutdown, and `echoport check`; glibc, x86_64), plus
+/// Every syscall echoport made under `strace -f` (both backends: epoll, and io_uring, whose
+/// io_uring_* calls the test above checks; echo and chat mode with a round trip, /metrics, the idle
+/// timeout, SIGTERM shutdown, and `echoport check`; glibc, x86_64), plus
 /// what other libc versions, arches or a later change may use instead (epoll_pwait, sendmsg,
 /// recvmsg, readv). Those whose arguments the profile filters are checked with their arguments.
 const UNFILTERED: &str = "\
     accept4 access bind brk close connect epoll_create1 epoll_ctl epoll_wait epoll_pwait \
     eventfd2 execve exit exit_group fcntl futex getpeername getrandom getsockname gettid ioctl \
-    listen lseek madvise mmap mprotect munmap newfstatat openat poll prctl pread64 prlimit64 \
+    listen lseek madvise mmap mprotect munmap newfstatat openat pipe2 poll prctl pread64 prlimit64 \
     read readv recvfrom recvmsg rseq rt_sigaction rt_sigprocmask rt_sigreturn sched_getaffinity \
     sendmsg sendto set_robust_list set_tid_address setsockopt shutdown sigaltstack socketpair \
     statx write writev";
