@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 /// Buffers in each ring's provided block. More than this in use at once (clients whose echo is
 /// still being sent) and receives fall back to the ordinary pool.
-const PROVIDED_PER_RING: u16 = 256;
+const PROVIDED_PER_RING: u16 = 512;
 
 /// What another thread asks of a ring's owner.
 enum Request<C> {
