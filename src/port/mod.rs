@@ -36,6 +36,8 @@ pub const QUIET_SWEEP: Duration = Duration::from_millis(100);
 /// read for a socket that has since closed is not applied to the next socket given its key.
 const KEY_BITS: u32 = 32;
 const KEY_MASK: usize = (1 << KEY_BITS) - 1;
+/// 31 bits of generation: a key's top bit stays clear, for io_uring to tag receives with.
+const GENERATION_MASK: usize = 0x7fff_ffff;
 
 /// A finished operation, as `GetQueuedCompletionStatus` would report it.
 #[derive(Debug)]
@@ -203,7 +205,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let entry = sockets.vacant_entry();
         let generation = s.generation.fetch_add(1, Ordering::Relaxed);
-        let token = entry.key() | generation.checked_shl(KEY_BITS).unwrap_or(0);
+        let token = entry.key() | (generation & GENERATION_MASK).checked_shl(KEY_BITS).unwrap_or(0);
         let ring = match &s.backend {
             Backend::Epoll(e) => {
                 e.register(&mut stream, token)?;

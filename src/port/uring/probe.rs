@@ -23,6 +23,10 @@ pub fn probe() -> Result<(), String> {
 }
 
 fn probe_here() -> Result<(), String> {
+    if usize::BITS < 64 {
+        // A completion names its socket by key, whose generation bits a 32-bit key has no room for.
+        return Err("the io_uring backend needs a 64-bit build".to_owned());
+    }
     let uring = ring::builder().build(8).map_err(|e| setup_refused(&e))?;
     let mut probe = Probe::new();
     uring.submitter().register_probe(&mut probe).map_err(|e| format!("io_uring cannot list its operations: {e}"))?;

@@ -7,7 +7,7 @@ use super::{Abort, Request, Uring};
 use crate::buffer::Buf;
 use crate::port::payload::{Cursor, Payload};
 use crate::port::{Completion, CompletionPort, OpError, Shared, Socket, Wait};
-use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use mio::net::TcpStream;
 use std::any::Any;
@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, PipeReader};
 use std::mem::ManuallyDrop;
+use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,12 @@ const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 8192;
 /// How long a closing ring waits for its cancelled operations to come back.
 const TEARDOWN: Duration = Duration::from_secs(2);
+/// The user data of a receive into a provided buffer: this bit and the socket's key (whose top bit
+/// the port keeps clear). Such a receive, which an idle connection always has pending, needs no
+/// entry in the table: the completion finds its socket in the port's socket table.
+const RECV_TAG: u64 = 1 << 63;
+/// `IoState::recv_op` for a receive into a provided buffer (other operations record their key).
+const PROVIDED_RECV: NonZeroU32 = NonZeroU32::MAX;
 
 thread_local! {
     /// The rings this thread owns, one per port at most. A `thread_local` cannot be generic, so
@@ -65,12 +72,13 @@ struct Kernel {
     bufs: BufRing,
 }
 
-/// An operation in flight, by its key (the entry's user data).
+/// An operation in flight, by its key (the entry's user data); receives into provided buffers
+/// are not in the table (see [`RECV_TAG`]).
 enum Op<C: Send + Sync + 'static> {
-    /// `fallback`: the pool buffer read into when the provided ones had run out.
-    Recv {
+    /// A receive into a pool buffer, when the provided ones had run out.
+    PoolRecv {
         socket: Arc<Socket<C>>,
-        fallback: Option<Buf>,
+        buf: Buf,
     },
     Send(Box<SendOp<C>>),
     Cancel,
@@ -99,7 +107,14 @@ pub(super) struct Ring<C: Send + Sync + 'static> {
     /// Descriptors of closed sockets, closed after the next submission.
     closing: Vec<TcpStream>,
     buffer_size: usize,
+    /// Receives into provided buffers in flight (they have no table entry to count).
+    recvs: usize,
+    /// What one reap took from the completion queue (kept to reuse its memory).
+    reaped: Vec<Reaped<C>>,
 }
+
+/// One completion: user data, result, flags, and for a provided-buffer receive its socket.
+type Reaped<C> = (u64, i32, u32, Option<Arc<Socket<C>>>);
 
 impl<C: Send + Sync + 'static> Ring<C> {
     /// Sets up the ring of `slot` on the calling thread, which owns it from now on.
@@ -122,6 +137,8 @@ impl<C: Send + Sync + 'static> Ring<C> {
             wake_buf: Box::new([0; 64]),
             closing: Vec::new(),
             buffer_size,
+            recvs: 0,
+            reaped: Vec::new(),
         };
         ring.arm_wake();
         OWNED.with(|owned| owned.borrow_mut().push(Box::new(ring)));
@@ -219,15 +236,15 @@ impl<C: Send + Sync + 'static> Ring<C> {
         if !st.recv_posted || st.recv_op.is_some() {
             return true;
         }
-        let key = self.ops.insert(Op::Recv { socket: socket.clone(), fallback: None });
-        st.recv_op = op_id(key);
+        st.recv_op = Some(PROVIDED_RECV);
         drop(st);
+        self.recvs += 1;
         let len = u32::try_from(self.buffer_size).unwrap_or(u32::MAX);
         let entry = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), len)
             .buf_group(bufring::GROUP)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT)
-            .user_data(key as u64);
+            .user_data(RECV_TAG | socket.key() as u64);
         // SAFETY: the kernel picks the buffer from the registered group, which outlives every
         // operation (teardown waits for them); the descriptor stays open until after the
         // submission that carries this entry (see `closing`).
@@ -241,7 +258,7 @@ impl<C: Send + Sync + 'static> Ring<C> {
         let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return };
         let mut buf = self.port.pool.take();
         let (ptr, len) = (buf.spare().as_mut_ptr(), u32::try_from(buf.capacity()).unwrap_or(u32::MAX));
-        let key = self.ops.insert(Op::Recv { socket: socket.clone(), fallback: Some(buf) });
+        let key = self.ops.insert(Op::PoolRecv { socket: socket.clone(), buf });
         st.recv_op = op_id(key);
         drop(st);
         let entry = opcode::Recv::new(Fd(fd), ptr, len).build().user_data(key as u64);
@@ -313,8 +330,9 @@ impl<C: Send + Sync + 'static> Ring<C> {
         };
         st.cancel_op = Some(target);
         drop(st);
+        let target = if target == PROVIDED_RECV { RECV_TAG | socket.key() as u64 } else { u64::from(target.get() - 1) };
         let key = self.ops.insert(Op::Cancel);
-        let entry = opcode::AsyncCancel::new(u64::from(target.get() - 1)).build().user_data(key as u64);
+        let entry = opcode::AsyncCancel::new(target).build().user_data(key as u64);
         // SAFETY: a cancel refers to no memory.
         unsafe { self.push(&entry) };
     }
@@ -347,35 +365,42 @@ impl<C: Send + Sync + 'static> Ring<C> {
 
     /// Turns what the kernel finished into completions.
     fn reap(&mut self, port: &CompletionPort<C>) {
-        let done: Vec<(u64, i32, u32)> =
-            self.kernel.uring.completion().map(|c| (c.user_data(), c.result(), c.flags())).collect();
-        for (key, res, flags) in done {
+        let mut reaped = std::mem::take(&mut self.reaped);
+        reaped.extend(self.kernel.uring.completion().map(|c| (c.user_data(), c.result(), c.flags(), None)));
+        if reaped.iter().any(|r| r.0 & RECV_TAG != 0) {
+            // One look at the socket table for the whole batch's receives.
+            let sockets = port.sockets();
+            for r in reaped.iter_mut().filter(|r| r.0 & RECV_TAG != 0) {
+                r.3 = CompletionPort::socket_for(&sockets, (r.0 & !RECV_TAG) as usize).cloned();
+            }
+        }
+        for (key, res, flags, socket) in reaped.drain(..) {
+            if key & RECV_TAG != 0 {
+                self.recvs -= 1;
+                let n = usize::try_from(res).unwrap_or(0);
+                let buf = cqueue::buffer_select(flags).map(|id| self.kernel.bufs.take(id, n));
+                // A socket closed meanwhile is gone from the table; its buffer goes back with `buf`.
+                if let Some(socket) = socket {
+                    self.finish_recv(port, socket, buf, res);
+                }
+                continue;
+            }
             let Some(op) = self.ops.try_remove(key as usize) else { continue };
             match op {
                 Op::Wake => self.arm_wake(),
                 Op::Cancel => {}
-                Op::Recv { socket, fallback } => self.finish_recv(port, socket, fallback, res, flags),
+                Op::PoolRecv { socket, mut buf } => {
+                    buf.set_len(usize::try_from(res).unwrap_or(0));
+                    self.finish_recv(port, socket, Some(buf), res);
+                }
                 Op::Send(op) => self.finish_send(port, op, res),
             }
         }
+        self.reaped = reaped;
     }
 
-    fn finish_recv(
-        &mut self,
-        port: &CompletionPort<C>,
-        socket: Arc<Socket<C>>,
-        fallback: Option<Buf>,
-        res: i32,
-        flags: u32,
-    ) {
-        let n = usize::try_from(res).unwrap_or(0);
-        let buf = match cqueue::buffer_select(flags) {
-            Some(id) => Some(self.kernel.bufs.take(id, n)),
-            None => fallback.map(|mut b| {
-                b.set_len(n);
-                b
-            }),
-        };
+    /// A receive came back: `res` as the kernel put it, `buf` the bytes if it read any.
+    fn finish_recv(&mut self, port: &CompletionPort<C>, socket: Arc<Socket<C>>, buf: Option<Buf>, res: i32) {
         let mut st = socket.lock();
         let this = st.recv_op.take();
         if st.is_closed() {
@@ -439,26 +464,28 @@ impl<C: Send + Sync + 'static> Ring<C> {
     /// Cancels everything in flight and waits for it to come back, so no operation still refers
     /// to memory that is about to be freed. False if the kernel did not give everything back.
     fn drain(&mut self) -> bool {
-        let keys: Vec<usize> = self.ops.iter().filter(|(_, op)| !matches!(op, Op::Cancel)).map(|(k, _)| k).collect();
-        for target in keys {
-            let key = self.ops.insert(Op::Cancel);
-            let entry = opcode::AsyncCancel::new(target as u64).build().user_data(key as u64);
-            // SAFETY: a cancel refers to no memory.
-            unsafe { self.push(&entry) };
-        }
+        let key = self.ops.insert(Op::Cancel);
+        let entry = opcode::AsyncCancel2::new(CancelBuilder::any().all()).build().user_data(key as u64);
+        // SAFETY: a cancel refers to no memory.
+        unsafe { self.push(&entry) };
         let deadline = Instant::now() + TEARDOWN;
-        while !self.ops.is_empty() && Instant::now() < deadline {
+        while !(self.ops.is_empty() && self.recvs == 0) && Instant::now() < deadline {
             let ts = Timespec::from(Duration::from_millis(50));
             let _ = self.kernel.uring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&ts));
-            let done: Vec<u64> = self.kernel.uring.completion().map(|c| c.user_data()).collect();
-            for key in done {
-                // Buffers the kernel hands back now are dropped with their entries.
-                if let Some(Op::Recv { fallback, .. }) = self.ops.try_remove(key as usize) {
-                    drop(fallback);
+            let done: Vec<(u64, u32)> = self.kernel.uring.completion().map(|c| (c.user_data(), c.flags())).collect();
+            for (key, flags) in done {
+                // Buffers the kernel hands back now go with their entries, or are dropped here.
+                if key & RECV_TAG != 0 {
+                    self.recvs -= 1;
+                    if let Some(id) = cqueue::buffer_select(flags) {
+                        drop(self.kernel.bufs.take(id, 0));
+                    }
+                } else {
+                    self.ops.try_remove(key as usize);
                 }
             }
         }
-        self.ops.is_empty()
+        self.ops.is_empty() && self.recvs == 0
     }
 }
 
@@ -514,8 +541,9 @@ pub(super) fn builder() -> io_uring::Builder {
 }
 
 /// A table key as the socket records it (see `IoState::recv_op`).
-fn op_id(key: usize) -> Option<std::num::NonZeroU32> {
-    u32::try_from(key + 1).ok().and_then(std::num::NonZeroU32::new)
+fn op_id(key: usize) -> Option<NonZeroU32> {
+    // Below PROVIDED_RECV: the table never holds 4 billion operations.
+    u32::try_from(key + 1).ok().filter(|&k| k < u32::MAX).and_then(NonZeroU32::new)
 }
 
 fn errno(res: i32) -> OpError {
