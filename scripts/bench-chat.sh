@@ -5,6 +5,7 @@
 #
 #   scripts/bench-chat.sh
 #   CLIENTS=1000 SENDERS=10 DURATION=10 REPS=3 RATE=0 SERVERS="echoport ngircd inspircd" scripts/bench-chat.sh
+#   ECHOPORT_ARGS="--io epoll" scripts/bench-chat.sh      # echoport's flags (default: --io auto)
 #
 # RATE=0 is unlimited (each sender keeps a bounded window in flight); RATE=N is N messages/s in all.
 set -euo pipefail
@@ -17,11 +18,12 @@ mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet --bins
 
+read -ra EXTRA <<< "${ECHOPORT_ARGS:-}"
 declare -A PORT=([echoport]=16700 [ngircd]=16667 [inspircd]=16668) PID=()
 start() { # name
   case $1 in
     echoport) target/release/echoport --mode chat --listen 127.0.0.1:16700 --flood-rate 0 --stats-interval 0 \
-                >"$OUT/echoport.log" 2>&1 & ;;
+                "${EXTRA[@]}" >"$OUT/echoport.log" 2>&1 & ;;
     ngircd)   ngircd --nodaemon --config "$PEERS/ngircd-bench.conf" >"$OUT/ngircd.log" 2>&1 & ;;
     inspircd) # InspIRCd resolves example includes relative to /etc/inspircd/examples.
               [ -e /etc/inspircd/examples ] || ln -s /usr/share/doc/inspircd/examples /etc/inspircd/examples
