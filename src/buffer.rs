@@ -144,6 +144,9 @@ impl std::fmt::Debug for Buf {
 /// ring's memory). A buffer is either offered to the kernel or held by exactly one [`Buf`]; the
 /// block lives as long as the ring that offers it or any `Buf` of it.
 #[cfg(target_os = "linux")]
+const HUGE_PAGE: usize = 2 << 20;
+
+#[cfg(target_os = "linux")]
 pub(crate) struct Provided {
     base: std::ptr::NonNull<u8>,
     layout: std::alloc::Layout,
@@ -170,11 +173,13 @@ impl Provided {
     pub(crate) fn new(count: u16, size: usize) -> std::io::Result<(Arc<Self>, Receiver<u16>)> {
         let total = size.checked_mul(usize::from(count)).filter(|&n| n > 0);
         let layout = total
-            .and_then(|n| std::alloc::Layout::from_size_align(n, 4096).ok())
+            .and_then(|n| std::alloc::Layout::from_size_align(n, HUGE_PAGE).ok())
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad provided-buffer size"))?;
         // SAFETY: the layout has a non-zero size (checked above).
         let base = unsafe { std::alloc::alloc_zeroed(layout) };
         let base = std::ptr::NonNull::new(base).ok_or(std::io::ErrorKind::OutOfMemory)?;
+        // SAFETY: advice about our own allocation, which it does not change the contents of.
+        unsafe { libc::madvise(base.as_ptr().cast(), layout.size(), libc::MADV_HUGEPAGE) };
         let (returned, rx) = crossbeam_channel::bounded(usize::from(count));
         Ok((Arc::new(Provided { base, layout, size, count, returned }), rx))
     }

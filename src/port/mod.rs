@@ -14,6 +14,7 @@
 mod epoll;
 mod payload;
 mod socket;
+mod table;
 #[cfg(target_os = "linux")]
 mod uring;
 
@@ -28,6 +29,7 @@ use std::io;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
+use table::Table;
 
 /// How often a draining server calls [`CompletionPort::abort_quiet`]: a connection quiet for this
 /// long has finished its exchange.
@@ -116,7 +118,7 @@ impl<C> Clone for CompletionPort<C> {
 
 struct Shared<C> {
     backend: Backend<C>,
-    sockets: RwLock<slab::Slab<Arc<Socket<C>>>>,
+    sockets: RwLock<Table<Socket<C>>>,
     /// Signalled when the last open socket closes (for a draining shutdown).
     emptied: (Mutex<()>, Condvar),
     pool: BufferPool,
@@ -184,7 +186,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         Ok(CompletionPort {
             shared: Arc::new(Shared {
                 backend,
-                sockets: RwLock::new(slab::Slab::new()),
+                sockets: RwLock::new(Table::new()),
                 emptied: (Mutex::new(()), Condvar::new()),
                 pool,
                 generation: AtomicUsize::new(0),
@@ -203,9 +205,9 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     pub fn associate(&self, mut stream: mio::net::TcpStream, context: C) -> io::Result<Arc<Socket<C>>> {
         let s = &self.shared;
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
-        let entry = sockets.vacant_entry();
+        let index = sockets.next_index();
         let generation = s.generation.fetch_add(1, Ordering::Relaxed);
-        let token = entry.key() | (generation & GENERATION_MASK).checked_shl(KEY_BITS).unwrap_or(0);
+        let token = index | (generation & GENERATION_MASK).checked_shl(KEY_BITS).unwrap_or(0);
         let ring = match &s.backend {
             Backend::Epoll(e) => {
                 e.register(&mut stream, token)?;
@@ -220,7 +222,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
             }
         };
         let socket = Arc::new(Socket::new(token, stream, ring, self.now(), context));
-        entry.insert(socket.clone());
+        sockets.insert(socket.clone());
         Ok(socket)
     }
 
@@ -284,7 +286,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
             hook(socket.key());
         }
         let mut sockets = self.shared.sockets.write().unwrap_or_else(|e| e.into_inner());
-        sockets.try_remove(socket.key() & KEY_MASK);
+        sockets.remove(socket.key() & KEY_MASK);
         let emptied = sockets.is_empty();
         drop(sockets);
         if emptied {
@@ -349,17 +351,17 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         backend!(self, b => b.expire_idle(self, idle))
     }
 
-    fn sockets(&self) -> RwLockReadGuard<'_, slab::Slab<Arc<Socket<C>>>> {
+    fn sockets(&self) -> RwLockReadGuard<'_, Table<Socket<C>>> {
         self.shared.sockets.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The socket a key (a token, a completion's user data) names, unless it has closed since.
-    fn socket_for(sockets: &slab::Slab<Arc<Socket<C>>>, key: usize) -> Option<&Arc<Socket<C>>> {
+    fn socket_for(sockets: &Table<Socket<C>>, key: usize) -> Option<&Arc<Socket<C>>> {
         sockets.get(key & KEY_MASK).filter(|s| s.key() == key)
     }
 
     fn each_socket<T>(&self, f: impl FnMut(&Arc<Socket<C>>) -> Option<T>) -> Vec<T> {
-        let sockets: Vec<Arc<Socket<C>>> = self.sockets().iter().map(|(_, s)| s.clone()).collect();
+        let sockets: Vec<Arc<Socket<C>>> = self.sockets().iter().cloned().collect();
         sockets.iter().filter_map(f).collect()
     }
 

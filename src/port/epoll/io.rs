@@ -16,20 +16,32 @@ impl IoState {
     /// Records an edge from the reactor. True when a posted operation can now make progress
     /// and the caller must queue a ready-task for it.
     pub(in crate::port) fn on_event(&mut self, readable: bool, writable: bool, read_closed: bool) -> bool {
-        self.readable |= readable;
-        self.read_closed |= read_closed;
-        self.writable |= writable;
-        let runnable = (self.recv_posted && self.readable) || (self.send.is_some() && self.writable);
-        if runnable && !self.queued && !self.is_closed() {
-            self.queued = true;
+        self.set_readable(self.readable() | readable);
+        self.set_read_closed(self.read_closed() | read_closed);
+        self.set_writable(self.writable() | writable);
+        let runnable = (self.recv_posted() && self.readable()) || (self.send.is_some() && self.writable());
+        if runnable && !self.queued() && !self.is_closed() {
+            self.set_queued(true);
             return true;
         }
         false
     }
 
-    pub(in crate::port) fn post_send(&mut self, payload: Payload) {
+    /// Posts a send, trying it at once when the socket is writable (the kernel's send buffer
+    /// nearly always has room); only a send that has to wait is kept, boxed, in the state.
+    pub(in crate::port) fn post_send<C>(
+        &mut self,
+        sock: &Arc<Socket<C>>,
+        payload: Payload,
+        now: u32,
+        out: &mut impl FnMut(Completion<C>),
+    ) {
         debug_assert!(self.send.is_none(), "at most one send outstanding per socket");
-        self.send = Some(Cursor::new(payload));
+        let mut op = Cursor::new(payload);
+        match self.writable().then(|| self.write(&mut op, sock, now)).flatten() {
+            Some(result) => out(Completion::Send { socket: sock.clone(), result: result.map_err(OpError::Io) }),
+            None => self.send = Some(Box::new(op)),
+        }
     }
 
     /// Performs whatever posted operations can progress, pushing their completions to `out`.
@@ -40,42 +52,49 @@ impl IoState {
         now: u32,
         out: &mut impl FnMut(Completion<C>),
     ) {
-        if self.send.is_some() && self.writable {
+        if self.send.is_some() && self.writable() {
             if let Some(result) = self.try_send(sock, now) {
                 out(Completion::Send { socket: sock.clone(), result: result.map_err(OpError::Io) });
             }
         }
-        if self.recv_posted && self.readable {
+        if self.recv_posted() && self.readable() {
             if let Some(result) = self.try_recv(pool, sock, now) {
-                self.recv_posted = false;
+                self.set_recv_posted(false);
                 out(Completion::Recv { socket: sock.clone(), result: result.map_err(OpError::Io) });
             }
         }
     }
 
     /// Finishes the posted send if the kernel takes all of it; `None` means "wait for writable".
-    /// Any progress counts as activity for the idle timeout, so a slow but steady reader of a
-    /// large payload is not cut off.
     fn try_send<C>(&mut self, sock: &Socket<C>, now: u32) -> Option<io::Result<usize>> {
+        let mut op = self.send.take()?;
+        let result = self.write(&mut op, sock, now);
+        if result.is_none() {
+            self.send = Some(op);
+        }
+        result
+    }
+
+    /// Writes `op` until the kernel has all of it (`Some`) or no room (`None`). Any progress
+    /// counts as activity for the idle timeout, so a slow but steady reader of a large payload
+    /// is not cut off.
+    fn write<C>(&mut self, op: &mut Cursor, sock: &Socket<C>, now: u32) -> Option<io::Result<usize>> {
         let stream = self.stream.as_ref()?;
-        let op = self.send.as_mut()?;
-        let result = loop {
+        loop {
             if op.finished() {
-                break Ok(op.total());
+                break Some(Ok(op.total()));
             }
             match op.write_to(stream) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => break Some(Err(io::ErrorKind::WriteZero.into())),
                 Ok(_) => sock.touch(now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
+                    self.set_writable(false);
                     return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
+                Err(e) => break Some(Err(e)),
             }
-        };
-        self.send = None;
-        Some(result)
+        }
     }
 
     /// Reads into a freshly borrowed buffer; `None` means "nothing there yet", and the buffer goes
@@ -90,16 +109,16 @@ impl IoState {
                     // and the next arrival raises a new edge: no need to read again until then.
                     // Not so for a FIN already seen: its edge is spent, and the EOF is still to be
                     // read. Elsewhere (mio's IOCP emulation) only WouldBlock re-arms readiness.
-                    if cfg!(target_os = "linux") && n < buf.capacity() && !self.read_closed {
-                        self.readable = false;
+                    if cfg!(target_os = "linux") && n < buf.capacity() && !self.read_closed() {
+                        self.set_readable(false);
                     }
                     buf.set_len(n);
-                    self.quiet = false;
+                    self.set_quiet(false);
                     sock.touch(now);
                     return Some(Ok(buf));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
+                    self.set_readable(false);
                     return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -116,7 +135,7 @@ impl IoState {
         if self.send.take().is_some() {
             return Some(Completion::Send { socket: sock.clone(), result: Err(error) });
         }
-        if std::mem::take(&mut self.recv_posted) {
+        if self.take_recv_posted() {
             return Some(Completion::Recv { socket: sock.clone(), result: Err(error) });
         }
         None
@@ -126,21 +145,21 @@ impl IoState {
     /// previous sweep gets that receive failed with [`OpError::Shutdown`]. Everything it sent has
     /// been echoed by then. A socket with a send outstanding or data arriving is left alone.
     pub(in crate::port) fn abort_if_quiet<C>(&mut self, sock: &Arc<Socket<C>>) -> Option<Completion<C>> {
-        let waiting = self.recv_posted && !self.readable && !self.queued && !self.is_closed();
+        let waiting = self.recv_posted() && !self.readable() && !self.queued() && !self.is_closed();
         if !waiting {
-            self.quiet = false;
+            self.set_quiet(false);
             return None;
         }
-        if !std::mem::replace(&mut self.quiet, true) {
+        if !self.replace_quiet() {
             return None;
         }
         // Our flags only know what the reactor has seen; a busy reactor may not have reported
         // bytes that already arrived. Closing on them would reset the connection.
         if self.stream.as_ref().is_some_and(|s| s.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0)) {
-            self.quiet = false;
+            self.set_quiet(false);
             return None;
         }
-        self.recv_posted = false;
+        self.set_recv_posted(false);
         Some(Completion::Recv { socket: sock.clone(), result: Err(OpError::Shutdown) })
     }
 }

@@ -72,9 +72,10 @@ impl<C: Send + Sync + 'static> Epoll<C> {
         if st.is_closed() {
             return;
         }
-        st.post_send(payload);
-        // Speculative: the kernel's send buffer nearly always has room.
-        st.perform(socket, port.pool(), port.now(), &mut |c| self.complete(port, c));
+        let mut out = |c| self.complete(port, c);
+        st.post_send(socket, payload, port.now(), &mut out);
+        // A receive posted meanwhile may be able to progress too.
+        st.perform(socket, port.pool(), port.now(), &mut out);
     }
 
     /// See [`CompletionPort::abort_quiet`].

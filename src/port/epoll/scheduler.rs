@@ -188,7 +188,7 @@ impl<C: Send + Sync + 'static> Epoll<C> {
         let (mut first, mut second) = (None, None);
         {
             let mut st = socket.lock();
-            st.queued = false;
+            st.set_queued(false);
             st.perform(socket, port.pool(), port.now(), &mut |c| match first {
                 None => first = Some(Task::Done(c)),
                 Some(_) => second = Some(Task::Done(c)),

@@ -208,38 +208,40 @@ impl<C: Send + Sync + 'static> Uring<C> {
     }
 
     pub(super) fn post_recv(&self, port: &CompletionPort<C>, socket: &Arc<Socket<C>>) {
-        let ring = {
-            let mut st = socket.lock();
-            if st.is_closed() {
-                return;
-            }
-            st.post_recv();
-            st.ring
-        };
+        let mut st = socket.lock();
+        if st.is_closed() {
+            return;
+        }
+        st.post_recv();
+        let ring = st.ring;
+        // The owner posts straight into its ring, under the one lock this post takes.
         let local = ring::with_owned(port, |r| match r {
-            Some(r) if r.slot() == usize::from(ring) => r.recv(socket),
+            Some(r) if r.slot() == usize::from(ring) => {
+                r.recv_locked(socket, &mut st);
+                true
+            }
             _ => false,
         });
+        drop(st);
         if !local {
             self.request(ring, Request::Recv(socket.clone()));
         }
     }
 
     pub(super) fn post_send(&self, port: &CompletionPort<C>, socket: &Arc<Socket<C>>, payload: Payload) {
-        let ring = {
-            let mut st = socket.lock();
-            if st.is_closed() {
-                return;
-            }
-            st.send_posted = true;
-            st.ring
-        };
+        let mut st = socket.lock();
+        if st.is_closed() {
+            return;
+        }
+        st.set_send_posted(true);
+        let ring = st.ring;
         let mut payload = Some(payload);
         ring::with_owned(port, |r| {
             if let Some(r) = r.filter(|r| r.slot() == usize::from(ring)) {
-                r.send(socket, payload.take().expect("payload present"));
+                r.send_locked(socket, &mut st, payload.take().expect("payload present"));
             }
         });
+        drop(st);
         if let Some(payload) = payload {
             self.request(ring, Request::Send(socket.clone(), payload));
         }
@@ -255,18 +257,18 @@ impl<C: Send + Sync + 'static> Uring<C> {
     pub(super) fn abort_quiet(&self, port: &CompletionPort<C>) -> usize {
         let quiet = port.each_socket(|socket| {
             let mut st = socket.lock();
-            let waiting = st.recv_posted && !st.send_posted && !st.is_closed() && st.cancel.is_none();
+            let waiting = st.recv_posted() && !st.send_posted() && !st.is_closed() && st.cancel.is_none();
             if !waiting {
-                st.quiet = false;
+                st.set_quiet(false);
                 return None;
             }
-            if !std::mem::replace(&mut st.quiet, true) {
+            if !st.replace_quiet() {
                 return None;
             }
             // Data the owner has not reaped yet may already be in the socket: never cut off a
             // stream that is still arriving.
             if st.stream.as_ref().is_some_and(has_data) {
-                st.quiet = false;
+                st.set_quiet(false);
                 return None;
             }
             st.cancel = Some(Abort::Shutdown);
@@ -283,7 +285,7 @@ impl<C: Send + Sync + 'static> Uring<C> {
     pub(super) fn expire_idle(&self, port: &CompletionPort<C>, idle: Duration) -> usize {
         let idle = port.each_idle_socket(idle, |socket| {
             let mut st = socket.lock();
-            let pending = st.recv_posted || st.send_posted;
+            let pending = st.recv_posted() || st.send_posted();
             (pending && !st.is_closed() && st.cancel.is_none()).then(|| {
                 st.cancel = Some(Abort::IdleTimeout);
                 (socket.clone(), st.ring)

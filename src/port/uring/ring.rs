@@ -6,6 +6,7 @@ use super::bufring::{self, BufRing};
 use super::{Abort, Request, Uring};
 use crate::buffer::Buf;
 use crate::port::payload::{Cursor, Payload};
+use crate::port::socket::IoState;
 use crate::port::{Completion, CompletionPort, OpError, Shared, Socket, Wait};
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
@@ -33,6 +34,12 @@ const TEARDOWN: Duration = Duration::from_secs(2);
 const RECV_TAG: u64 = 1 << 63;
 /// `IoState::recv_op` for a receive into a provided buffer (other operations record their key).
 const PROVIDED_RECV: NonZeroU32 = NonZeroU32::MAX;
+/// IORING_RECVSEND_POLL_FIRST (not exported by the crate): wait for the socket to be readable
+/// before the first attempt. A receive is posted right after our send completed, before the peer
+/// can have answered, so trying it at once would fail nearly every time, at a full `recvmsg` each.
+const RECVSEND_POLL_FIRST: u16 = 1;
+/// Sendmsg headers kept for reuse per ring.
+const SPARE_MSGS: usize = 64;
 
 thread_local! {
     /// The rings this thread owns, one per port at most. A `thread_local` cannot be generic, so
@@ -80,20 +87,32 @@ enum Op<C: Send + Sync + 'static> {
         socket: Arc<Socket<C>>,
         buf: Buf,
     },
-    Send(Box<SendOp<C>>),
+    Send(SendOp<C>),
     Cancel,
     /// The read on the wake-up pipe.
     Wake,
 }
 
 /// A send and the memory the kernel reads while it is in flight: the payload (heap memory that
-/// does not move), and the iovecs and message header that point into it (boxed, so they stay put
-/// while the table moves).
+/// does not move) and, when it is several slices, the iovecs and header that point into it.
 struct SendOp<C> {
     socket: Arc<Socket<C>>,
     cursor: Cursor,
+    msg: Option<Box<Msg>>,
+}
+
+/// A `sendmsg`'s header and iovecs, boxed so they stay put while the table moves, and kept for
+/// reuse (up to [`SPARE_MSGS`]) so a chat connection's sends allocate nothing.
+struct Msg {
     iov: Vec<libc::iovec>,
-    msg: libc::msghdr,
+    hdr: libc::msghdr,
+}
+
+impl Default for Msg {
+    fn default() -> Self {
+        // SAFETY: msghdr is plain data (pointers and integers); all zeroes is its empty value.
+        Msg { iov: Vec::new(), hdr: unsafe { std::mem::zeroed() } }
+    }
 }
 
 pub(super) struct Ring<C: Send + Sync + 'static> {
@@ -111,6 +130,9 @@ pub(super) struct Ring<C: Send + Sync + 'static> {
     recvs: usize,
     /// What one reap took from the completion queue (kept to reuse its memory).
     reaped: Vec<Reaped<C>>,
+    /// Boxed: a spare moves into a `SendOp`, where the kernel needs its header to stay put.
+    #[allow(clippy::vec_box)]
+    spare_msgs: Vec<Box<Msg>>,
 }
 
 /// One completion: user data, result, flags, and for a provided-buffer receive its socket.
@@ -139,6 +161,7 @@ impl<C: Send + Sync + 'static> Ring<C> {
             buffer_size,
             recvs: 0,
             reaped: Vec::new(),
+            spare_msgs: Vec::new(),
         };
         ring.arm_wake();
         OWNED.with(|owned| owned.borrow_mut().push(Box::new(ring)));
@@ -220,28 +243,26 @@ impl<C: Send + Sync + 'static> Ring<C> {
 
     fn handle(&mut self, request: Request<C>) {
         match request {
-            Request::Recv(socket) => {
-                self.recv(&socket);
-            }
-            Request::Send(socket, payload) => self.send(&socket, payload),
+            Request::Recv(socket) => self.recv_locked(&socket, &mut socket.lock()),
+            Request::Send(socket, payload) => self.send_locked(&socket, &mut socket.lock(), payload),
             Request::Cancel(socket, why) => self.cancel(&socket, why),
             Request::Close(stream) => self.closing.push(stream),
         }
     }
 
-    /// Posts the socket's receive, the kernel choosing the buffer. Always handled here (true).
-    pub(super) fn recv(&mut self, socket: &Arc<Socket<C>>) -> bool {
-        let mut st = socket.lock();
-        let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return true };
-        if !st.recv_posted || st.recv_op.is_some() {
-            return true;
+    /// Posts the socket's receive, the kernel choosing the buffer; `st` is the socket's state,
+    /// locked by the caller.
+    pub(super) fn recv_locked(&mut self, socket: &Arc<Socket<C>>, st: &mut IoState) {
+        let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        if !st.recv_posted() || st.recv_op.is_some() {
+            return;
         }
         st.recv_op = Some(PROVIDED_RECV);
-        drop(st);
         self.recvs += 1;
         let len = u32::try_from(self.buffer_size).unwrap_or(u32::MAX);
         let entry = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), len)
             .buf_group(bufring::GROUP)
+            .ioprio(RECVSEND_POLL_FIRST)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT)
             .user_data(RECV_TAG | socket.key() as u64);
@@ -249,7 +270,6 @@ impl<C: Send + Sync + 'static> Ring<C> {
         // operation (teardown waits for them); the descriptor stays open until after the
         // submission that carries this entry (see `closing`).
         unsafe { self.push(&entry) };
-        true
     }
 
     /// All provided buffers were out when data came: receive into a pool buffer instead.
@@ -267,8 +287,8 @@ impl<C: Send + Sync + 'static> Ring<C> {
         unsafe { self.push(&entry) };
     }
 
-    pub(super) fn send(&mut self, socket: &Arc<Socket<C>>, payload: Payload) {
-        let mut st = socket.lock();
+    /// Posts a send of `payload`; `st` is the socket's state, locked by the caller.
+    pub(super) fn send_locked(&mut self, socket: &Arc<Socket<C>>, st: &mut IoState, payload: Payload) {
         if st.is_closed() || st.send_op.is_some() {
             return;
         }
@@ -276,39 +296,46 @@ impl<C: Send + Sync + 'static> Ring<C> {
         let cursor = Cursor::new(payload);
         if cursor.finished() {
             // Nothing to write: done at once.
-            st.send_posted = false;
-            drop(st);
+            st.set_send_posted(false);
             self.ready.push_back(Completion::Send { socket: socket.clone(), result: Ok(0) });
             return;
         }
-        drop(st);
-        let op = Box::new(SendOp { socket: socket.clone(), cursor, iov: Vec::new(), msg: zeroed_msghdr() });
-        self.submit_send(op);
+        self.submit_send(SendOp { socket: socket.clone(), cursor, msg: None }, st);
     }
 
-    /// Posts (or re-posts, after a partial send) what is left of `op`.
-    fn submit_send(&mut self, mut op: Box<SendOp<C>>) {
-        let mut st = op.socket.lock();
+    /// Posts (or re-posts, after a partial send) what is left of `op`; `st` is its socket's
+    /// state, locked by the caller.
+    fn submit_send(&mut self, mut op: SendOp<C>, st: &mut IoState) {
         let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return };
-        op.iov.clear();
-        let iov = &mut op.iov;
-        op.cursor.pending(|s| iov.push(libc::iovec { iov_base: s.as_ptr().cast_mut().cast(), iov_len: s.len() }));
-        let entry = if let [one] = op.iov[..] {
-            opcode::Send::new(Fd(fd), one.iov_base.cast(), u32::try_from(one.iov_len).unwrap_or(u32::MAX))
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
-        } else {
-            op.msg.msg_iov = op.iov.as_mut_ptr();
-            op.msg.msg_iovlen = op.iov.len() as _;
-            opcode::SendMsg::new(Fd(fd), &op.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+        let (mut first, mut slices) = (None, 0);
+        op.cursor.pending(|s| {
+            first = first.or(Some(s));
+            slices += 1;
+        });
+        let entry = match first {
+            // One slice (an echo, a single line): a plain send, nothing to allocate.
+            Some(one) if slices == 1 => {
+                opcode::Send::new(Fd(fd), one.as_ptr(), u32::try_from(one.len()).unwrap_or(u32::MAX))
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
+            _ => {
+                let msg = op.msg.get_or_insert_with(|| self.spare_msgs.pop().unwrap_or_default());
+                let iov = &mut msg.iov;
+                iov.clear();
+                op.cursor
+                    .pending(|s| iov.push(libc::iovec { iov_base: s.as_ptr().cast_mut().cast(), iov_len: s.len() }));
+                msg.hdr.msg_iov = msg.iov.as_mut_ptr();
+                msg.hdr.msg_iovlen = msg.iov.len() as _;
+                opcode::SendMsg::new(Fd(fd), &msg.hdr).flags(libc::MSG_NOSIGNAL as u32).build()
+            }
         };
-        let key = self.ops.vacant_key();
+        let key = self.ops.insert(Op::Send(op));
         st.send_op = op_id(key);
-        drop(st);
-        self.ops.insert(Op::Send(op));
-        // SAFETY: the entry points at the payload's heap memory and at the iovecs and header in
-        // the boxed `SendOp`, all owned by table entry `key` until its completion is reaped; the
-        // descriptor stays open until after the submission (see `closing`).
+        // SAFETY: the entry points at the payload's heap memory and, for a SendMsg, at the
+        // iovecs and header in the boxed `Msg`; the table entry `key` owns both until its
+        // completion is reaped (the payload's and the box's memory do not move with the entry);
+        // the descriptor stays open until after the submission (see `closing`).
         unsafe { self.push(&entry.user_data(key as u64)) };
     }
 
@@ -410,12 +437,12 @@ impl<C: Send + Sync + 'static> Ring<C> {
             drop(st);
             return self.recv_into_pool(&socket);
         }
-        st.recv_posted = false;
+        st.set_recv_posted(false);
         let result = match res {
             0.. => {
                 // Data (or the peer's FIN) wins over a cancel meant for this receive.
                 st.settle_cancel(this, true);
-                st.quiet = false;
+                st.set_quiet(false);
                 socket.touch(port.now());
                 Ok(buf.unwrap_or_else(|| port.pool().take()))
             }
@@ -426,8 +453,12 @@ impl<C: Send + Sync + 'static> Ring<C> {
         self.ready.push_back(Completion::Recv { socket, result });
     }
 
-    fn finish_send(&mut self, port: &CompletionPort<C>, mut op: Box<SendOp<C>>, res: i32) {
-        let mut st = op.socket.lock();
+    fn finish_send(&mut self, port: &CompletionPort<C>, mut op: SendOp<C>, res: i32) {
+        if let Some(msg) = op.msg.take_if(|_| self.spare_msgs.len() < SPARE_MSGS) {
+            self.spare_msgs.push(msg);
+        }
+        let socket = op.socket.clone();
+        let mut st = socket.lock();
         let this = st.send_op.take();
         if st.is_closed() {
             return;
@@ -448,17 +479,16 @@ impl<C: Send + Sync + 'static> Ring<C> {
                     st.cancel = None;
                     Err(why.into())
                 } else {
-                    drop(st);
-                    return self.submit_send(op);
+                    return self.submit_send(op, &mut st);
                 }
             }
             _ if res == -libc::ECANCELED => Err(st.cancelled(this).map_or_else(|| errno(res), OpError::from)),
             _ => Err(errno(res)),
         };
-        st.send_posted = false;
+        st.set_send_posted(false);
         st.sent = 0;
         drop(st);
-        self.ready.push_back(Completion::Send { socket: op.socket, result });
+        self.ready.push_back(Completion::Send { socket, result });
     }
 
     /// Cancels everything in flight and waits for it to come back, so no operation still refers
@@ -512,7 +542,7 @@ impl<C: Send + Sync + 'static> Drop for Ring<C> {
     }
 }
 
-impl crate::port::socket::IoState {
+impl IoState {
     /// Operation `op` (the receive, or else the send) completed normally: a cancel aimed at it,
     /// or one not aimed yet that would have been, is moot.
     fn settle_cancel(&mut self, op: Option<std::num::NonZeroU32>, recv: bool) {
@@ -548,9 +578,4 @@ fn op_id(key: usize) -> Option<NonZeroU32> {
 
 fn errno(res: i32) -> OpError {
     OpError::Io(io::Error::from_raw_os_error(-res))
-}
-
-fn zeroed_msghdr() -> libc::msghdr {
-    // SAFETY: msghdr is plain data (pointers and integers); all zeroes is its empty value.
-    unsafe { std::mem::zeroed() }
 }
