@@ -359,3 +359,32 @@ fn a_stalled_send_reports_what_the_kernel_took() {
     port.close(&socket);
     assert_eq!(socket.posted_send_progress(), 0, "a closed socket has no send posted");
 }
+
+/// A zero timeout polls: with nothing ready it says `TimedOut` (rather than waiting), and a
+/// receive whose data has arrived comes back from polling alone (on io_uring the poll itself runs
+/// the ring's deferred completion work).
+#[test]
+fn a_zero_timeout_get_polls() {
+    let port = port(BufferPool::new(512, 1), 1);
+    assert_eq!(port.get(Some(Duration::ZERO)).unwrap_err(), Wait::TimedOut);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (mut client, server) = pair(&listener);
+    server.set_nonblocking(true).unwrap();
+    let socket = port.associate(mio::net::TcpStream::from_std(server), 0).expect("associate");
+    port.post_recv(&socket);
+    client.write_all(b"ping").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        match port.get(Some(Duration::ZERO)) {
+            Ok(Completion::Recv { result: Ok(buf), .. }) => break buf.to_vec(),
+            Err(Wait::TimedOut) => {
+                assert!(Instant::now() < deadline, "polling never returned the receive");
+                thread::yield_now();
+            }
+            Ok(_) => panic!("an unexpected completion"),
+            Err(Wait::Closed) => panic!("the port closed"),
+        }
+    };
+    assert_eq!(got, b"ping");
+    port.close(&socket);
+}

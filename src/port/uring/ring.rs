@@ -38,6 +38,8 @@ const PROVIDED_RECV: NonZeroU32 = NonZeroU32::MAX;
 /// before the first attempt. A receive is posted right after our send completed, before the peer
 /// can have answered, so trying it at once would fail nearly every time, at a full `recvmsg` each.
 const RECVSEND_POLL_FIRST: u16 = 1;
+/// IORING_ENTER_GETEVENTS (not exported by the crate).
+const ENTER_GETEVENTS: u32 = 1;
 /// Sendmsg headers kept for reuse per ring.
 const SPARE_MSGS: usize = 64;
 
@@ -212,6 +214,7 @@ impl<C: Send + Sync + 'static> Ring<C> {
     /// Submits what is queued and waits for at least one completion (or the deadline). True when
     /// the deadline passed.
     fn submit_and_wait(&mut self, uring: &Uring<C>, deadline: Option<Instant>) -> bool {
+        let queued = self.kernel.uring.submission().len() as u32;
         let submitter = self.kernel.uring.submitter();
         if !uring.may_sleep(self.slot) {
             // Work arrived meanwhile: submit, but only collect what is already done.
@@ -222,11 +225,18 @@ impl<C: Send + Sync + 'static> Ring<C> {
         }
         let result = match deadline {
             None => submitter.submit_and_wait(1),
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                let ts = Timespec::from(left);
-                submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
-            }
+            Some(d) => match d.saturating_duration_since(Instant::now()) {
+                // A zero wait is a poll: the kernel would arm a timer and sleep for the thread's
+                // timer slack (tens of microseconds) before saying "time is up".
+                // GETEVENTS with nothing to wait for still runs the ring's deferred completion work.
+                left if left.is_zero() => {
+                    // SAFETY: no argument is passed (no EXT_ARG flag), so the kernel reads no
+                    // memory of ours beyond the rings it already has.
+                    unsafe { submitter.enter::<libc::sigset_t>(queued, 0, ENTER_GETEVENTS, None) }
+                        .and(Err(io::Error::from_raw_os_error(libc::ETIME)))
+                }
+                left => submitter.submit_with_args(1, &SubmitArgs::new().timespec(&Timespec::from(left))),
+            },
         };
         uring.awake(self.slot);
         match result {
