@@ -9,7 +9,7 @@ use proptest::prelude::*;
 fn content() -> impl Strategy<Value = Vec<u8>> {
     let command = prop::sample::select(vec![
         "NICK", "USER", "JOIN", "PART", "PRIVMSG", "NOTICE", "TOPIC", "MODE", "KICK", "INVITE", "NAMES", "LIST", "WHO",
-        "WHOIS", "QUIT", "PING", "PONG", "AWAY", "OPER", "CAP", "PASS", "TIME", "ISON",
+        "WHOIS", "QUIT", "PING", "PONG", "AWAY", "OPER", "CAP", "PASS", "TIME", "ISON", "TAGMSG", "SETNAME",
     ]);
     let word = prop::sample::select(vec![
         "alice",
@@ -32,14 +32,29 @@ fn content() -> impl Strategy<Value = Vec<u8>> {
         "LS",
         "302",
         "END",
+        "REQ",
+        ":message-tags echo-message -batch",
         "",
         ":",
         "#",
         "&x",
         "[a]",
     ]);
-    let irc = (command, prop::collection::vec(word, 0..5)).prop_map(|(c, ws)| {
-        let mut line = c.as_bytes().to_vec();
+    // IRCv3 tag sections: labels, client-only tags with escapes, server tags, and junk.
+    let tags = prop::sample::select(vec![
+        "",
+        "",
+        "",
+        "@label=L1 ",
+        "@+draft/reply=abc;+draft/react=\\:)\\s ",
+        "@time=x;msgid=y;+a ",
+        "@;;=;+=;+/x=\\ ",
+        "@label=;label=\\n\\r\\0 ",
+        "@+example.com/x=1;bot ",
+    ]);
+    let irc = (tags, command, prop::collection::vec(word, 0..5)).prop_map(|(t, c, ws)| {
+        let mut line = t.as_bytes().to_vec();
+        line.extend_from_slice(c.as_bytes());
         for w in ws {
             line.push(b' ');
             line.extend_from_slice(w.as_bytes());

@@ -1,7 +1,7 @@
 //! One chat connection's byte-level state: incoming bytes cut into IRC lines (by the wire
 //! crate's [`Framer`]), the flood-control token bucket, and the bounded queue of outgoing lines.
 
-use echoport_irc::Framer;
+use echoport_irc::{Framer, MAX_CLIENT_TAGS};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -45,11 +45,13 @@ impl Output {
 }
 
 impl Conn {
-    /// `max_line_bytes` counts the CR LF, as `--max-line-bytes` does.
+    /// `max_line_bytes` counts the CR LF, as `--max-line-bytes` does. Lines may be longer by
+    /// an IRCv3 tag section ([`MAX_CLIENT_TAGS`]): the framer keeps room for one, and the chat
+    /// server checks the tags and the rest of the line against their own limits.
     pub fn new(flood_rate: f64, flood_burst: u32, max_line_bytes: usize, now: Instant) -> Self {
         Conn {
             input: Mutex::new(Input::new(
-                max_line_bytes.saturating_sub(2),
+                max_line_bytes.saturating_sub(2) + MAX_CLIENT_TAGS,
                 TokenBucket::new(flood_rate, flood_burst, now),
             )),
             output: Mutex::new(Output::default()),
@@ -162,10 +164,10 @@ mod tests {
     #[test]
     fn max_line_bytes_counts_the_cr_lf() {
         let conn = Conn::new(0.0, 1, 64, Instant::now());
-        let mut long = vec![b'x'; 100];
+        let mut long = vec![b'x'; 62 + MAX_CLIENT_TAGS + 10];
         long.extend_from_slice(b"\r\nPING :short\r\n");
         let (got, _) = lines(&mut conn.input(), &long);
-        assert_eq!((got[0].0.len(), got[0].1), (62, true));
+        assert_eq!((got[0].0.len(), got[0].1), (62 + MAX_CLIENT_TAGS, true));
         assert_eq!(got[1], ("PING :short".into(), false));
     }
 

@@ -6,13 +6,24 @@
 
 use super::conn::Input;
 use super::server::{ChatConfig, ChatServer, Effects};
+use echoport_irc::tags::{split_tags, tags, valid_key};
+use echoport_irc::{MAX_CLIENT_TAGS, MAX_LINE, MAX_TAGS};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
-/// RFC 1459's line length, CR LF included (the `--max-line-bytes` default).
-const MAX_LINE_BYTES: usize = 512;
+/// RFC 1459's line length, CR LF included (the `--max-line-bytes` default), plus the room the
+/// framer leaves for a client's tag section.
+const MAX_LINE_BYTES: usize = MAX_LINE + MAX_CLIENT_TAGS;
+/// What each client enables before registering, so tagged and plain recipients mix.
+const CAPS: [&str; CLIENTS] = [
+    "account-notify account-tag away-notify batch cap-notify chghost echo-message extended-join invite-notify \
+     labeled-response message-tags multi-prefix server-time setname userhost-in-names",
+    "message-tags echo-message",
+    "",
+    "server-time labeled-response batch",
+];
 
 /// The input is cut into records at each LF. A record's first byte picks the client (`% 4`) and
 /// what to do: 0xFF drops and reconnects that client, 0xFE advances the clock and runs the ping
@@ -36,7 +47,14 @@ pub fn drive(data: &[u8]) {
         server.connect(id, IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8 + 1)), now);
         open.insert(id);
         let mut fx = Effects::default();
-        for line in [format!("NICK c{id}"), format!("USER c{id} 0 * :client {id}"), "JOIN #chan".to_owned()] {
+        let setup = [
+            format!("CAP REQ :{}", CAPS[id]),
+            "CAP END".to_owned(),
+            format!("NICK c{id}"),
+            format!("USER c{id} 0 * :client {id}"),
+            "JOIN #chan".to_owned(),
+        ];
+        for line in setup {
             server.handle_line(id, line.as_bytes(), false, now, &mut fx);
         }
         check(&fx, &open);
@@ -82,12 +100,22 @@ pub fn drive(data: &[u8]) {
     }
 }
 
-/// Every line sent is one well-formed IRC line: at most 512 bytes, CRLF-terminated, with no CR,
-/// LF or NUL inside (so no relayed text can smuggle a second line), addressed to an open client.
+/// Every line sent is one well-formed IRC line: at most 512 bytes after a tag section of at most
+/// 8191 whose keys are valid, CRLF-terminated, with no CR, LF or NUL inside (so no relayed text
+/// can smuggle a second line), addressed to an open client.
 fn check(fx: &Effects, open: &HashSet<usize>) {
     for (to, line) in &fx.sends {
         assert!(open.contains(to), "line for a client that is not connected: {to}");
-        assert!(line.len() <= 512, "line longer than 512 bytes: {}", line.len());
+        let (section, rest) = split_tags(line);
+        assert!(section.len() <= MAX_TAGS, "tag section longer than {MAX_TAGS} bytes: {}", section.len());
+        assert!(rest.len() <= MAX_LINE, "line longer than 512 bytes after its tags: {}", rest.len());
+        if let Some(section) = section.strip_prefix(b"@") {
+            let section = section.strip_suffix(b" ").unwrap_or_else(|| panic!("tags without a space after them"));
+            assert!(!section.is_empty() && !section.contains(&b' '), "malformed tag section");
+            for tag in tags(section) {
+                assert!(valid_key(tag.key), "invalid tag key {:?}", String::from_utf8_lossy(tag.key));
+            }
+        }
         let body = line
             .strip_suffix(b"\r\n")
             .unwrap_or_else(|| panic!("line without CRLF: {:?}", String::from_utf8_lossy(line)));

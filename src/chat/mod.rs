@@ -65,6 +65,7 @@ impl Chat {
             motd,
             opers: settings.opers.clone(),
             network: "echoport".to_owned(),
+            max_body: settings.max_line_bytes.saturating_sub(2),
         };
         let state = Mutex::new(State { server: ChatServer::new(config), sockets: HashMap::new() });
         Chat { state, settings, stats }
@@ -190,8 +191,7 @@ impl Chat {
             let mut input = conn.input();
             let mut st = self.lock();
             let feed = input.feed(data, now, |line, truncated| {
-                too_long += u64::from(truncated);
-                st.server.handle_line(socket.key(), line, truncated, now, &mut fx);
+                too_long += u64::from(st.server.handle_line(socket.key(), line, truncated, now, &mut fx));
             });
             self.apply(&st, std::mem::take(&mut fx), &mut pending);
             feed

@@ -44,6 +44,8 @@ const MAX_LINE: usize = 1 << 20;
 /// One IRC message as received: `[@tags] [:prefix] COMMAND params... [:trailing]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
+    /// IRCv3 tags, in order, values unescaped (empty for a tag without a value).
+    pub tags: Vec<(String, String)>,
     /// The source without its leading `:`.
     pub prefix: Option<String>,
     /// As received (numerics stay numerics: "001").
@@ -66,10 +68,15 @@ impl Message {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let Some(parsed) = echoport_irc::Message::parse(body) else {
             let (prefix, command, params) = (None, String::new(), Vec::new());
-            return Message { prefix, command, params, raw: raw.to_vec(), more_than_15_params: false };
+            let tags = Vec::new();
+            return Message { tags, prefix, command, params, raw: raw.to_vec(), more_than_15_params: false };
         };
         let last = parsed.params().last().copied().unwrap_or_default();
         Message {
+            tags: parsed
+                .tags
+                .map(|t| echoport_irc::tags::tags(t).map(|t| (text(t.key), text(&t.value()))).collect())
+                .unwrap_or_default(),
             prefix: parsed.prefix.map(text),
             command: text(parsed.command),
             params: parsed.params().iter().map(|p| text(p)).collect(),
@@ -77,6 +84,11 @@ impl Message {
             // A 15th parameter written without `:` holding a space: there were more.
             more_than_15_params: parsed.len() == 15 && !parsed.has_trailing() && last.contains(&b' '),
         }
+    }
+
+    /// The value of tag `key`, if the message has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The line as text, without CR/LF.

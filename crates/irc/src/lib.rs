@@ -17,8 +17,10 @@
 //! trailing parameter shortened, on a UTF-8 character boundary where the text is UTF-8.
 
 mod framing;
+pub mod tags;
 
 pub use framing::{Framer, Line};
+pub use tags::{MAX_CLIENT_TAGS, MAX_TAGS};
 
 use std::sync::Arc;
 

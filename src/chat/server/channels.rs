@@ -6,6 +6,7 @@ use std::time::Instant;
 use echoport_irc::{LineBuilder, Message, fold, truncate_utf8};
 use indexmap::IndexMap;
 
+use super::caps::Caps;
 use super::state::{Channel, Member, Modes, Topic};
 use super::{CHANNELLEN, ChatServer, ClientId, Effects, KICKLEN, MAX_CHANNELS, MAX_KICKS, TOPICLEN};
 
@@ -86,9 +87,8 @@ impl ChatServer {
             }
         };
         self.add_member(id, ckey.clone(), member);
+        self.announce_join(fx, id, &ckey);
         let ch = &self.channels[&ckey];
-        let line = LineBuilder::new(&self.clients[&id].prefix, b"JOIN").middle(&ch.name).finish();
-        self.broadcast(fx, &ckey, &line, None);
         if let Some(topic) = &ch.topic {
             self.send_topic(id, ch, topic, fx);
         }
@@ -111,6 +111,8 @@ impl ChatServer {
         }
         let head = self.numeric(id, "353").middle(ch.symbol()).middle(&ch.name);
         let room = head.trailing_room();
+        let caps = self.caps_of(id);
+        let (all_prefixes, full) = (caps.has(Caps::MULTI_PREFIX), caps.has(Caps::USERHOST_IN_NAMES));
         let mut names: Vec<u8> = Vec::with_capacity(room);
         for (m, status) in &ch.members {
             let Some(c) = self.clients.get(m) else {
@@ -119,8 +121,8 @@ impl ChatServer {
             if !member && c.invisible {
                 continue;
             }
-            let flag = status.prefix();
-            let nick = c.nick_or_star();
+            let flag = status.prefixes(all_prefixes);
+            let nick = if full { &c.prefix[..] } else { c.nick_or_star() };
             let need = flag.len() + nick.len() + usize::from(!names.is_empty());
             if !names.is_empty() && names.len() + need > room {
                 fx.send(id, head.clone().trailing(&names));
@@ -335,6 +337,7 @@ impl ChatServer {
         if let Some(away) = &self.clients[&target].away {
             self.reply_bytes(fx, id, "301", &[&target_nick], away);
         }
+        self.announce_invite(fx, id, target, &key);
         self.add_invite(target, key);
     }
 }

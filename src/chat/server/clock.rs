@@ -1,16 +1,23 @@
-//! Time as the protocol shows it: the server's `Instant`s as Unix seconds, and the human form
-//! of a Unix time (003, TIME).
+//! Time as the protocol shows it: the server's `Instant`s as Unix time, the human form of a
+//! Unix time (003, TIME), and the IRCv3 `server-time` form.
 
 use std::time::Instant;
 
 use super::ChatServer;
 
 impl ChatServer {
+    /// Unix time in seconds.
     pub(super) fn unix(&self, now: Instant) -> u64 {
-        let (base, unix) = self.clock;
+        self.unix_ms(now) / 1000
+    }
+
+    /// Unix time in milliseconds.
+    pub(super) fn unix_ms(&self, now: Instant) -> u64 {
+        let (base, unix_ms) = self.clock;
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         match now.checked_duration_since(base) {
-            Some(d) => unix + d.as_secs(),
-            None => unix.saturating_sub(base.duration_since(now).as_secs()),
+            Some(d) => unix_ms.saturating_add(ms(d)),
+            None => unix_ms.saturating_sub(ms(base.duration_since(now))),
         }
     }
 }
@@ -45,6 +52,14 @@ pub(super) fn format_time(unix: u64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// RFC 3339 in UTC with milliseconds, as the `time` tag carries it: `2026-12-01T14:20:05.123Z`.
+pub(super) fn server_time(unix_ms: u64) -> String {
+    let (secs, ms) = (unix_ms / 1000, unix_ms % 1000);
+    let (year, month, day) = civil_date(secs / 86_400);
+    let s = secs % 86_400;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// (year, month 1-12, day 1-31) of the day `days` after 1970-01-01, proleptic Gregorian.

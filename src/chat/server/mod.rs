@@ -26,16 +26,19 @@
 //!   someone leaves, when the member listed last takes the leaver's place. That keeps leaving
 //!   O(1) in a channel of any size; the RFCs set no order, and clients sort the list themselves.
 
+mod caps;
 mod channels;
 mod clock;
 mod membership;
 mod messages;
 mod modes;
+mod notify;
 mod oper;
 mod queries;
 mod registration;
 mod replies;
 mod state;
+mod tags;
 #[cfg(test)]
 mod tests;
 
@@ -47,10 +50,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use echoport_irc::{LineBuilder, MAX_BODY, Message, sanitize};
+use echoport_irc::tags::split_tags;
+use echoport_irc::{LineBuilder, MAX_BODY, MAX_CLIENT_TAGS, Message, sanitize};
 
+use caps::Caps;
 use clock::format_time;
 use state::{Channel, Client, Key};
+use tags::Tagger;
 
 /// The connection's completion key; unique while the connection is open.
 pub type ClientId = usize;
@@ -94,6 +100,9 @@ pub struct ChatConfig {
     pub opers: Vec<(String, String)>,
     /// For 005 NETWORK=. Default `echoport`.
     pub network: String,
+    /// The longest line a client may send without its tags and CR LF; longer ones get 417.
+    /// Default (and most) [`MAX_BODY`].
+    pub max_body: usize,
 }
 
 impl Default for ChatConfig {
@@ -104,6 +113,7 @@ impl Default for ChatConfig {
             motd: None,
             opers: Vec::new(),
             network: "echoport".to_owned(),
+            max_body: MAX_BODY,
         }
     }
 }
@@ -148,15 +158,23 @@ pub struct ChatServer {
     next_seq: u64,
     registered: usize,
     opers: usize,
-    /// An instant and the Unix time (seconds) at that instant: converts `Instant`s to timestamps.
+    /// An instant and the Unix time (milliseconds) at that instant: converts `Instant`s to
+    /// timestamps.
     clock: (Instant, u64),
     created: String,
     isupport: Vec<Vec<u8>>,
+    tagger: Tagger,
+    /// The latest `now` passed in, for events that come without one.
+    latest: Instant,
 }
 
 impl ChatServer {
     pub fn new(config: ChatConfig) -> Self {
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+            .unwrap_or(0);
+        let unix = unix_ms / 1000;
         let isupport = [
             "CASEMAPPING=rfc1459".to_owned(),
             "CHANTYPES=#".to_owned(),
@@ -189,8 +207,10 @@ impl ChatServer {
             next_seq: 0,
             registered: 0,
             opers: 0,
-            clock: (Instant::now(), unix),
+            clock: (Instant::now(), unix_ms),
             isupport,
+            tagger: Tagger::new(unix_ms),
+            latest: Instant::now(),
         }
     }
 
@@ -215,12 +235,16 @@ impl ChatServer {
                 realname: Vec::new(),
                 pass: None,
                 cap_negotiating: false,
+                caps: Caps::default(),
+                cap_302: false,
+                account: None,
                 registered: false,
                 prefix: Vec::new(),
                 channels: Vec::new(),
                 away: None,
                 invisible: false,
                 oper: false,
+                bot: false,
                 connected: now,
                 signon: self.unix(now),
                 last_active: now,
@@ -231,62 +255,81 @@ impl ChatServer {
     }
 
     /// One line from the client, without its CR/LF terminator; `truncated` if the engine cut it.
-    pub fn handle_line(&mut self, id: ClientId, line: &[u8], truncated: bool, now: Instant, fx: &mut Effects) {
+    /// Returns true if the line was refused as too long (417), for the engine's counters.
+    pub fn handle_line(&mut self, id: ClientId, line: &[u8], truncated: bool, now: Instant, fx: &mut Effects) -> bool {
         let Some(client) = self.clients.get_mut(&id) else {
-            return;
+            return false;
         };
         client.last_active = now;
         client.ping_sent = None;
+        self.latest = self.latest.max(now);
         let registered = client.registered;
-        if truncated || line.len() > MAX_BODY {
+        // Lengths as sent: a line cut short by a NUL is still a line that was too long.
+        let (tags, body) = split_tags(line);
+        if truncated || tags.len() > MAX_CLIENT_TAGS || body.len() > self.config.max_body {
             self.reply(fx, id, "417", &[], "Input line was too long");
-            return;
+            return true;
         }
         let Some(msg) = Message::parse(sanitize(line)) else {
-            return;
+            return false;
         };
+        let label = self.label_of(id, msg.tags);
+        let src = self.source(id);
+        let start = fx.sends.len();
+        self.dispatch(id, &msg, registered, now, fx);
+        self.tag_event(fx, start, now, &src, label.map(|l| (id, l)));
+        false
+    }
+
+    fn dispatch(&mut self, id: ClientId, msg: &Message, registered: bool, now: Instant, fx: &mut Effects) {
         let mut buf = [0u8; 16];
         let command = msg.command_upper(&mut buf).unwrap_or(b"");
         match command {
-            b"CAP" => self.cmd_cap(id, &msg, now, fx),
-            b"PASS" => self.cmd_pass(id, &msg, fx),
-            b"NICK" => self.cmd_nick(id, &msg, now, fx),
-            b"USER" => self.cmd_user(id, &msg, now, fx),
-            b"PING" => self.cmd_ping(id, &msg, fx),
+            b"CAP" => self.cmd_cap(id, msg, now, fx),
+            b"PASS" => self.cmd_pass(id, msg, fx),
+            b"NICK" => self.cmd_nick(id, msg, now, fx),
+            b"USER" => self.cmd_user(id, msg, now, fx),
+            b"PING" => self.cmd_ping(id, msg, fx),
             b"PONG" => {}
-            b"QUIT" => self.cmd_quit(id, &msg, fx),
+            b"TAGMSG" if registered => self.cmd_tagmsg(id, msg, fx),
+            b"SETNAME" if registered => self.cmd_setname(id, msg, fx),
+            b"QUIT" => self.cmd_quit(id, msg, fx),
             b"NOTICE" if !registered => {}
             _ if !registered => self.reply(fx, id, "451", &[], "You have not registered"),
-            b"PRIVMSG" => self.cmd_message(id, &msg, false, now, fx),
-            b"NOTICE" => self.cmd_message(id, &msg, true, now, fx),
-            b"JOIN" => self.cmd_join(id, &msg, now, fx),
-            b"PART" => self.cmd_part(id, &msg, fx),
-            b"TOPIC" => self.cmd_topic(id, &msg, now, fx),
-            b"NAMES" => self.cmd_names(id, &msg, fx),
-            b"LIST" => self.cmd_list(id, &msg, fx),
-            b"MODE" => self.cmd_mode(id, &msg, fx),
-            b"KICK" => self.cmd_kick(id, &msg, fx),
-            b"INVITE" => self.cmd_invite(id, &msg, fx),
-            b"WHO" => self.cmd_who(id, &msg, fx),
-            b"WHOIS" => self.cmd_whois(id, &msg, now, fx),
-            b"WHOWAS" => self.cmd_whowas(id, &msg, fx),
-            b"AWAY" => self.cmd_away(id, &msg, fx),
-            b"OPER" => self.cmd_oper(id, &msg, fx),
-            b"KILL" => self.cmd_kill(id, &msg, fx),
-            b"TIME" => self.cmd_time(id, &msg, now, fx),
+            b"PRIVMSG" => self.cmd_message(id, msg, false, now, fx),
+            b"NOTICE" => self.cmd_message(id, msg, true, now, fx),
+            b"JOIN" => self.cmd_join(id, msg, now, fx),
+            b"PART" => self.cmd_part(id, msg, fx),
+            b"TOPIC" => self.cmd_topic(id, msg, now, fx),
+            b"NAMES" => self.cmd_names(id, msg, fx),
+            b"LIST" => self.cmd_list(id, msg, fx),
+            b"MODE" => self.cmd_mode(id, msg, fx),
+            b"KICK" => self.cmd_kick(id, msg, fx),
+            b"INVITE" => self.cmd_invite(id, msg, fx),
+            b"WHO" => self.cmd_who(id, msg, fx),
+            b"WHOIS" => self.cmd_whois(id, msg, now, fx),
+            b"WHOWAS" => self.cmd_whowas(id, msg, fx),
+            b"AWAY" => self.cmd_away(id, msg, fx),
+            b"OPER" => self.cmd_oper(id, msg, fx),
+            b"KILL" => self.cmd_kill(id, msg, fx),
+            b"TIME" => self.cmd_time(id, msg, now, fx),
             b"MOTD" => self.send_motd(id, fx),
             b"LUSERS" => self.send_lusers(id, fx),
             b"VERSION" => self.cmd_version(id, fx),
-            b"ISON" => self.cmd_ison(id, &msg, fx),
-            b"USERHOST" => self.cmd_userhost(id, &msg, fx),
+            b"ISON" => self.cmd_ison(id, msg, fx),
+            b"USERHOST" => self.cmd_userhost(id, msg, fx),
             _ => self.reply(fx, id, "421", &[msg.command], "Unknown command"),
         }
     }
 
     /// The connection is gone (EOF, error, ping timeout, SendQ exceeded): QUIT with `reason` to
     /// channel peers, free the nick and memberships. Idempotent.
+    /// Its QUIT lines carry the time of the latest event the server was given (a tick comes
+    /// every second).
     pub fn disconnect(&mut self, id: ClientId, reason: &str, fx: &mut Effects) {
+        let (src, start) = (self.source(id), fx.sends.len());
         self.remove_client(id, reason.as_bytes(), fx);
+        self.tag_event(fx, start, self.latest, &src, None);
     }
 
     /// Called about once a second: PING clients idle longer than `ping_interval` (once); drop
@@ -295,6 +338,7 @@ impl ChatServer {
     /// A zero `ping_interval` turns pinging off; a zero `ping_timeout` turns both drops off.
     /// Returns how many clients it dropped, by reason.
     pub fn tick(&mut self, now: Instant, ping_interval: Duration, ping_timeout: Duration, fx: &mut Effects) -> Expired {
+        self.latest = self.latest.max(now);
         let mut to_ping = Vec::new();
         let mut expired = Vec::new();
         for (&id, c) in &self.clients {
@@ -334,8 +378,10 @@ impl ChatServer {
                 REGISTRATION_TIMEOUT => counts.registration += 1,
                 _ => counts.ping += 1,
             }
+            let (src, start) = (self.source(id), fx.sends.len());
             self.send_error(fx, id, reason.as_bytes());
             self.remove_client(id, reason.as_bytes(), fx);
+            self.tag_event(fx, start, now, &src, None);
             fx.close.push(id);
         }
         counts

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use echoport_irc::{Message, fold, truncate_utf8, wildcard_match};
 
+use super::caps::Caps;
 use super::clock::format_time;
 use super::state::{Client, Member};
 use super::{AWAYLEN, ChatServer, ClientId, Effects, VERSION};
@@ -14,13 +15,14 @@ impl ChatServer {
         let mask = msg.nonempty(0).unwrap_or(b"*");
         let opers_only = msg.param(1).is_some_and(|f| f.contains(&b'o'));
         let server = self.server().to_vec();
+        let multi_prefix = self.caps_of(id).has(Caps::MULTI_PREFIX);
         let reply = |fx: &mut Effects, chan: &[u8], c: &Client, member: Option<Member>| {
             let mut flags = vec![if c.away.is_some() { b'G' } else { b'H' }];
             if c.oper {
                 flags.push(b'*');
             }
             if let Some(m) = member {
-                flags.extend_from_slice(m.prefix());
+                flags.extend_from_slice(m.prefixes(multi_prefix));
             }
             let mut real = b"0 ".to_vec();
             real.extend_from_slice(&c.realname);
@@ -101,6 +103,7 @@ impl ChatServer {
             .middle(b"*")
             .trailing(&c.realname);
         fx.send(id, line);
+        let multi_prefix = self.caps_of(id).has(Caps::MULTI_PREFIX);
         let head = self.numeric(id, "319").middle(tnick);
         let room = head.trailing_room();
         let mut list: Vec<u8> = Vec::new();
@@ -111,7 +114,7 @@ impl ChatServer {
             if ch.modes.secret && !ch.has(id) {
                 continue;
             }
-            let flag = ch.members.get(&t).copied().unwrap_or_default().prefix();
+            let flag = ch.members.get(&t).copied().unwrap_or_default().prefixes(multi_prefix);
             if !list.is_empty() && list.len() + 1 + flag.len() + ch.name.len() > room {
                 fx.send(id, head.clone().trailing(&list));
                 list.clear();
@@ -221,5 +224,6 @@ impl ChatServer {
                 self.reply(fx, id, "305", &[], "You are no longer marked as being away");
             }
         }
+        self.announce_away(fx, id);
     }
 }

@@ -1,4 +1,4 @@
-//! A connection's own lifecycle: CAP, PASS, NICK and USER until registration, the welcome burst
+//! A connection's own lifecycle: PASS, NICK and USER (CAP is in caps.rs) until registration, the welcome burst
 //! (with LUSERS and MOTD, which are also commands), nick changes, PING and QUIT.
 
 use std::time::Instant;
@@ -9,34 +9,6 @@ use super::state::make_prefix;
 use super::{ChatServer, ClientId, Effects, NICKLEN, QUITLEN, REALLEN, USERLEN, VERSION};
 
 impl ChatServer {
-    pub(super) fn cmd_cap(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
-        let Some(sub) = msg.param(0) else {
-            self.reply(fx, id, "461", &[b"CAP"], "Not enough parameters");
-            return;
-        };
-        let registered = self.clients[&id].registered;
-        let target: &[u8] = if registered { self.clients[&id].nick_or_star() } else { b"*" };
-        let cap =
-            |sub: &[u8], caps: &[u8]| LineBuilder::new(self.server(), b"CAP").middle(target).middle(sub).trailing(caps);
-        let sub_upper = sub.to_ascii_uppercase();
-        match &sub_upper[..] {
-            b"LS" => {
-                fx.send(id, cap(b"LS", b""));
-                self.clients.get_mut(&id).unwrap().cap_negotiating = !registered;
-            }
-            b"LIST" => fx.send(id, cap(b"LIST", b"")),
-            b"REQ" => {
-                fx.send(id, cap(b"NAK", msg.param(1).unwrap_or(b"")));
-                self.clients.get_mut(&id).unwrap().cap_negotiating = !registered;
-            }
-            b"END" => {
-                self.clients.get_mut(&id).unwrap().cap_negotiating = false;
-                self.try_register(id, now, fx);
-            }
-            _ => self.reply(fx, id, "410", &[sub], "Invalid CAP command"),
-        }
-    }
-
     pub(super) fn cmd_pass(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
         if self.clients[&id].registered {
             self.reply(fx, id, "462", &[], "You may not reregister");
@@ -113,7 +85,7 @@ impl ChatServer {
         }
     }
 
-    fn try_register(&mut self, id: ClientId, now: Instant, fx: &mut Effects) {
+    pub(super) fn try_register(&mut self, id: ClientId, now: Instant, fx: &mut Effects) {
         let c = &self.clients[&id];
         if c.registered || c.cap_negotiating || c.nick.is_none() || c.user.is_none() {
             return;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use echoport_irc::LineBuilder;
 
+use super::caps::Caps;
 use super::state::Client;
 use super::{ChatServer, ClientId, Effects};
 
@@ -41,12 +42,24 @@ impl ChatServer {
 
     /// Sends `line` to every member of channel `key` but `except`, in fan-out order.
     pub(super) fn broadcast(&self, fx: &mut Effects, key: &[u8], line: &Arc<[u8]>, except: Option<ClientId>) {
-        if let Some(ch) = self.channels.get(key) {
-            fx.sends.reserve(ch.members.len());
-            for &m in ch.members.keys() {
-                if Some(m) != except {
-                    fx.send(m, line.clone());
-                }
+        self.broadcast_to(fx, key, line, except, Caps::default());
+    }
+
+    /// [`broadcast`](Self::broadcast) to the members that enabled one of `need` (all of them
+    /// when `need` is empty).
+    pub(super) fn broadcast_to(
+        &self,
+        fx: &mut Effects,
+        key: &[u8],
+        line: &Arc<[u8]>,
+        except: Option<ClientId>,
+        need: Caps,
+    ) {
+        let Some(ch) = self.channels.get(key) else { return };
+        fx.sends.reserve(ch.members.len());
+        for &m in ch.members.keys() {
+            if Some(m) != except && (need == Caps::default() || self.caps_of(m).has(need)) {
+                fx.send(m, line.clone());
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use indexmap::IndexMap;
 
 use super::ClientId;
+use super::caps::Caps;
 
 /// rfc1459-folded nick or channel name.
 pub(super) type Key = Box<[u8]>;
@@ -21,6 +22,12 @@ pub(super) struct Client {
     pub(super) pass: Option<Vec<u8>>,
     /// CAP LS/REQ seen and no CAP END yet: registration waits.
     pub(super) cap_negotiating: bool,
+    /// IRCv3 capabilities enabled (CAP REQ).
+    pub(super) caps: Caps,
+    /// Sent `CAP LS 302` (or later): capability values and multi-line lists.
+    pub(super) cap_302: bool,
+    /// The account logged in to (SASL), if any.
+    pub(super) account: Option<Vec<u8>>,
     pub(super) registered: bool,
     /// `nick!user@host`, kept current once registered.
     pub(super) prefix: Vec<u8>,
@@ -31,6 +38,8 @@ pub(super) struct Client {
     pub(super) away: Option<Vec<u8>>,
     pub(super) invisible: bool,
     pub(super) oper: bool,
+    /// User mode +B: a bot (the `bot` tag on its messages).
+    pub(super) bot: bool,
     pub(super) connected: Instant,
     pub(super) signon: u64,
     pub(super) last_active: Instant,
@@ -52,6 +61,11 @@ pub(super) struct Member {
 }
 
 impl Member {
+    /// The status prefixes, highest first: all of them (multi-prefix) or only the highest.
+    pub(super) fn prefixes(self, all: bool) -> &'static [u8] {
+        if all && self.op && self.voice { b"@+" } else { self.prefix() }
+    }
+
     pub(super) fn prefix(self) -> &'static [u8] {
         if self.op {
             b"@"

@@ -4,6 +4,7 @@
 mod case_mapping;
 mod channels;
 mod hostile;
+mod ircv3;
 mod membership;
 mod messages;
 mod modes;
@@ -32,7 +33,8 @@ impl H {
     fn with(config: ChatConfig) -> H {
         let mut s = ChatServer::new(config);
         let now = Instant::now();
-        s.clock = (now, T0_UNIX);
+        s.clock = (now, T0_UNIX * 1000);
+        s.latest = now;
         H { s, now }
     }
 
@@ -72,6 +74,8 @@ impl H {
 /// Every line sent is one well-formed IRC line.
 fn check_lines(fx: &Effects) {
     for (_, line) in &fx.sends {
+        let (tags, line) = echoport_irc::tags::split_tags(line);
+        assert!(tags.len() <= echoport_irc::MAX_TAGS, "{} bytes of tags", tags.len());
         assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
         assert!(line.ends_with(b"\r\n"));
         let body = &line[..line.len() - 2];
@@ -95,12 +99,16 @@ fn cmds(fx: &Effects, id: ClientId) -> Vec<String> {
     lines(fx, id)
         .iter()
         .map(|l| {
-            let mut words = l.split(' ');
+            let mut words = l.split(' ').skip_while(|w| w.starts_with('@'));
             let first = words.next().unwrap_or("");
             if first.starts_with(':') { words.next().unwrap_or("").to_owned() } else { first.to_owned() }
         })
         .collect()
 }
+
+/// Every capability offered without accounts, as CAP LS lists them.
+const OFFERED: &str = "account-notify account-tag away-notify batch cap-notify chghost echo-message extended-join \
+                       invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names";
 
 fn recipients(fx: &Effects) -> Vec<ClientId> {
     fx.sends.iter().map(|(id, _)| *id).collect()

@@ -74,20 +74,24 @@ fn cap_negotiation_holds_registration_until_cap_end() {
     let mut h = H::new();
     h.connect(1);
     let fx = h.send(1, "CAP LS 302");
-    assert_eq!(lines(&fx, 1), [":irc.test CAP * LS :"]);
+    assert_eq!(lines(&fx, 1), [format!(":irc.test CAP * LS :{OFFERED}")]);
     assert!(h.send(1, "NICK carol").sends.is_empty());
     assert!(h.send(1, "USER carol 0 * :Carol").sends.is_empty());
+    // sasl is not offered without accounts, so the whole request is refused.
     let fx = h.send(1, "CAP REQ :multi-prefix sasl");
     assert_eq!(lines(&fx, 1), [":irc.test CAP * NAK :multi-prefix sasl"]);
+    // CAP LS 302 turned cap-notify on.
     let fx = h.send(1, "CAP LIST");
-    assert_eq!(lines(&fx, 1), [":irc.test CAP * LIST :"]);
+    assert_eq!(lines(&fx, 1), [":irc.test CAP * LIST :cap-notify"]);
     let fx = h.send(1, "cap bogus");
     assert_eq!(lines(&fx, 1), [":irc.test 410 carol bogus :Invalid CAP command"]);
     let fx = h.send(1, "CAP END");
     assert_eq!(cmds(&fx, 1)[0], "001");
     // After registration CAP still answers, with the nick, and holds nothing.
     let fx = h.send(1, "CAP LS");
-    assert_eq!(lines(&fx, 1), [":irc.test CAP carol LS :"]);
+    assert_eq!(lines(&fx, 1), [format!(":irc.test CAP carol LS :{OFFERED}")]);
+    let fx = h.send(1, "CAP REQ :-cap-notify");
+    assert_eq!(lines(&fx, 1), [":irc.test CAP carol ACK :-cap-notify"]);
     let fx = h.send(1, "CAP LIST");
     assert_eq!(lines(&fx, 1), [":irc.test CAP carol LIST :"]);
     let fx = h.send(1, "PING x");
