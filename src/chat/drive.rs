@@ -43,12 +43,12 @@ pub fn drive(data: &[u8]) {
     let framing = || Input::for_fuzzing(MAX_LINE_BYTES - 2);
     let mut inputs: Vec<Input> = (0..CLIENTS).map(|_| framing()).collect();
     // Registered clients already in a shared channel, so random commands reach the deep paths.
-    for id in 0..CLIENTS {
+    for (id, caps) in CAPS.iter().enumerate() {
         server.connect(id, IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8 + 1)), now);
         open.insert(id);
         let mut fx = Effects::default();
         let setup = [
-            format!("CAP REQ :{}", CAPS[id]),
+            format!("CAP REQ :{caps}"),
             "CAP END".to_owned(),
             format!("NICK c{id}"),
             format!("USER c{id} 0 * :client {id}"),
