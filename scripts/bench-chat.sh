@@ -6,12 +6,17 @@
 #   scripts/bench-chat.sh
 #   CLIENTS=1000 SENDERS=10 DURATION=10 REPS=3 RATE=0 SERVERS="echoport ngircd inspircd" scripts/bench-chat.sh
 #   ECHOPORT_ARGS="--io epoll" scripts/bench-chat.sh      # echoport's flags (default: --io auto)
+#   CAPS="server-time message-tags" scripts/bench-chat.sh  # echoport's clients negotiate these
+#
+# CAPS applies to echoport's clients only: the peers' bench configs load no IRCv3 modules, so they
+# are measured without tags, the cheaper case for them.
 #
 # RATE=0 is unlimited (each sender keeps a bounded window in flight); RATE=N is N messages/s in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-1000} SENDERS=${SENDERS:-10} DURATION=${DURATION:-10} REPS=${REPS:-3} RATE=${RATE:-0}
 SERVERS=${SERVERS:-"echoport ngircd inspircd"}
+CAPS=${CAPS:-}
 PEERS=${PEERS:-../shared/peers/chat}
 OUT=${OUT:-target/bench-chat/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -42,8 +47,9 @@ for r in $(seq "$REPS"); do for n in $SERVERS; do
   echo "## $n rep $r" >&2
   # InspIRCd finishes registrations on its once-a-second timer: let many register at once.
   batch=8; [ "$n" = inspircd ] && batch=256
+  caps=(); [ "$n" = echoport ] && [ -n "$CAPS" ] && caps=(--caps "$CAPS")
   target/release/echoport-load chat --target "127.0.0.1:${PORT[$n]}" --clients "$CLIENTS" --senders "$SENDERS" \
-    --connect-batch "$batch" \
+    --connect-batch "$batch" "${caps[@]}" \
     --duration "$DURATION" --rate "$RATE" --quiet --json "$OUT/$n-$r.json" >"$OUT/$n-$r.txt" 2>&1 \
     || echo "   $n rep $r reported errors (see $OUT/$n-$r.txt)" >&2
 done; done

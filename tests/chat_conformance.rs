@@ -1401,3 +1401,229 @@ fn isupport_does_not_advertise_unimplemented_elist_or_whox() {
         "ELIST={elist} is advertised: add list.py testListMask/NotMask/Users/CreationTime/TopicTime"
     );
 }
+
+// ---- IRCv3: capability negotiation, message tags and the capabilities built on them ----
+
+/// irctest's connectClient with `capabilities`: CAP LS 302, CAP REQ (which must be ACKed), NICK,
+/// USER, CAP END, and the welcome burst drained.
+fn connect_with_caps(s: &Server, nick: &str, caps: &str) -> Client {
+    let mut c = Client::connect(s.addr(), nick);
+    c.send("CAP LS 302");
+    c.send(&format!("CAP REQ :{caps}"));
+    let ack = c.expect(|m| m.is("CAP") && m.param(1) != "LS", WAIT);
+    assert!(ack.params_match(&["*", "ACK", caps]), "CAP REQ :{caps} got {ack}");
+    c.send(&format!("NICK {nick}"));
+    c.send(&format!("USER {nick} 0 * :Real {nick}"));
+    c.send("CAP END");
+    c.finish_registration();
+    c.sync();
+    c
+}
+
+// irctest: cap.py testReqOne, testReqTwo, testReqOneThenOne, testNoReq
+#[test]
+fn cap_req_ack_list_and_registration_waits_for_cap_end() {
+    let s = server(&[]);
+    let mut c = add_client(&s, "foo");
+    c.send("CAP LS 302");
+    let ls = c.expect_cmd("CAP");
+    assert!(ls.params_match(&["*", "LS"]) || ls.param(1) == "LS", "{ls}");
+    for cap in ["message-tags", "server-time", "echo-message", "labeled-response", "batch", "multi-prefix"] {
+        assert!(ls.last().split(' ').any(|c| c == cap), "CAP LS lacks {cap}: {ls}");
+    }
+    c.send("USER foo foo foo :foo");
+    c.send("NICK foo");
+    c.send("CAP REQ :multi-prefix");
+    let m = registration_message(&mut c).unwrap();
+    assert!(m.is("CAP") && m.param(1) == "ACK" && m.last().trim() == "multi-prefix", "{m}");
+    c.send("CAP REQ :userhost-in-names");
+    let m = registration_message(&mut c).unwrap();
+    assert!(m.is("CAP") && m.param(1) == "ACK", "{m}");
+    c.send("CAP LIST");
+    let m = registration_message(&mut c).unwrap();
+    let mut listed: Vec<&str> = m.last().split(' ').filter(|w| !w.is_empty()).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ["cap-notify", "multi-prefix", "userhost-in-names"], "{m}");
+    c.send("CAP END");
+    let m = registration_message(&mut c).unwrap();
+    assert!(m.is("001"), "expected 001 after CAP END, got {m}");
+}
+
+// irctest: cap.py testNakWhole, testNakExactString, testReqUnavailable
+#[test]
+fn cap_req_with_an_unknown_cap_is_refused_whole() {
+    let s = server(&[]);
+    let mut c = add_client(&s, "foo");
+    c.send("CAP LS 302");
+    c.expect_cmd("CAP");
+    c.send("CAP REQ :multi-prefix foo-bar-baz");
+    let m = c.expect_cmd("CAP");
+    assert!(m.params_match(&["*", "NAK", "multi-prefix foo-bar-baz"]), "{m}");
+    c.send("CAP LIST");
+    let m = c.expect_cmd("CAP");
+    assert!(!m.last().contains("multi-prefix"), "a NAK enabled something: {m}");
+}
+
+// irctest: message_tags.py testBasic
+#[test]
+fn message_tags_relay_client_tags_only_to_those_that_asked() {
+    let s = server(&[]);
+    let mut alice = connect_with_caps(&s, "alice", "message-tags");
+    let mut bob = connect_with_caps(&s, "bob", "message-tags echo-message");
+    let mut carol = connect_client(&s, "carol");
+    let mut dave = connect_with_caps(&s, "dave", "server-time");
+    for c in [&mut alice, &mut bob, &mut carol, &mut dave] {
+        join_channel(c, "#test");
+    }
+    for c in [&mut alice, &mut bob, &mut carol, &mut dave] {
+        c.sync();
+    }
+    alice.send("@+baz=bat;fizz=buzz PRIVMSG #test hi");
+    let m = bob.expect_cmd("PRIVMSG");
+    assert_eq!((m.tag("+baz"), m.tag("fizz")), (Some("bat"), None), "{m}");
+    assert!(m.tag("msgid").is_some_and(|id| !id.is_empty()), "{m}");
+    let m = carol.expect_cmd("PRIVMSG");
+    assert!(m.tags.is_empty() && m.line().starts_with(':'), "carol asked for no tags: {m}");
+    let m = dave.expect_cmd("PRIVMSG");
+    assert!(m.tag("time").is_some() && m.tag("+baz").is_none(), "{m}");
+    bob.send(r"@+buzz=fizz\:buzz;cat=dog;+steel=wootz TAGMSG #test");
+    let echo = bob.expect_cmd("TAGMSG");
+    let relay = alice.expect_cmd("TAGMSG");
+    for m in [&echo, &relay] {
+        assert_eq!((m.tag("+buzz"), m.tag("+steel"), m.tag("cat")), (Some("fizz;buzz"), Some("wootz"), None), "{m}");
+    }
+    assert_eq!(echo.tag("msgid"), relay.tag("msgid"));
+    carol.assert_quiet("TAGMSG to a client without message-tags");
+    dave.assert_quiet("TAGMSG to a client with server-time only");
+}
+
+// irctest: message_tags.py testLengthLimits
+#[test]
+fn message_tags_length_limits() {
+    let s = server(&[]);
+    let mut alice = connect_with_caps(&s, "alice", "message-tags echo-message");
+    let mut bob = connect_with_caps(&s, "bob", "message-tags");
+    join_channel(&mut alice, "#test");
+    join_channel(&mut bob, "#test");
+    alice.sync();
+    let max_tagmsg = format!("@foo=bar;+baz={} TAGMSG #test", "a".repeat(4081));
+    alice.send(&max_tagmsg);
+    let echo = alice.expect_cmd("TAGMSG");
+    let relay = bob.expect_cmd("TAGMSG");
+    assert_eq!(echo.tag("+baz").map(str::len), Some(4081));
+    assert_eq!(relay.tag("+baz").map(str::len), Some(4081));
+    assert_eq!(echo.tag("msgid"), relay.tag("msgid"));
+    alice.send(&format!("@foo=bar;+baz={} TAGMSG #test", "a".repeat(4082)));
+    assert!(alice.next(WAIT).is("417"));
+    bob.assert_quiet("an overlong tag section is not relayed");
+    // At the limit of both parts: accepted, the text possibly cut to fit the relayed line.
+    alice.send(&format!("@foo=bar;+baz={} PRIVMSG #test {}", "a".repeat(4081), "b".repeat(496)));
+    let echo = alice.next(WAIT);
+    if !echo.is("417") {
+        let relay = bob.expect_cmd("PRIVMSG");
+        for m in [&echo, &relay] {
+            assert_eq!(m.tag("+baz").map(str::len), Some(4081), "{m}");
+            assert!(m.last().len() >= 400 && m.last().bytes().all(|b| b == b'b'), "{m}");
+        }
+    }
+    alice.send(&format!("@foo=bar;+baz={} PRIVMSG #test {}", "a".repeat(4082), "b".repeat(495)));
+    assert!(alice.next(WAIT).is("417"));
+    bob.assert_quiet("an overlong tag section is not relayed");
+}
+
+// irctest: labeled_responses.py testNoBatchForSingleMessage, testEmptyBatchForNoResponse,
+// testBatchedJoinMessages, testUnknownCommand, testLabeledPrivmsgResponsesToClient
+#[test]
+fn labeled_responses() {
+    let s = server(&[]);
+    let mut c = connect_with_caps(&s, "bar", "batch labeled-response message-tags server-time echo-message");
+    let mut other = connect_client(&s, "carl");
+    c.send("@label=98765 PING adhoctestline");
+    let m = c.next(WAIT);
+    assert!(m.is("PONG") && m.tag("label") == Some("98765") && m.last() == "adhoctestline", "{m}");
+    c.send("@label=98765 PONG adhoctestline");
+    let m = c.next(WAIT);
+    assert!(m.is("ACK") && m.tag("label") == Some("98765"), "{m}");
+    c.send("@label=deadbeef NONEXISTENT_COMMAND");
+    let m = c.next(WAIT);
+    assert!(m.is("421") && m.tag("label") == Some("deadbeef"), "{m}");
+    c.send("@label=12345 JOIN #xyz");
+    let start = c.next(WAIT);
+    assert!(
+        start.is("BATCH") && start.param(1) == "labeled-response" && start.tag("label") == Some("12345"),
+        "{start}"
+    );
+    let id = start.param(0).strip_prefix('+').unwrap().to_owned();
+    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{start}");
+    let inner = c.collect_until(|m| m.is("BATCH"), WAIT);
+    let (end, inner) = inner.split_last().unwrap();
+    assert_eq!(end.param(0), format!("-{id}"));
+    assert!(inner.len() >= 2, "{}", show(inner));
+    assert!(inner.iter().all(|m| m.tag("batch") == Some(id.as_str())), "{}", show(inner));
+    c.send("@label=12345 PRIVMSG carl :hi");
+    let m = c.next(WAIT);
+    assert!(m.is("PRIVMSG") && m.tag("label") == Some("12345"), "{m}");
+    let m = other.expect_cmd("PRIVMSG");
+    assert!(m.tags.is_empty(), "the recipient never sees the label: {m}");
+}
+
+// irctest: echo_message.py testEchoMessage (PRIVMSG, NOTICE) and server-time's format
+#[test]
+fn echo_message_and_server_time() {
+    let s = server(&[]);
+    let mut alice = connect_with_caps(&s, "alice", "echo-message server-time");
+    let mut bob = connect_client(&s, "bob");
+    join_channel(&mut alice, "#chan");
+    join_channel(&mut bob, "#chan");
+    alice.sync();
+    for command in ["PRIVMSG", "NOTICE"] {
+        alice.send(&format!("{command} #chan :hello everyone"));
+        let echo = alice.expect_cmd(command);
+        assert!(echo.params_match(&["#chan", "hello everyone"]) && echo.nick() == "alice", "{echo}");
+        let time = echo.tag("time").expect("server-time");
+        let ok = time.len() == 24
+            && time.ends_with('Z')
+            && time.as_bytes()[10] == b'T'
+            && time.as_bytes()[19] == b'.'
+            && time.bytes().filter(u8::is_ascii_digit).count() == 17;
+        assert!(ok, "not RFC 3339 with milliseconds: {time}");
+        let got = bob.expect_cmd(command);
+        assert!(got.tags.is_empty() && got.params_match(&["#chan", "hello everyone"]), "{got}");
+    }
+}
+
+// irctest: extended_join.py, away_notify.py testAwayNotifyOnJoin, multi_prefix.py,
+// setname.py testSetname, invite.py testInviteNotify-style
+#[test]
+fn extended_join_away_notify_multi_prefix_userhost_in_names_setname() {
+    let s = server(&[]);
+    let mut alice = connect_with_caps(
+        &s,
+        "alice",
+        "extended-join away-notify multi-prefix userhost-in-names setname invite-notify",
+    );
+    let mut bob = connect_client(&s, "bob");
+    join_channel(&mut alice, "#c");
+    bob.send("AWAY :lunch");
+    bob.sync();
+    join_channel(&mut bob, "#c");
+    let join = alice.expect_cmd("JOIN");
+    assert!(join.params_match(&["#c", "*", "Test user bob"]), "extended-join: {join}");
+    let away = alice.expect_cmd("AWAY");
+    assert!(away.nick() == "bob" && away.last() == "lunch", "{away}");
+    bob.send("AWAY");
+    let away = alice.expect_cmd("AWAY");
+    assert!(away.params.is_empty(), "{away}");
+    alice.send("MODE #c +v alice");
+    alice.sync();
+    alice.send("NAMES #c");
+    let names = alice.expect_numeric("353");
+    assert_eq!(names.last(), "@+alice!alice@127.0.0.1 bob!bob@127.0.0.1");
+    bob.send("SETNAME :Robert Tables");
+    bob.sync();
+    let m = alice.expect_cmd("SETNAME");
+    assert!(m.nick() == "bob" && m.last() == "Robert Tables", "{m}");
+    bob.send("INVITE carl #c");
+    bob.sync();
+    alice.assert_quiet("no INVITE for a nick that does not exist");
+}

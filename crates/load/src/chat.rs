@@ -75,6 +75,10 @@ pub struct ChatArgs {
     /// server password (PASS), if any
     #[arg(long)]
     pub password: Option<String>,
+    /// IRCv3 capabilities every client requests while registering, space-separated (e.g.
+    /// "server-time message-tags"); a client the server refuses them to fails its setup
+    #[arg(long, default_value = "")]
+    pub caps: String,
     /// worker threads (default: available cores)
     #[arg(long)]
     pub threads: Option<usize>,
@@ -358,6 +362,8 @@ struct Plan {
     channel: String,
     size: usize,
     password: Option<String>,
+    /// Capabilities requested with CAP REQ; empty = no CAP negotiation.
+    caps: String,
     /// Messages per second over all senders; 0 = as fast as the window allows.
     rate: f64,
     warmup_us: u64,
@@ -381,6 +387,9 @@ impl Plan {
         {
             return Err("--password must not contain CR, LF or NUL".into());
         }
+        if a.caps.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err("--caps must not contain CR, LF or NUL".into());
+        }
         check_size(a.size, &a.channel)?;
         let threads = match a.threads {
             Some(0) => return Err("--threads must be at least 1".into()),
@@ -396,6 +405,7 @@ impl Plan {
             channel: a.channel.clone(),
             size: a.size,
             password: a.password.clone(),
+            caps: a.caps.split([' ', ',']).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" "),
             rate: a.rate,
             warmup_us: (a.warmup * 1e6) as u64,
             duration_us: (a.duration * 1e6) as u64,
@@ -865,10 +875,16 @@ impl Worker {
             .map_err(|e| format!("registering a socket with the poller: {e}"))?;
         let nick = format!("l{id}");
         let mut out = Vec::with_capacity(256);
+        if !self.plan.caps.is_empty() {
+            out.extend_from_slice(format!("CAP LS 302\r\nCAP REQ :{}\r\n", self.plan.caps).as_bytes());
+        }
         if let Some(p) = &self.plan.password {
             push_command(&mut out, "PASS", p);
         }
         out.extend_from_slice(format!("NICK {nick}\r\nUSER {nick} 0 * :load\r\n").as_bytes());
+        if !self.plan.caps.is_empty() {
+            out.extend_from_slice(b"CAP END\r\n");
+        }
         let sender = (id < self.plan.senders).then_some((id, 1));
         Ok(Client {
             id,
@@ -990,6 +1006,7 @@ impl Worker {
                 }
             }
             b"PRIVMSG" => self.on_privmsg(local, &msg, now),
+            b"CAP" if msg.param(1) == Some(b"NAK") => self.setup_failed(local, "capabilities refused", line),
             b"ERROR" => {
                 if let Some(c) = self.clients[local].as_mut() {
                     c.server_error = Some(show(line));
@@ -1485,6 +1502,7 @@ mod tests {
             channel: "#bench".into(),
             size: 64,
             password: None,
+            caps: String::new(),
             threads: Some(4),
             connect_batch: DEFAULT_CONNECT_BATCH,
         }
