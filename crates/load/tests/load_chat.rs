@@ -159,6 +159,7 @@ fn args(target: SocketAddr, clients: usize, senders: usize, rate: f64, duration:
         channel: "#bench".into(),
         size: 64,
         password: None,
+        caps: String::new(),
         threads: Some(2),
         connect_batch: 8,
     }
@@ -254,6 +255,18 @@ fn password_is_sent_and_a_refusal_is_explained() {
     let e = chat::run(&a, &|_| {}).err().expect("a wrong password must fail the run");
     assert!(e.contains("the server said: ERROR"), "the error shows the server's line: {e}");
     assert!(started.elapsed() < BOUND, "setup failure is reported promptly");
+}
+
+#[test]
+fn caps_are_requested_and_a_refusal_is_explained() {
+    let server = Ngircd::start("");
+    let mut a = args(server.addr, 5, 1, 100.0, 0.5);
+    // ngIRCd offers multi-prefix and nothing that tags lines.
+    a.caps = "multi-prefix".into();
+    assert_lossless(&chat::run(&a, &|_| {}).expect("run with a capability the server has"));
+    a.caps = "multi-prefix server-time".into();
+    let e = chat::run(&a, &|_| {}).err().expect("a refused capability must fail the run");
+    assert!(e.contains("capabilities refused") && e.contains("NAK"), "{e}");
 }
 
 #[test]
