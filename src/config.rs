@@ -159,7 +159,8 @@ pub struct ChatSettings {
           value_parser = int_in::<usize>(512, u32::MAX.into()))]
     pub sendq_bytes: usize,
 
-    /// Chat: longest line a client may send, CR LF included, 64..=512; longer ones get 417
+    /// Chat: longest line a client may send, CR LF included, 64..=512, not counting its IRCv3
+    /// tags (4096 bytes more); longer ones get 417
     // Up to RFC 1459's 512: every line is relayed within that limit. Down to 64, still room for a
     // command and its parameters.
     #[arg(long, env = "ECHOPORT_MAX_LINE_BYTES", value_name = "N", default_value_t = 512, value_parser = int_in::<usize>(64, 512))]
@@ -184,6 +185,12 @@ pub struct ChatSettings {
     /// Chat: drop a client that does not answer a PING within this
     #[arg(long, env = "ECHOPORT_PING_TIMEOUT", value_name = "DUR", default_value = "60s", value_parser = at_least_a_second)]
     pub ping_timeout: Duration,
+
+    /// Chat: refuse text that is not UTF-8 (FAIL ... INVALID_UTF8) and advertise UTF8ONLY;
+    /// off relays bytes as they came
+    #[arg(long, env = "ECHOPORT_UTF8_ONLY", value_name = "BOOL", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+    pub utf8_only: bool,
 
     /// Chat: operator credentials for OPER, NAME:PASSWORD; repeatable; unset = none
     #[arg(long = "oper", env = "ECHOPORT_OPER", value_name = "NAME:PASSWORD", value_delimiter = ',', value_parser = parse_oper)]
@@ -568,6 +575,8 @@ enum Kind {
     Duration,
     /// `PER_SEC`: integer or float.
     Number,
+    /// `BOOL`: true or false.
+    Bool,
     Text,
 }
 
@@ -580,6 +589,7 @@ impl Kind {
             (_, "N" | "BYTES") => Kind::Integer,
             (_, "DUR") => Kind::Duration,
             (_, "PER_SEC") => Kind::Number,
+            (_, "BOOL") => Kind::Bool,
             _ => Kind::Text,
         }
     }
@@ -590,6 +600,7 @@ impl Kind {
             Kind::Integer => "an integer",
             Kind::Duration => "a duration (a string such as \"30s\" or an integer)",
             Kind::Number => "a number",
+            Kind::Bool => "true or false",
             Kind::Text => "a string",
         }
     }
@@ -609,6 +620,7 @@ fn flag_values(arg: &Arg, value: &Value) -> Result<Vec<String>, String> {
         (Kind::Strings | Kind::Addresses | Kind::Duration | Kind::Text, Value::String(s)) => vec![s.clone()],
         (Kind::Integer | Kind::Duration | Kind::Number, Value::Integer(n)) => vec![n.to_string()],
         (Kind::Number, Value::Float(f)) => vec![f.to_string()],
+        (Kind::Bool, Value::Boolean(b)) => vec![b.to_string()],
         _ => return Err(wrong_type(kind.expected(), value)),
     })
 }
@@ -747,6 +759,18 @@ mod tests {
         assert_eq!(c.listen, vec!["127.0.0.1:6667".parse().unwrap()]);
         assert_eq!((c.chat.flood_rate, c.chat.opers.len()), (2.5, 1));
         assert_eq!(c.chat.motd.as_deref(), Some(Path::new("/m")));
+    }
+
+    #[test]
+    fn utf8_only_is_a_switch_in_flags_env_style_and_file() {
+        assert!(!load(&[]).unwrap().chat.utf8_only);
+        assert!(load(&["--utf8-only"]).unwrap().chat.utf8_only);
+        assert!(!load(&["--utf8-only=false"]).unwrap().chat.utf8_only);
+        let file = TempConfig::new("utf8-only = true\n");
+        assert!(load(&["--config", file.path()]).unwrap().chat.utf8_only);
+        let file = TempConfig::new("utf8-only = \"yes\"\n");
+        let e = load(&["--config", file.path()]).unwrap_err().to_string();
+        assert!(e.contains("true or false"), "{e}");
     }
 
     #[test]

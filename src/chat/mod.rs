@@ -66,6 +66,7 @@ impl Chat {
             opers: settings.opers.clone(),
             network: "echoport".to_owned(),
             max_body: settings.max_line_bytes.saturating_sub(2),
+            utf8_only: settings.utf8_only,
         };
         let state = Mutex::new(State { server: ChatServer::new(config), sockets: HashMap::new() });
         Chat { state, settings, stats }

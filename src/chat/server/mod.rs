@@ -103,6 +103,9 @@ pub struct ChatConfig {
     /// The longest line a client may send without its tags and CR LF; longer ones get 417.
     /// Default (and most) [`MAX_BODY`].
     pub max_body: usize,
+    /// Refuse lines that are not UTF-8 with `FAIL <command> INVALID_UTF8`, and advertise
+    /// ISUPPORT UTF8ONLY. Off by default: IRC is a byte protocol, and bytes are relayed as sent.
+    pub utf8_only: bool,
 }
 
 impl Default for ChatConfig {
@@ -114,6 +117,7 @@ impl Default for ChatConfig {
             opers: Vec::new(),
             network: "echoport".to_owned(),
             max_body: MAX_BODY,
+            utf8_only: false,
         }
     }
 }
@@ -195,6 +199,7 @@ impl ChatServer {
             ),
         ]
         .into_iter()
+        .chain(config.utf8_only.then(|| "UTF8ONLY".to_owned()))
         .map(String::into_bytes)
         .collect();
         ChatServer {
@@ -276,7 +281,12 @@ impl ChatServer {
         let label = self.label_of(id, msg.tags);
         let src = self.source(id);
         let start = fx.sends.len();
-        self.dispatch(id, &msg, registered, now, fx);
+        if self.config.utf8_only && std::str::from_utf8(line).is_err() {
+            let text = "Message rejected: this network takes UTF-8 only";
+            self.fail(fx, id, &msg.command.to_ascii_uppercase(), b"INVALID_UTF8", &[], text);
+        } else {
+            self.dispatch(id, &msg, registered, now, fx);
+        }
         self.tag_event(fx, start, now, &src, label.map(|l| (id, l)));
         false
     }

@@ -235,3 +235,23 @@ fn setname_and_invite_notify() {
     let fx = h.send(1, "INVITE carol #c");
     assert!(lines(&fx, 2).is_empty());
 }
+
+#[test]
+fn utf8_only_refuses_other_bytes_with_a_labeled_fail() {
+    let mut h = H::with(ChatConfig { server_name: "irc.test".to_owned(), utf8_only: true, ..ChatConfig::default() });
+    register_with(&mut h, 1, "alice", "batch labeled-response echo-message");
+    h.register(2, "bob");
+    h.send(1, "JOIN #q");
+    h.send(2, "JOIN #q");
+    let fx = h.sendb(1, b"@label=xyz PRIVMSG #q hi\xaa");
+    assert_eq!(
+        lines(&fx, 1),
+        ["@label=xyz :irc.test FAIL PRIVMSG INVALID_UTF8 :Message rejected: this network takes UTF-8 only"]
+    );
+    assert!(lines(&fx, 2).is_empty());
+    let fx = h.send(1, "PRIVMSG #q :caf\u{e9} ok");
+    assert_eq!(lines(&fx, 2), [":alice!alice@10.0.0.1 PRIVMSG #q :caf\u{e9} ok"]);
+    h.connect(3);
+    let fx = h.sendb(3, b"USER \xe8rc\xe9 * * :x");
+    assert_eq!(cmds(&fx, 3), ["FAIL"]);
+}
