@@ -1,9 +1,10 @@
-//! PRIVMSG and NOTICE, to channels and to nicks.
+//! PRIVMSG and NOTICE, to channels (whole, or their ops/voiced: STATUSMSG) and to nicks.
 
 use std::time::Instant;
 
 use echoport_irc::{LineBuilder, Message, fold};
 
+use super::statusmsg::{split_status, status_target};
 use super::{ChatServer, ClientId, Effects, MAX_TARGETS};
 
 impl ChatServer {
@@ -30,25 +31,24 @@ impl ChatServer {
                 break;
             }
             let sender = &self.clients[&id];
-            if target.starts_with(b"#") {
-                let key = fold(target);
+            let (status, chan) = split_status(target);
+            if chan.starts_with(b"#") {
+                let key = fold(chan);
                 let Some(ch) = self.channels.get(&key) else {
                     if !notice {
                         self.reply(fx, id, "401", &[target], "No such nick/channel");
                     }
                     continue;
                 };
-                let member = ch.members.get(&id);
-                let blocked = (ch.modes.no_external && member.is_none())
-                    || (ch.modes.moderated && !member.is_some_and(|m| m.op || m.voice));
-                if blocked {
+                if let Err(r) = self.may_speak(ch, id) {
                     if !notice {
-                        self.reply(fx, id, "404", &[&ch.name], "Cannot send to channel");
+                        self.reply(fx, id, r.code, &[&ch.name], r.text);
                     }
                     continue;
                 }
-                let line = LineBuilder::new(&sender.prefix, command).middle(&ch.name).trailing(text);
-                self.broadcast(fx, &key, &line, Some(id));
+                let line =
+                    LineBuilder::new(&sender.prefix, command).middle(&status_target(status, &ch.name)).trailing(text);
+                self.broadcast_status(fx, &key, &line, Some(id), status);
             } else {
                 let Some(tid) = self.find_nick(target) else {
                     if !notice {

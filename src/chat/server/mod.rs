@@ -15,6 +15,11 @@
 //! - Nicks and channel names compare under rfc1459 case mapping; they are shown as their owner
 //!   (or the channel's creator) spelled them.
 //! - New channels get modes `+nt`, and their creator is channel operator.
+//! - Bans (+b), exceptions (+e) and invite exceptions (+I) hold `nick!user@host` masks (partial
+//!   ones completed: `nick` is `nick!*@*`), at most MAXLIST in all per channel; `m:<mask>` in +b
+//!   mutes (may join, may not speak). Bans are checked when speaking too, against the sender's
+//!   current prefix. An INVITE lets a client past +i and +l, not past +b or +k.
+//! - MONITOR, STATUSMSG (`@#chan`, `+#chan`) and user mode +B (bot) as in IRCv3 / modern docs.
 //! - `NAMES a,b` answers 353 for each visible channel, then one 366 naming the argument as sent
 //!   (as irctest expects for multi-target NAMES); `NAMES` alone lists every visible channel and
 //!   ends with `366 * `.
@@ -28,14 +33,17 @@
 
 mod channels;
 mod clock;
+mod lists;
 mod membership;
 mod messages;
 mod modes;
+mod monitor;
 mod oper;
 mod queries;
 mod registration;
 mod replies;
 mod state;
+mod statusmsg;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +58,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use echoport_irc::{LineBuilder, MAX_BODY, Message, sanitize};
 
 use clock::format_time;
+use lists::MAXLIST;
+use monitor::{MONITOR_LIMIT, Monitors};
 use state::{Channel, Client, Key};
 
 /// The connection's completion key; unique while the connection is open.
@@ -145,6 +155,8 @@ pub struct ChatServer {
     /// `Channel::invited`), so a departing client's invitations go without a scan. Clients never
     /// invited have no entry.
     invites: HashMap<ClientId, HashSet<Key>>,
+    /// Who MONITORs which nick, both ways.
+    monitors: Monitors,
     next_seq: u64,
     registered: usize,
     opers: usize,
@@ -164,7 +176,7 @@ impl ChatServer {
             format!("CHANNELLEN={CHANNELLEN}"),
             format!("TOPICLEN={TOPICLEN}"),
             "PREFIX=(ov)@+".to_owned(),
-            "CHANMODES=,k,l,imnst".to_owned(),
+            "CHANMODES=beI,k,l,imnst".to_owned(),
             format!("NETWORK={}", config.network),
             format!("CHANLIMIT=#:{MAX_CHANNELS}"),
             format!("KICKLEN={KICKLEN}"),
@@ -175,6 +187,13 @@ impl ChatServer {
             format!(
                 "TARGMAX=JOIN:,PART:,NAMES:,LIST:,WHOIS:1,KICK:{MAX_KICKS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}"
             ),
+            "EXCEPTS=e".to_owned(),
+            "INVEX=I".to_owned(),
+            "EXTBAN=,m".to_owned(),
+            format!("MAXLIST=beI:{MAXLIST}"),
+            format!("MONITOR={MONITOR_LIMIT}"),
+            "STATUSMSG=@+".to_owned(),
+            "BOT=B".to_owned(),
         ]
         .into_iter()
         .map(String::into_bytes)
@@ -186,6 +205,7 @@ impl ChatServer {
             nicks: HashMap::new(),
             channels: HashMap::new(),
             invites: HashMap::new(),
+            monitors: Monitors::default(),
             next_seq: 0,
             registered: 0,
             opers: 0,
@@ -221,6 +241,7 @@ impl ChatServer {
                 away: None,
                 invisible: false,
                 oper: false,
+                bot: false,
                 connected: now,
                 signon: self.unix(now),
                 last_active: now,
@@ -264,7 +285,7 @@ impl ChatServer {
             b"TOPIC" => self.cmd_topic(id, &msg, now, fx),
             b"NAMES" => self.cmd_names(id, &msg, fx),
             b"LIST" => self.cmd_list(id, &msg, fx),
-            b"MODE" => self.cmd_mode(id, &msg, fx),
+            b"MODE" => self.cmd_mode(id, &msg, now, fx),
             b"KICK" => self.cmd_kick(id, &msg, fx),
             b"INVITE" => self.cmd_invite(id, &msg, fx),
             b"WHO" => self.cmd_who(id, &msg, fx),
@@ -279,6 +300,7 @@ impl ChatServer {
             b"VERSION" => self.cmd_version(id, fx),
             b"ISON" => self.cmd_ison(id, &msg, fx),
             b"USERHOST" => self.cmd_userhost(id, &msg, fx),
+            b"MONITOR" => self.cmd_monitor(id, &msg, fx),
             _ => self.reply(fx, id, "421", &[msg.command], "Unknown command"),
         }
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use indexmap::IndexMap;
 
 use super::ClientId;
+use super::lists::ChanLists;
 
 /// rfc1459-folded nick or channel name.
 pub(super) type Key = Box<[u8]>;
@@ -31,6 +32,8 @@ pub(super) struct Client {
     pub(super) away: Option<Vec<u8>>,
     pub(super) invisible: bool,
     pub(super) oper: bool,
+    /// User mode +B (IRCv3 bot-mode): shown in WHO (flag B) and WHOIS (335).
+    pub(super) bot: bool,
     pub(super) connected: Instant,
     pub(super) signon: u64,
     pub(super) last_active: Instant,
@@ -94,6 +97,8 @@ pub(super) struct Channel {
     pub(super) modes: Modes,
     /// Invited and not joined yet; mirrored by [`ChatServer::invites`](super::ChatServer).
     pub(super) invited: HashSet<ClientId>,
+    /// The +b, +e and +I masks.
+    pub(super) lists: ChanLists,
 }
 
 impl Channel {

@@ -4,9 +4,11 @@
 mod case_mapping;
 mod channels;
 mod hostile;
+mod lists;
 mod membership;
 mod messages;
 mod modes;
+mod monitor;
 mod oper;
 mod queries;
 mod registration;
