@@ -116,12 +116,17 @@ impl ChatServer {
         let mut adding = true;
         let mut applied: Vec<Change> = Vec::new();
         let mut refused = false;
+        // Lists already sent: each goes once per command, or `MODE #c bbbb...` would have one
+        // line of ours answered with thousands.
+        let mut listed = Vec::new();
         for &m in modes {
             match m {
                 b'+' => adding = true,
                 b'-' => adding = false,
                 b'b' | b'e' | b'I' => match args.next() {
+                    None if listed.contains(&m) => {}
                     None => {
+                        listed.push(m);
                         if let Some(ch) = self.channels.get(&key) {
                             self.send_list(id, ch, m, fx);
                         }
