@@ -1627,3 +1627,590 @@ fn extended_join_away_notify_multi_prefix_userhost_in_names_setname() {
     bob.sync();
     alice.assert_quiet("no INVITE for a nick that does not exist");
 }
+
+// ---------------------------------------------------------------------------------------------
+// ---- lists: chmodes/ban.py, invite_exception.py, mute_extban.py, limit.py (invite), monitor.py,
+// statusmsg.py, bot_mode.py ----
+// Not mirrored: mute_extban.py testISupport and the extban char (irctest's controller declares
+// `extban_mute_char`; ours is `m`, ISUPPORT EXTBAN=,m); the echo-message halves of the mute tests
+// and bot_mode.py's `bot` tag tests (IRCv3 caps, the lead's); monitor.py's extended-monitor tests.
+// ---------------------------------------------------------------------------------------------
+
+/// The next line for `c` (irctest's getMessage), which must have this command.
+#[track_caller]
+fn next_is(c: &mut Client, command: &str) -> Message {
+    let m = c.next(WAIT);
+    if !m.is(command) {
+        c.fail(&format!("expected {command}, got {m}"));
+    }
+    m
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+// irctest's StrRe("chanop(!.*@.*)?").
+fn chanop_prefix(s: &str) -> bool {
+    s == "chanop" || s.strip_prefix("chanop!").is_some_and(|r| r.contains('@'))
+}
+
+// irctest: chmodes/ban.py testBan
+#[test]
+fn ban_test_ban() {
+    let s = server(&[]);
+    let mut chanop = connect_client(&s, "chanop");
+    join_channel(&mut chanop, "#chan");
+    chanop.send("MODE #chan +b bar!*@*");
+    next_is(&mut chanop, "MODE");
+    let mut bar = connect_client(&s, "Bar");
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "474");
+    chanop.send("MODE #chan -b bar!*@*");
+    next_is(&mut chanop, "MODE");
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "JOIN");
+}
+
+// irctest: chmodes/ban.py testBanList
+#[test]
+fn ban_test_ban_list() {
+    let s = server(&[]);
+    let mut c = connect_client(&s, "chanop");
+    join_channel(&mut c, "#chan");
+    c.send("MODE #chan +b bar!*@*");
+    next_is(&mut c, "MODE");
+    c.send("MODE #chan +b");
+    let m = c.next(WAIT);
+    let want = [
+        P::Is("chanop"),
+        P::Is("#chan"),
+        P::Is("bar!*@*"),
+        P::Like("chanop(!.*@.*)?", chanop_prefix),
+        P::Like("[0-9]+", is_digits),
+    ];
+    assert_msg(&c, &m, "367", &want);
+    let m = c.next(WAIT);
+    assert_msg(&c, &m, "368", &[P::Is("chanop"), P::Is("#chan"), P::Any]);
+}
+
+// irctest: chmodes/ban.py testBanException (with its CHANMODES/EXCEPTS checks)
+#[test]
+fn ban_test_ban_exception() {
+    let s = server(&[]);
+    let (mut chanop, burst) = connect_client_burst(&s, "chanop");
+    let tokens = isupport(&burst);
+    let mode = tokens.get("EXCEPTS").map(String::as_str).filter(|m| !m.is_empty()).unwrap_or("e");
+    let chanmodes = tokens.get("CHANMODES").expect("CHANMODES");
+    assert!(chanmodes.split(',').next().unwrap().contains(mode), "'{mode}' not in group A of CHANMODES={chanmodes}");
+    join_channel(&mut chanop, "#chan");
+    chanop.send("MODE #chan +b ba*!*@*");
+    chanop.sync();
+    let mut bar = connect_client(&s, "Bar");
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "474");
+    chanop.send(&format!("MODE #chan +{mode} *ar!*@*"));
+    next_is(&mut chanop, "MODE");
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "JOIN");
+}
+
+// irctest: chmodes/ban.py testCaseInsensitive
+#[test]
+fn ban_test_case_insensitive() {
+    let s = server(&[]);
+    let mut chanop = connect_client(&s, "chanop");
+    join_channel(&mut chanop, "#chan");
+    chanop.send("MODE #chan +b BAR!*@*");
+    next_is(&mut chanop, "MODE");
+    let mut bar = connect_client(&s, "Bar");
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "474");
+    chanop.send("MODE #chan -b bar!*@*");
+    next_is(&mut chanop, "MODE");
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "JOIN");
+}
+
+/// invite_exception.py's getInviteExceptionMode: INVEX (or `I`), in group A of CHANMODES.
+fn invex_mode(burst: &[Message]) -> String {
+    let tokens = isupport(burst);
+    let mode = tokens.get("INVEX").filter(|m| !m.is_empty()).cloned().unwrap_or_else(|| "I".to_owned());
+    let chanmodes = tokens.get("CHANMODES").expect("CHANMODES");
+    assert!(chanmodes.split(',').next().unwrap().contains(&mode), "'{mode}' not in group A of CHANMODES={chanmodes}");
+    mode
+}
+
+// irctest: chmodes/invite_exception.py testInviteException, testInviteExceptionRemoval
+#[test]
+fn invite_exception_test_invite_exception_and_removal() {
+    let s = server(&[]);
+    let (mut chanop, burst) = connect_client_burst(&s, "chanop");
+    let mode = invex_mode(&burst);
+    join_channel(&mut chanop, "#chan");
+    chanop.send("MODE #chan +i");
+    chanop.sync();
+    let mut bar = connect_client(&s, "Bar");
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "473");
+    chanop.send(&format!("MODE #chan +{mode} bar!*@*"));
+    let m = chanop.next(WAIT);
+    assert_msg(&chanop, &m, "MODE", &[P::Is("#chan"), P::Is(&format!("+{mode}")), P::Is("bar!*@*")]);
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "JOIN");
+    bar.send("PART #chan");
+    bar.sync();
+    chanop.sync();
+    chanop.send(&format!("MODE #chan -{mode} bar!*@*"));
+    let m = chanop.next(WAIT);
+    assert_msg(&chanop, &m, "MODE", &[P::Is("#chan"), P::Is(&format!("-{mode}")), P::Is("bar!*@*")]);
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "473");
+}
+
+// irctest: chmodes/invite_exception.py testInviteExceptionList
+#[test]
+fn invite_exception_test_invite_exception_list() {
+    let s = server(&[]);
+    let (mut chanop, burst) = connect_client_burst(&s, "chanop");
+    let mode = invex_mode(&burst);
+    join_channel(&mut chanop, "#chan");
+    chanop.send(&format!("MODE #chan +{mode} bar!*@*"));
+    next_is(&mut chanop, "MODE");
+    chanop.send(&format!("MODE #chan +{mode}"));
+    let m = chanop.next(WAIT);
+    let want = [
+        P::Is("chanop"),
+        P::Is("#chan"),
+        P::Is("bar!*@*"),
+        P::Like("chanop(!.*@.*)?", chanop_prefix),
+        P::Like("[0-9]+", is_digits),
+    ];
+    assert_msg(&chanop, &m, "346", &want);
+    let m = chanop.next(WAIT);
+    assert_msg(&chanop, &m, "347", &[P::Is("chanop"), P::Is("#chan"), P::Any]);
+}
+
+// irctest: chmodes/invite_exception.py testInviteExceptionWithoutInviteOnly,
+// testInviteExceptionMultipleMasks
+#[test]
+fn invite_exception_test_multiple_masks_and_without_invite_only() {
+    let s = server(&[]);
+    let mut chanop = connect_client(&s, "chanop");
+    join_channel(&mut chanop, "#chan");
+    chanop.send("MODE #chan +I bar!*@*");
+    next_is(&mut chanop, "MODE");
+    let mut qux = connect_client(&s, "qux");
+    qux.send("JOIN #chan");
+    next_is(&mut qux, "JOIN");
+    chanop.send("MODE #chan +i");
+    chanop.sync();
+    let mut bar = connect_client(&s, "Bar");
+    bar.send("JOIN #chan");
+    next_is(&mut bar, "JOIN");
+    let mut baz = connect_client(&s, "Baz");
+    baz.send("JOIN #chan");
+    next_is(&mut baz, "473");
+    chanop.sync();
+    chanop.send("MODE #chan +I baz!*@*");
+    next_is(&mut chanop, "MODE");
+    baz.send("JOIN #chan");
+    next_is(&mut baz, "JOIN");
+}
+
+/// mute_extban.py's setup: chanop in #chan mutes `nick` (m:<nick>!*@*), `nick` (user name
+/// `ident`) joins; both drained.
+fn muted(nick: &str) -> (Server, Client, Client) {
+    let s = server(&[]);
+    let (mut chanop, burst) = connect_client_burst(&s, "chanop");
+    let extban = isupport(&burst).get("EXTBAN").cloned().unwrap_or_default();
+    let (prefix, types) = extban.split_once(',').expect("EXTBAN=<prefix>,<types>");
+    assert!(prefix.is_empty() && types.contains('m'), "EXTBAN={extban}");
+    join_channel(&mut chanop, "#chan");
+    chanop.send(&format!("MODE #chan +b m:{nick}!*@*"));
+    let replies = chanop.sync();
+    assert!(command_set(&replies).contains("MODE") && !command_set(&replies).contains("482"), "{}", show(&replies));
+    let mut c = connect_client(&s, nick);
+    join_channel(&mut c, "#chan");
+    chanop.sync();
+    (s, chanop, c)
+}
+
+/// `c` says something in #chan: refused with 404, chanop hears nothing.
+#[track_caller]
+fn refused_to_speak(c: &mut Client, chanop: &mut Client) {
+    c.send("PRIVMSG #chan :hi");
+    let replies = c.sync();
+    assert!(command_set(&replies).contains("404"), "{}", show(&replies));
+    chanop.assert_quiet("a muted client's message must not reach the channel");
+}
+
+/// `c` says something in #chan: no error, and chanop hears it.
+#[track_caller]
+fn speaks(c: &mut Client, chanop: &mut Client) {
+    c.send("PRIVMSG #chan :hi again");
+    c.assert_quiet("a PRIVMSG that went through gets no reply");
+    let got = chanop.sync();
+    assert!(got.len() == 1 && matches(&got[0], "PRIVMSG", &[P::Is("#chan"), P::Is("hi again")]), "{}", show(&got));
+}
+
+// irctest: chmodes/mute_extban.py testMuteExtban (without echo-message, an IRCv3 cap)
+#[test]
+fn mute_extban_test_mute_extban() {
+    let (_s, mut chanop, mut bar) = muted("bar");
+    bar.send("MODE #chan +b");
+    let m = bar.next(WAIT);
+    assert_msg(
+        &bar,
+        &m,
+        "367",
+        &[P::Is("bar"), P::Is("#chan"), P::Is("m:bar!*@*"), P::Like("chanop(!.*)?", chanop_prefix), P::Any],
+    );
+    bar.sync();
+    refused_to_speak(&mut bar, &mut chanop);
+    chanop.send("MODE #chan -b m:bar!*@*");
+    let replies = chanop.sync();
+    assert!(command_set(&replies).contains("MODE"), "{}", show(&replies));
+    bar.sync();
+    speaks(&mut bar, &mut chanop);
+}
+
+// irctest: chmodes/mute_extban.py testMuteExtbanVoiced
+#[test]
+fn mute_extban_test_mute_extban_voiced() {
+    let (_s, mut chanop, mut qux) = muted("qux");
+    refused_to_speak(&mut qux, &mut chanop);
+    chanop.send("MODE #chan +v qux");
+    chanop.sync();
+    qux.sync();
+    speaks(&mut qux, &mut chanop);
+}
+
+// irctest: chmodes/mute_extban.py testMuteExtbanExempt (the user name is the nick here, where
+// irctest sets "evan")
+#[test]
+fn mute_extban_test_mute_extban_exempt() {
+    let (_s, mut chanop, mut qux) = muted("qux");
+    refused_to_speak(&mut qux, &mut chanop);
+    chanop.send("MODE #chan +e m:*!*qux@*");
+    let replies = chanop.sync();
+    assert!(command_set(&replies).contains("MODE"), "{}", show(&replies));
+    qux.sync();
+    speaks(&mut qux, &mut chanop);
+}
+
+// irctest: chmodes/mute_extban.py testCapitalization
+#[test]
+fn mute_extban_test_capitalization() {
+    let s = server(&[]);
+    let mut chanop = connect_client(&s, "chanop");
+    join_channel(&mut chanop, "#chan");
+    chanop.send("MODE #chan +b m:BAR!*@*");
+    chanop.sync();
+    let mut bar = connect_client(&s, "Bar");
+    join_channel(&mut bar, "#chan");
+    chanop.sync();
+    refused_to_speak(&mut bar, &mut chanop);
+    chanop.send("MODE #chan -b m:bar!*@*");
+    let replies = chanop.sync();
+    assert!(command_set(&replies).contains("MODE"), "{}", show(&replies));
+    bar.sync();
+    speaks(&mut bar, &mut chanop);
+}
+
+// irctest: chmodes/limit.py testLimitWithInvite
+#[test]
+fn limit_test_limit_with_invite() {
+    let s = server(&[]);
+    let mut chanop = connect_client(&s, "chanop");
+    join_channel(&mut chanop, "#chan");
+    chanop.send("MODE #chan +l 1");
+    chanop.sync();
+    let mut user2 = connect_client(&s, "user2");
+    user2.send("JOIN #chan");
+    let m = user2.next(WAIT);
+    assert_msg(&user2, &m, "471", &[P::Is("user2"), P::Is("#chan"), P::Any]);
+    chanop.send("INVITE user2 #chan");
+    chanop.sync();
+    user2.sync();
+    user2.send("JOIN #chan");
+    let m = user2.next(WAIT);
+    assert_msg(&user2, &m, "JOIN", &[P::Is("#chan")]);
+}
+
+fn is_mononline(m: &Message, nick: &str) -> bool {
+    m.is("730") && m.params.len() == 2 && m.params[1].split('!').next() == Some(nick)
+}
+
+fn is_monoffline(m: &Message, nick: &str) -> bool {
+    m.is("731") && m.params.len() == 2 && m.params[1] == nick
+}
+
+#[track_caller]
+fn assert_mononline(c: &mut Client, nick: &str) {
+    let m = c.next(WAIT);
+    if !is_mononline(&m, nick) {
+        c.fail(&format!("expected 730 for {nick}, got {m}"));
+    }
+}
+
+#[track_caller]
+fn assert_monoffline(c: &mut Client, nick: &str) {
+    let m = c.next(WAIT);
+    if !is_monoffline(&m, nick) {
+        c.fail(&format!("expected 731 for {nick}, got {m}"));
+    }
+}
+
+/// A client sends QUIT and is gone.
+fn quit(mut c: Client) {
+    c.send("QUIT :bye");
+    c.expect_closed(WAIT);
+}
+
+// irctest: monitor.py testMonitorOneDisconnected, testMonitorOneConnectionWithQuit (and the
+// ISUPPORT token every MONITOR test needs)
+#[test]
+fn monitor_test_monitor_one_disconnected_and_with_quit() {
+    let s = server(&[]);
+    let (mut foo, burst) = connect_client_burst(&s, "foo");
+    assert!(isupport(&burst).contains_key("MONITOR"), "MONITOR is advertised");
+    foo.send("MONITOR + bar");
+    assert_monoffline(&mut foo, "bar");
+    let bar = connect_client(&s, "bar");
+    assert_mononline(&mut foo, "bar");
+    quit(bar);
+    assert_monoffline(&mut foo, "bar");
+    let _bar = connect_client(&s, "bar");
+    assert_mononline(&mut foo, "bar");
+}
+
+// irctest: monitor.py testMonitorOneConnected, testMonitorConnectedAndDisconnected
+#[test]
+fn monitor_test_monitor_connected_and_disconnected() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    let bar = connect_client(&s, "bar");
+    foo.send("MONITOR + bar,baz");
+    let (m1, m2) = (foo.next(WAIT), foo.next(WAIT));
+    let (on, off) = if m1.is("731") { (m2, m1) } else { (m1, m2) };
+    assert!(is_mononline(&on, "bar") && is_monoffline(&off, "baz"), "got {on} and {off}");
+    quit(bar);
+    assert_monoffline(&mut foo, "bar");
+}
+
+// irctest: monitor.py testUnmonitor
+#[test]
+fn monitor_test_unmonitor() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    foo.send("MONITOR + bar");
+    foo.sync();
+    let bar = connect_client(&s, "bar");
+    assert_mononline(&mut foo, "bar");
+    foo.send("MONITOR - bar");
+    foo.assert_quiet("MONITOR - gets no reply");
+    quit(bar);
+    foo.assert_quiet("an unmonitored nick's departure is no news");
+}
+
+// irctest: monitor.py testMonitorForbidsMasks
+#[test]
+fn monitor_test_monitor_forbids_masks() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    foo.send("MONITOR + *!username@localhost");
+    foo.send("MONITOR + *!username@127.0.0.1");
+    for m in foo.sync() {
+        assert_cmd_in(&foo, &m, &["731", "432"]);
+    }
+    let _bar = connect_client(&s, "bar");
+    foo.assert_quiet("a client watching hostmasks must not hear of a matching client");
+}
+
+// irctest: monitor.py testTwoMonitoringOneRemove
+#[test]
+fn monitor_test_two_monitoring_one_remove() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    let mut bar = connect_client(&s, "bar");
+    foo.send("MONITOR + qux");
+    bar.send("MONITOR + qux");
+    foo.sync();
+    bar.sync();
+    bar.send("MONITOR - qux");
+    bar.assert_quiet("MONITOR - gets no reply");
+    let _qux = connect_client(&s, "qux");
+    assert!(!foo.sync().is_empty(), "no message after a MONITORed client connected");
+    bar.assert_quiet("a nick no longer monitored is no news");
+}
+
+// irctest: monitor.py testMonitorClear, testMonitorList
+#[test]
+fn monitor_test_monitor_clear_and_list() {
+    let s = server(&[]);
+    let mut bar = connect_client(&s, "bar");
+    let subjects = |c: &mut Client| {
+        c.send("MONITOR L");
+        let got = c.sync();
+        let end = got.last().unwrap_or_else(|| c.fail("no reply to MONITOR L"));
+        assert_msg(c, end, "733", &[P::Is("bar"), P::Any]);
+        let mut set = std::collections::BTreeSet::new();
+        for m in got.iter().filter(|m| m.is("732")) {
+            assert_eq!(m.param(0), "bar");
+            set.extend(m.param(1).split(',').map(str::to_owned));
+        }
+        set.into_iter().collect::<Vec<String>>()
+    };
+    assert!(subjects(&mut bar).is_empty());
+    bar.send("MONITOR + qux");
+    bar.sync();
+    assert_eq!(subjects(&mut bar), ["qux"]);
+    bar.send("MONITOR + bazbat");
+    bar.sync();
+    assert_eq!(subjects(&mut bar), ["bazbat", "qux"]);
+    bar.send("MONITOR - qux");
+    bar.sync();
+    assert_eq!(subjects(&mut bar), ["bazbat"]);
+    bar.send("MONITOR C");
+    bar.send("MONITOR L");
+    next_is(&mut bar, "733");
+}
+
+// irctest: monitor.py testMonitorStatus
+#[test]
+fn monitor_test_monitor_status() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    let _bar = connect_client(&s, "bar");
+    foo.send("MONITOR + bar,baz");
+    foo.sync();
+    foo.send("MONITOR S");
+    let mut got = foo.sync();
+    assert_eq!(got.len(), 2, "{}", show(&got));
+    got.sort_by(|a, b| a.command.cmp(&b.command));
+    assert!(is_mononline(&got[0], "bar") && is_monoffline(&got[1], "baz"), "{}", show(&got));
+}
+
+// irctest: monitor.py testNickChange
+#[test]
+fn monitor_test_nick_change() {
+    let s = server(&[]);
+    let mut bar = connect_client(&s, "bar");
+    bar.send("MONITOR + qux");
+    bar.sync();
+    let mut baz = connect_client(&s, "baz");
+    bar.assert_quiet("baz is not monitored");
+    baz.send("NICK qux");
+    baz.sync();
+    let m = bar.sync().into_iter().next().unwrap_or_else(|| bar.fail("no 730 after NICK qux"));
+    assert!(is_mononline(&m, "qux") && m.param(0) == "bar", "{m}");
+    baz.send("NICK QUX");
+    baz.sync();
+    bar.assert_quiet("no numerics for a case change");
+    baz.send("NICK bazbat");
+    baz.sync();
+    let m = bar.sync().into_iter().next().unwrap_or_else(|| bar.fail("no 731 after NICK bazbat"));
+    assert_msg(&bar, &m, "731", &[P::Is("bar"), P::Is("QUX")]);
+}
+
+/// statusmsg.py's setup: chanop (op), joe and schmoe in #chan; NAMES as schmoe joined checked.
+fn statusmsg_channel() -> (Server, Client, Client, Client) {
+    let s = server(&[]);
+    let (mut chanop, burst) = connect_client_burst(&s, "chanop");
+    assert!(isupport(&burst).get("STATUSMSG").is_some_and(|v| v.contains('@')), "STATUSMSG with @");
+    join_channel(&mut chanop, "#chan");
+    let mut joe = connect_client(&s, "joe");
+    join_channel(&mut joe, "#chan");
+    let mut schmoe = connect_client(&s, "schmoe");
+    schmoe.send("join #chan");
+    let names: std::collections::BTreeSet<String> = schmoe
+        .sync()
+        .iter()
+        .filter(|m| m.is("353"))
+        .flat_map(|m| m.last().split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(names, ["@chanop", "joe", "schmoe"].map(str::to_owned).into(), "unexpected names");
+    chanop.sync();
+    joe.sync();
+    (s, chanop, joe, schmoe)
+}
+
+/// schmoe sends to @#chan: no reply, chanop gets it as sent, joe gets nothing.
+fn statusmsg_reaches_ops(chanop: &mut Client, joe: &mut Client, schmoe: &mut Client) {
+    schmoe.send("privmsg @#chan :this message is for operators");
+    schmoe.assert_quiet("PRIVMSG @#chan was refused");
+    let got: Vec<Message> = chanop.sync().into_iter().filter(|m| m.is("PRIVMSG")).collect();
+    assert_eq!(got.len(), 1, "{}", show(&got));
+    assert_msg(chanop, &got[0], "PRIVMSG", &[P::Is("@#chan"), P::Is("this message is for operators")]);
+    let got: Vec<Message> = joe.sync().into_iter().filter(|m| m.is("PRIVMSG")).collect();
+    assert!(got.is_empty(), "a non-operator got a STATUSMSG: {}", show(&got));
+}
+
+// irctest: statusmsg.py testStatusmsgFromOp
+#[test]
+fn statusmsg_test_statusmsg_from_op() {
+    let (_s, mut chanop, mut joe, mut schmoe) = statusmsg_channel();
+    chanop.send("MODE #chan +o schmoe");
+    chanop.sync();
+    schmoe.sync();
+    joe.sync();
+    statusmsg_reaches_ops(&mut chanop, &mut joe, &mut schmoe);
+}
+
+// irctest: statusmsg.py testStatusmsgFromRegular
+#[test]
+fn statusmsg_test_statusmsg_from_regular() {
+    let (_s, mut chanop, mut joe, mut schmoe) = statusmsg_channel();
+    statusmsg_reaches_ops(&mut chanop, &mut joe, &mut schmoe);
+}
+
+/// bot_mode.py's _initBot: botnick sets +<BOT> and sees it echoed.
+fn bot(s: &Server) -> Client {
+    let (_c, burst) = connect_client_burst(s, "modegettr");
+    let mode = isupport(&burst).get("BOT").cloned().expect("BOT is advertised");
+    assert_eq!(mode.len(), 1, "BOT={mode}");
+    let mut bot = connect_client(s, "botnick");
+    bot.send(&format!("MODE botnick +{mode}"));
+    let m = bot.next(WAIT);
+    let is_mode = |p: &str| p.strip_prefix('+').unwrap_or(p) == "B";
+    assert_msg(&bot, &m, "MODE", &[P::Is("botnick"), P::Like("\\+?B", is_mode)]);
+    bot
+}
+
+// irctest: bot_mode.py testBotMode
+#[test]
+fn bot_mode_test_bot_mode() {
+    let s = server(&[]);
+    bot(&s);
+}
+
+// irctest: bot_mode.py testBotWhois
+#[test]
+fn bot_mode_test_bot_whois() {
+    let s = server(&[]);
+    let _bot = bot(&s);
+    let mut user = connect_client(&s, "usernick");
+    user.send("WHOIS botnick");
+    let got: Vec<Message> = user.sync().into_iter().filter(|m| m.is("335")).collect();
+    assert_eq!(got.len(), 1, "expected exactly one RPL_WHOISBOT: {}", show(&got));
+    assert_msg(&user, &got[0], "335", &[P::Is("usernick"), P::Is("botnick"), P::Any]);
+}
+
+// irctest: bot_mode.py testBotWhox
+#[test]
+fn bot_mode_test_bot_whox() {
+    let s = server(&[]);
+    let mut bot = bot(&s);
+    let mut user = connect_client(&s, "usernick");
+    join_channel(&mut bot, "#chan");
+    join_channel(&mut user, "#chan");
+    bot.sync();
+    user.send("WHO #chan");
+    let (m1, m2) = (next_is(&mut user, "352"), next_is(&mut user, "352"));
+    let m = if m1.param(5) == "botnick" { m1 } else { m2 };
+    let has_b = |f: &str| f.contains('B');
+    let want =
+        [P::Is("usernick"), P::Is("#chan"), P::Any, P::Any, P::Any, P::Is("botnick"), P::Like(".*B.*", has_b), P::Any];
+    assert_msg(&user, &m, "352", &want);
+}

@@ -52,19 +52,8 @@ impl ChatServer {
         let unix = self.unix(now);
         let member = match self.channels.get(&ckey) {
             Some(ch) => {
-                let invited = ch.invited.contains(&id);
-                let refusal = if ch.modes.invite_only && !invited {
-                    Some(("473", "Cannot join channel (+i)"))
-                } else if ch.modes.key.as_deref().is_some_and(|k| key != Some(k)) {
-                    Some(("475", "Cannot join channel (+k)"))
-                } else if ch.modes.limit.is_some_and(|l| ch.members.len() >= l) {
-                    Some(("471", "Cannot join channel (+l)"))
-                } else {
-                    None
-                };
-                if let Some((code, text)) = refusal {
-                    let name = ch.name.clone();
-                    self.reply(fx, id, code, &[&name], text);
+                if let Err(r) = self.may_join(ch, id, key) {
+                    self.reply(fx, id, r.code, &[&ch.name], r.text);
                     return;
                 }
                 Member::default()
@@ -81,6 +70,7 @@ impl ChatServer {
                         topic: None,
                         modes: Modes { no_external: true, topic_lock: true, ..Modes::default() },
                         invited: HashSet::new(),
+                        lists: Default::default(),
                     },
                 );
                 Member { op: true, voice: false }

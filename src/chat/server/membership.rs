@@ -137,6 +137,7 @@ impl ChatServer {
                 self.nicks.remove(&key);
             }
         }
+        self.monitor_signoff(id, c.nick.as_deref().filter(|_| c.registered), fx);
         if c.registered {
             self.registered -= 1;
         }

@@ -1,6 +1,6 @@
-//! PRIVMSG, NOTICE and TAGMSG, to channels and to nicks, with the sender's client-only tags
-//! relayed to recipients that enabled message-tags and a copy back to a sender that enabled
-//! echo-message.
+//! PRIVMSG, NOTICE and TAGMSG, to channels (whole, or their ops/voiced: STATUSMSG) and to nicks,
+//! with the sender's client-only tags relayed to recipients that enabled message-tags and a copy
+//! back to a sender that enabled echo-message.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,6 +8,7 @@ use std::time::Instant;
 use echoport_irc::{LineBuilder, Message, fold};
 
 use super::caps::Caps;
+use super::statusmsg::{split_status, status_target};
 use super::{ChatServer, ClientId, Effects, MAX_TARGETS};
 
 /// The three ways of sending a message.
@@ -69,27 +70,25 @@ impl ChatServer {
                 }
             };
             let sender = &self.clients[&id];
-            if target.starts_with(b"#") {
-                let key = fold(target);
+            let (status, chan) = split_status(target);
+            if chan.starts_with(b"#") {
+                let key = fold(chan);
                 let Some(ch) = self.channels.get(&key) else {
                     if errors {
                         self.reply(fx, id, "401", &[target], "No such nick/channel");
                     }
                     continue;
                 };
-                let member = ch.members.get(&id);
-                let blocked = (ch.modes.no_external && member.is_none())
-                    || (ch.modes.moderated && !member.is_some_and(|m| m.op || m.voice));
-                if blocked {
+                if let Err(r) = self.may_speak(ch, id) {
                     if errors {
-                        self.reply(fx, id, "404", &[&ch.name], "Cannot send to channel");
+                        self.reply(fx, id, r.code, &[&ch.name], r.text);
                     }
                     continue;
                 }
-                let line = build(&sender.prefix, &ch.name);
+                let line = build(&sender.prefix, &status_target(status, &ch.name));
                 self.tagger.relay(&line, msg.tags);
                 let need = if kind == Kind::Tagmsg { Caps::MESSAGE_TAGS } else { Caps::default() };
-                self.broadcast_to(fx, &key, &line, Some(id), need);
+                self.broadcast_status(fx, &key, &line, Some(id), status, need);
                 if echo {
                     fx.send(id, line);
                 }

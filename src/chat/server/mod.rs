@@ -15,6 +15,11 @@
 //! - Nicks and channel names compare under rfc1459 case mapping; they are shown as their owner
 //!   (or the channel's creator) spelled them.
 //! - New channels get modes `+nt`, and their creator is channel operator.
+//! - Bans (+b), exceptions (+e) and invite exceptions (+I) hold `nick!user@host` masks (partial
+//!   ones completed: `nick` is `nick!*@*`), at most MAXLIST in all per channel; `m:<mask>` in +b
+//!   mutes (may join, may not speak). Bans are checked when speaking too, against the sender's
+//!   current prefix. An INVITE lets a client past +i and +l, not past +b or +k.
+//! - MONITOR, STATUSMSG (`@#chan`, `+#chan`) and user mode +B (bot) as in IRCv3 / modern docs.
 //! - `NAMES a,b` answers 353 for each visible channel, then one 366 naming the argument as sent
 //!   (as irctest expects for multi-target NAMES); `NAMES` alone lists every visible channel and
 //!   ends with `366 * `.
@@ -29,15 +34,18 @@
 mod caps;
 mod channels;
 mod clock;
+mod lists;
 mod membership;
 mod messages;
 mod modes;
+mod monitor;
 mod notify;
 mod oper;
 mod queries;
 mod registration;
 mod replies;
 mod state;
+mod statusmsg;
 mod tags;
 #[cfg(test)]
 mod tests;
@@ -55,6 +63,8 @@ use echoport_irc::{LineBuilder, MAX_BODY, MAX_CLIENT_TAGS, Message, sanitize};
 
 use caps::Caps;
 use clock::format_time;
+use lists::MAXLIST;
+use monitor::{MONITOR_LIMIT, Monitors};
 use state::{Channel, Client, Key};
 use tags::Tagger;
 
@@ -159,6 +169,8 @@ pub struct ChatServer {
     /// `Channel::invited`), so a departing client's invitations go without a scan. Clients never
     /// invited have no entry.
     invites: HashMap<ClientId, HashSet<Key>>,
+    /// Who MONITORs which nick, both ways.
+    monitors: Monitors,
     next_seq: u64,
     registered: usize,
     opers: usize,
@@ -186,7 +198,7 @@ impl ChatServer {
             format!("CHANNELLEN={CHANNELLEN}"),
             format!("TOPICLEN={TOPICLEN}"),
             "PREFIX=(ov)@+".to_owned(),
-            "CHANMODES=,k,l,imnst".to_owned(),
+            "CHANMODES=beI,k,l,imnst".to_owned(),
             format!("NETWORK={}", config.network),
             format!("CHANLIMIT=#:{MAX_CHANNELS}"),
             format!("KICKLEN={KICKLEN}"),
@@ -197,6 +209,13 @@ impl ChatServer {
             format!(
                 "TARGMAX=JOIN:,PART:,NAMES:,LIST:,WHOIS:1,KICK:{MAX_KICKS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}"
             ),
+            "EXCEPTS=e".to_owned(),
+            "INVEX=I".to_owned(),
+            "EXTBAN=,m".to_owned(),
+            format!("MAXLIST=beI:{MAXLIST}"),
+            format!("MONITOR={MONITOR_LIMIT}"),
+            "STATUSMSG=@+".to_owned(),
+            "BOT=B".to_owned(),
         ]
         .into_iter()
         .chain(config.utf8_only.then(|| "UTF8ONLY".to_owned()))
@@ -209,6 +228,7 @@ impl ChatServer {
             nicks: HashMap::new(),
             channels: HashMap::new(),
             invites: HashMap::new(),
+            monitors: Monitors::default(),
             next_seq: 0,
             registered: 0,
             opers: 0,
@@ -313,7 +333,7 @@ impl ChatServer {
             b"TOPIC" => self.cmd_topic(id, msg, now, fx),
             b"NAMES" => self.cmd_names(id, msg, fx),
             b"LIST" => self.cmd_list(id, msg, fx),
-            b"MODE" => self.cmd_mode(id, msg, fx),
+            b"MODE" => self.cmd_mode(id, msg, now, fx),
             b"KICK" => self.cmd_kick(id, msg, fx),
             b"INVITE" => self.cmd_invite(id, msg, fx),
             b"WHO" => self.cmd_who(id, msg, fx),
@@ -328,6 +348,7 @@ impl ChatServer {
             b"VERSION" => self.cmd_version(id, fx),
             b"ISON" => self.cmd_ison(id, msg, fx),
             b"USERHOST" => self.cmd_userhost(id, msg, fx),
+            b"MONITOR" => self.cmd_monitor(id, msg, fx),
             _ => self.reply(fx, id, "421", &[msg.command], "Unknown command"),
         }
     }

@@ -1,18 +1,24 @@
-//! MODE: a user's own modes (+i, -o) and channel modes (+imnst, +k, +l, +o, +v; list queries
-//! for b/e/I answer empty).
+//! MODE: a user's own modes (+i, +B, -o) and channel modes (+imnst, +k, +l, +o, +v, and the
+//! +b/+e/+I lists, whose matching is in lists.rs).
 
-use echoport_irc::{LineBuilder, Message, eq_fold, fold};
+use std::sync::Arc;
+use std::time::Instant;
+
+use echoport_irc::{LineBuilder, MAX_BODY, Message, eq_fold, fold};
 
 use super::{ChatServer, ClientId, Effects, KEYLEN};
 
+/// One change as applied: (adding, mode char, argument).
+type Change = (bool, u8, Option<Vec<u8>>);
+
 impl ChatServer {
-    pub(super) fn cmd_mode(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+    pub(super) fn cmd_mode(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
         let Some(target) = msg.nonempty(0) else {
             self.reply(fx, id, "461", &[b"MODE"], "Not enough parameters");
             return;
         };
         if target.starts_with(b"#") {
-            self.channel_mode(id, target, msg, fx);
+            self.channel_mode(id, target, msg, now, fx);
         } else {
             self.user_mode(id, target, msg, fx);
         }
@@ -36,11 +42,14 @@ impl ChatServer {
             if c.oper {
                 m.push(b'o');
             }
+            if c.bot {
+                m.push(b'B');
+            }
             let line = self.numeric(id, "221").middle(&m).finish();
             fx.send(id, line);
             return;
         };
-        let (mut invisible, mut oper) = (c.invisible, c.oper);
+        let (mut invisible, mut oper, mut bot) = (c.invisible, c.oper, c.bot);
         let mut adding = true;
         let mut unknown = false;
         for &b in modes {
@@ -50,12 +59,13 @@ impl ChatServer {
                 b'i' => invisible = adding,
                 // +o only comes from OPER; -o gives operator status up.
                 b'o' => oper &= adding,
+                b'B' => bot = adding,
                 _ => unknown = true,
             }
         }
         let mut change = Vec::new();
         let mut sign = 0u8;
-        for (before, after, ch) in [(c.invisible, invisible, b'i'), (c.oper, oper, b'o')] {
+        for (before, after, ch) in [(c.invisible, invisible, b'i'), (c.oper, oper, b'o'), (c.bot, bot, b'B')] {
             if before != after {
                 let s = if after { b'+' } else { b'-' };
                 if s != sign {
@@ -77,12 +87,13 @@ impl ChatServer {
         }
         c.invisible = invisible;
         c.oper = oper;
+        c.bot = bot;
         let nick = c.nick_or_star().to_vec();
         let line = LineBuilder::new(&c.prefix, b"MODE").middle(&nick).middle(&change).finish();
         fx.send(id, line);
     }
 
-    fn channel_mode(&mut self, id: ClientId, name: &[u8], msg: &Message, fx: &mut Effects) {
+    fn channel_mode(&mut self, id: ClientId, name: &[u8], msg: &Message, now: Instant, fx: &mut Effects) {
         let key = fold(name);
         let Some(ch) = self.channels.get(&key) else {
             self.reply(fx, id, "403", &[name], "No such channel");
@@ -103,25 +114,30 @@ impl ChatServer {
         let is_op = ch.is_op(id);
         let mut args = msg.params()[2..].iter().copied();
         let mut adding = true;
-        // Changes applied, as (adding, mode char, argument).
-        let mut applied: Vec<(bool, u8, Option<Vec<u8>>)> = Vec::new();
+        let mut applied: Vec<Change> = Vec::new();
         let mut refused = false;
+        // Lists already sent: each goes once per command, or `MODE #c bbbb...` would have one
+        // line of ours answered with thousands.
+        let mut listed = Vec::new();
         for &m in modes {
             match m {
                 b'+' => adding = true,
                 b'-' => adding = false,
-                b'b' | b'e' | b'I' => {
-                    if args.next().is_some() {
-                        self.reply(fx, id, "472", &[std::slice::from_ref(&m)], "is unknown mode char to me");
-                        continue;
+                b'b' | b'e' | b'I' => match args.next() {
+                    None if listed.contains(&m) => {}
+                    None => {
+                        listed.push(m);
+                        if let Some(ch) = self.channels.get(&key) {
+                            self.send_list(id, ch, m, fx);
+                        }
                     }
-                    let (code, text) = match m {
-                        b'b' => ("368", "End of channel ban list"),
-                        b'e' => ("349", "End of channel exception list"),
-                        _ => ("347", "End of channel invite list"),
-                    };
-                    self.reply(fx, id, code, &[&chname], text);
-                }
+                    Some(_) if !is_op => refused = true,
+                    Some(mask) => {
+                        if let Some(change) = self.apply_list_mode(id, &key, (adding, m, mask), now, fx) {
+                            applied.push(change);
+                        }
+                    }
+                },
                 b'i' | b'm' | b'n' | b's' | b't' | b'k' | b'l' | b'o' | b'v' => {
                     let arg = match m {
                         b'k' | b'o' | b'v' => args.next(),
@@ -142,26 +158,9 @@ impl ChatServer {
         if refused {
             self.reply(fx, id, "482", &[&chname], "You're not channel operator");
         }
-        if applied.is_empty() {
-            return;
+        for line in mode_lines(&self.clients[&id].prefix, &chname, &applied) {
+            self.broadcast(fx, &key, &line, None);
         }
-        let mut modestr = Vec::new();
-        let mut sign = None;
-        for (adding, m, _) in &applied {
-            if sign != Some(*adding) {
-                modestr.push(if *adding { b'+' } else { b'-' });
-                sign = Some(*adding);
-            }
-            modestr.push(*m);
-        }
-        let mut b = LineBuilder::new(&self.clients[&id].prefix, b"MODE").middle(&chname).middle(&modestr);
-        for (_, _, arg) in &applied {
-            if let Some(arg) = arg {
-                b = b.middle(arg);
-            }
-        }
-        let line = b.finish();
-        self.broadcast(fx, &key, &line, None);
     }
 
     /// Applies one channel mode change by an operator; the change as applied, or None if it
@@ -174,7 +173,7 @@ impl ChatServer {
         mode: u8,
         arg: Option<&[u8]>,
         fx: &mut Effects,
-    ) -> Option<(bool, u8, Option<Vec<u8>>)> {
+    ) -> Option<Change> {
         let target = match mode {
             b'o' | b'v' => {
                 let nick = arg?;
@@ -258,6 +257,44 @@ impl ChatServer {
             _ => None,
         }
     }
+}
+
+/// The MODE lines announcing `applied`, as few as fit: more masks than one line holds (each up to
+/// MASKLEN, normalised longer than sent) go out in several lines rather than one cut short.
+fn mode_lines(prefix: &[u8], chname: &[u8], applied: &[Change]) -> Vec<Arc<[u8]>> {
+    // ":prefix MODE #chan " before the mode string.
+    let base = 1 + prefix.len() + 6 + chname.len() + 1;
+    let mut lines = Vec::new();
+    let mut rest = applied;
+    while !rest.is_empty() {
+        let (mut n, mut cost) = (0, base);
+        for (_, _, arg) in rest {
+            // The letter, a sign it may need, and its argument.
+            let c = 2 + arg.as_ref().map_or(0, |a| 1 + a.len());
+            if n > 0 && cost + c > MAX_BODY {
+                break;
+            }
+            cost += c;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut modestr = Vec::new();
+        let mut sign = None;
+        for (adding, m, _) in chunk {
+            if sign != Some(*adding) {
+                modestr.push(if *adding { b'+' } else { b'-' });
+                sign = Some(*adding);
+            }
+            modestr.push(*m);
+        }
+        let mut b = LineBuilder::new(prefix, b"MODE").middle(chname).middle(&modestr);
+        for arg in chunk.iter().filter_map(|(_, _, arg)| arg.as_ref()) {
+            b = b.middle(arg);
+        }
+        lines.push(b.finish());
+    }
+    lines
 }
 
 /// RFC 2812 key: 1 to 23 printable ASCII bytes; also no comma (it separates JOIN keys) and no

@@ -24,6 +24,9 @@ impl ChatServer {
             if let Some(m) = member {
                 flags.extend_from_slice(m.prefixes(multi_prefix));
             }
+            if c.bot {
+                flags.push(b'B');
+            }
             let mut real = b"0 ".to_vec();
             real.extend_from_slice(&c.realname);
             let line = self
@@ -136,6 +139,9 @@ impl ChatServer {
         }
         if c.oper {
             self.reply(fx, id, "313", &[tnick], "is an IRC operator");
+        }
+        if c.bot {
+            self.reply(fx, id, "335", &[tnick], "is a bot");
         }
         let idle = now.saturating_duration_since(c.last_message).as_secs().to_string();
         let signon = c.signon.to_string();

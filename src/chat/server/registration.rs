@@ -83,6 +83,7 @@ impl ChatServer {
         for p in self.peers(id) {
             fx.send(p, line.clone());
         }
+        self.monitor_renamed(id, &old_prefix, fx);
     }
 
     pub(super) fn try_register(&mut self, id: ClientId, now: Instant, fx: &mut Effects) {
@@ -119,9 +120,9 @@ impl ChatServer {
             .numeric(id, "004")
             .middle(server.as_bytes())
             .middle(VERSION.as_bytes())
-            .middle(b"io")
-            .middle(b"iklmnostv")
-            .middle(b"klov")
+            .middle(b"Bio")
+            .middle(b"Ibeiklmnostv")
+            .middle(b"Ibeklov")
             .finish();
         fx.send(id, line);
         for tokens in self.isupport.chunks(13) {
@@ -133,6 +134,7 @@ impl ChatServer {
         }
         self.send_lusers(id, fx);
         self.send_motd(id, fx);
+        self.monitor_signon(id, fx);
     }
 
     pub(super) fn send_lusers(&self, id: ClientId, fx: &mut Effects) {

@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 
 use super::ClientId;
 use super::caps::Caps;
+use super::lists::ChanLists;
 
 /// rfc1459-folded nick or channel name.
 pub(super) type Key = Box<[u8]>;
@@ -38,7 +39,8 @@ pub(super) struct Client {
     pub(super) away: Option<Vec<u8>>,
     pub(super) invisible: bool,
     pub(super) oper: bool,
-    /// User mode +B: a bot (the `bot` tag on its messages).
+    /// User mode +B (IRCv3 bot-mode): shown in WHO (flag B) and WHOIS (335), and the `bot` tag
+    /// on its messages.
     pub(super) bot: bool,
     pub(super) connected: Instant,
     pub(super) signon: u64,
@@ -108,6 +110,8 @@ pub(super) struct Channel {
     pub(super) modes: Modes,
     /// Invited and not joined yet; mirrored by [`ChatServer::invites`](super::ChatServer).
     pub(super) invited: HashSet<ClientId>,
+    /// The +b, +e and +I masks.
+    pub(super) lists: ChanLists,
 }
 
 impl Channel {

@@ -255,3 +255,19 @@ fn utf8_only_refuses_other_bytes_with_a_labeled_fail() {
     let fx = h.sendb(3, b"USER \xe8rc\xe9 * * :x");
     assert_eq!(cmds(&fx, 3), ["FAIL"]);
 }
+
+#[test]
+fn a_bot_s_messages_carry_the_bot_tag_and_statusmsg_echoes_as_sent() {
+    let mut h = H::new();
+    h.register(1, "botnick");
+    register_with(&mut h, 2, "user", "message-tags echo-message");
+    h.send(1, "MODE botnick +B");
+    let fx = h.send(1, "PRIVMSG user :beep");
+    let (tags, _) = split(&lines(&fx, 2)[0]);
+    assert_eq!(tag(&tags, "bot"), Some(""), "{tags:?}");
+    let fx = h.send(2, "PRIVMSG botnick :hi");
+    assert!(lines(&fx, 2).iter().all(|l| !l.contains("bot;") && !l.contains(";bot ")), "not a bot");
+    h.send(2, "JOIN #c");
+    let fx = h.send(2, "PRIVMSG @#c :ops only");
+    assert!(lines(&fx, 2)[0].ends_with(" PRIVMSG @#c :ops only"), "{:?}", lines(&fx, 2));
+}
