@@ -32,6 +32,7 @@ impl Caps {
     pub(super) const SERVER_TIME: Caps = Caps(1 << 13);
     pub(super) const SETNAME: Caps = Caps(1 << 14);
     pub(super) const USERHOST_IN_NAMES: Caps = Caps(1 << 15);
+    pub(super) const EXTENDED_MONITOR: Caps = Caps(1 << 16);
 
     /// The capabilities that add tags to lines a client receives.
     pub(super) const TAGGING: Caps =
@@ -55,7 +56,7 @@ impl Caps {
 }
 
 /// Every capability offered, by name, in the order CAP LS and CAP LIST show them.
-const OFFERED: [(&str, Caps); 16] = [
+const OFFERED: [(&str, Caps); 17] = [
     ("account-notify", Caps::ACCOUNT_NOTIFY),
     ("account-tag", Caps::ACCOUNT_TAG),
     ("away-notify", Caps::AWAY_NOTIFY),
@@ -64,6 +65,7 @@ const OFFERED: [(&str, Caps); 16] = [
     ("chghost", Caps::CHGHOST),
     ("echo-message", Caps::ECHO_MESSAGE),
     ("extended-join", Caps::EXTENDED_JOIN),
+    ("extended-monitor", Caps::EXTENDED_MONITOR),
     ("invite-notify", Caps::INVITE_NOTIFY),
     ("labeled-response", Caps::LABELED_RESPONSE),
     ("message-tags", Caps::MESSAGE_TAGS),

@@ -1,8 +1,9 @@
-//! Telling the people who share a channel with a client about it, in the form each asked for:
-//! extended-join, away-notify, setname (with the SETNAME command), account-notify and
-//! invite-notify. A peer without the capability hears nothing new (or, for JOIN, the plain
+//! Telling the people who share a channel with a client (or MONITOR it, with extended-monitor)
+//! about it, in the form each asked for: extended-join, away-notify, setname (with the SETNAME
+//! command), account-notify and invite-notify. A peer without the capability hears nothing new (or, for JOIN, the plain
 //! line).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use echoport_irc::{LineBuilder, Message, truncate_utf8};
@@ -11,12 +12,24 @@ use super::caps::Caps;
 use super::{ChatServer, ClientId, Effects, REALLEN};
 
 impl ChatServer {
-    /// Sends `line` to every peer of `id` that enabled `need`, and to `id` itself if it did
-    /// and `to_self`.
+    /// Sends `line` to every peer of `id` that enabled `need`, to the clients that MONITOR it
+    /// and enabled extended-monitor and `need`, and to `id` itself if it enabled `need` and
+    /// `to_self`.
     pub(super) fn notify_peers(&self, fx: &mut Effects, id: ClientId, line: &Arc<[u8]>, need: Caps, to_self: bool) {
-        for p in self.peers(id) {
+        let peers = self.peers(id);
+        for &p in &peers {
             if self.caps_of(p).has(need) {
                 fx.send(p, line.clone());
+            }
+        }
+        let watchers = self.watchers_of(id);
+        if !watchers.is_empty() {
+            let peers: HashSet<ClientId> = peers.into_iter().collect();
+            for w in watchers {
+                let caps = self.caps_of(w);
+                if w != id && caps.has(Caps::EXTENDED_MONITOR) && caps.has(need) && !peers.contains(&w) {
+                    fx.send(w, line.clone());
+                }
             }
         }
         if to_self && self.caps_of(id).has(need) {

@@ -271,3 +271,21 @@ fn a_bot_s_messages_carry_the_bot_tag_and_statusmsg_echoes_as_sent() {
     let fx = h.send(2, "PRIVMSG @#c :ops only");
     assert!(lines(&fx, 2)[0].ends_with(" PRIVMSG @#c :ops only"), "{:?}", lines(&fx, 2));
 }
+
+#[test]
+fn extended_monitor_tells_watchers_outside_shared_channels() {
+    let mut h = H::new();
+    register_with(&mut h, 1, "alice", "extended-monitor away-notify");
+    register_with(&mut h, 3, "carol", "away-notify");
+    h.register(2, "bob");
+    h.send(1, "MONITOR + bob");
+    h.send(3, "MONITOR + bob");
+    let fx = h.send(2, "AWAY :gone");
+    assert_eq!(lines(&fx, 1), [":bob!bob@10.0.0.2 AWAY :gone"]);
+    assert!(lines(&fx, 3).is_empty(), "carol did not enable extended-monitor");
+    // A watcher who also shares a channel hears it once.
+    h.send(1, "JOIN #c");
+    h.send(2, "JOIN #c");
+    let fx = h.send(2, "AWAY");
+    assert_eq!(lines(&fx, 1), [":bob!bob@10.0.0.2 AWAY"]);
+}
