@@ -8,8 +8,9 @@
 //! Protocol: the client side of RFC 1459 / RFC 2812 with the behaviour of ngIRCd and InspIRCd
 //! where the RFCs are silent (see `issues show 4`). Notes on choices made here:
 //!
-//! - A line longer than 510 bytes (or cut by the engine) is refused with 417 ERR_INPUTTOOLONG
-//!   and not processed: a cut command could do something its sender did not mean.
+//! - A line longer than 510 bytes after its IRCv3 tag section, or with a tag section longer than
+//!   4096 bytes (or cut by the engine), is refused with 417 ERR_INPUTTOOLONG and not processed: a
+//!   cut command could do something its sender did not mean.
 //! - A line is cut at its first CR or NUL before parsing (see [`echoport_irc::sanitize`]): what
 //!   follows is dropped, so a relayed PRIVMSG can never carry a second line to its recipients.
 //! - Nicks and channel names compare under rfc1459 case mapping; they are shown as their owner
@@ -20,6 +21,13 @@
 //!   mutes (may join, may not speak). Bans are checked when speaking too, against the sender's
 //!   current prefix. An INVITE lets a client past +i and +l, not past +b or +k.
 //! - MONITOR, STATUSMSG (`@#chan`, `+#chan`) and user mode +B (bot) as in IRCv3 / modern docs.
+//! - IRCv3 (caps.rs, tags.rs, notify.rs): every capability in CAP LS can be enabled and
+//!   disabled at any time. Lines are built plain; one pass after each command adds what each
+//!   recipient enabled: `time` on every line (server-time), `msgid` on every line from a user and
+//!   the sender's client-only tags on relayed messages (message-tags), `account` (account-tag),
+//!   `bot`, and the label (labeled-response: the label on a single reply, a `labeled-response`
+//!   batch around several, `ACK` for none; a message to oneself labels only the echo).
+//!   `chghost` is offered but never sent: hosts here never change.
 //! - `NAMES a,b` answers 353 for each visible channel, then one 366 naming the argument as sent
 //!   (as irctest expects for multi-target NAMES); `NAMES` alone lists every visible channel and
 //!   ends with `366 * `.
