@@ -1,4 +1,4 @@
-//! MODE: a user's own modes (+i, -o) and channel modes (+imnst, +k, +l, +o, +v; list queries
+//! MODE: a user's own modes (+i, +w, -o) and channel modes (+imnst, +k, +l, +o, +v; list queries
 //! for b/e/I answer empty).
 
 use echoport_irc::{LineBuilder, Message, eq_fold, fold};
@@ -36,11 +36,14 @@ impl ChatServer {
             if c.oper {
                 m.push(b'o');
             }
+            if c.wallops {
+                m.push(b'w');
+            }
             let line = self.numeric(id, "221").middle(&m).finish();
             fx.send(id, line);
             return;
         };
-        let (mut invisible, mut oper) = (c.invisible, c.oper);
+        let (mut invisible, mut oper, mut wallops) = (c.invisible, c.oper, c.wallops);
         let mut adding = true;
         let mut unknown = false;
         for &b in modes {
@@ -50,12 +53,13 @@ impl ChatServer {
                 b'i' => invisible = adding,
                 // +o only comes from OPER; -o gives operator status up.
                 b'o' => oper &= adding,
+                b'w' => wallops = adding,
                 _ => unknown = true,
             }
         }
         let mut change = Vec::new();
         let mut sign = 0u8;
-        for (before, after, ch) in [(c.invisible, invisible, b'i'), (c.oper, oper, b'o')] {
+        for (before, after, ch) in [(c.invisible, invisible, b'i'), (c.oper, oper, b'o'), (c.wallops, wallops, b'w')] {
             if before != after {
                 let s = if after { b'+' } else { b'-' };
                 if s != sign {
@@ -75,8 +79,11 @@ impl ChatServer {
         if c.oper && !oper {
             self.opers -= 1;
         }
+        // Registered, as MODE needs: the LUSERS count of invisible users follows.
+        self.invisible = self.invisible + usize::from(invisible) - usize::from(c.invisible);
         c.invisible = invisible;
         c.oper = oper;
+        c.wallops = wallops;
         let nick = c.nick_or_star().to_vec();
         let line = LineBuilder::new(&c.prefix, b"MODE").middle(&nick).middle(&change).finish();
         fx.send(id, line);

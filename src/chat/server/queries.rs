@@ -1,5 +1,5 @@
-//! Questions about users and the server: WHO, WHOIS, WHOWAS, ISON, USERHOST, VERSION, TIME, and
-//! AWAY (which sets what WHOIS and PRIVMSG report).
+//! Questions about users and the server: WHO (with WHOX), WHOIS, ISON, USERHOST, VERSION, TIME,
+//! and AWAY (which sets what WHOIS and PRIVMSG report). WHOWAS is in whowas.rs.
 
 use std::time::Instant;
 
@@ -9,10 +9,40 @@ use super::clock::format_time;
 use super::state::{Client, Member};
 use super::{AWAYLEN, ChatServer, ClientId, Effects, VERSION};
 
+/// WHOX fields in the order 354 lists them: token, channel, user, IP, host, server, nick,
+/// flags, hop count, idle seconds, account, op level, real name.
+const WHOX_FIELDS: &[u8] = b"tcuihsnfdlaor";
+
+/// What a WHOX request asked for.
+struct Whox<'a> {
+    fields: &'a [u8],
+    /// Echoed as field `t`: 1 to 3 digits, as the spec allows; `0` if absent or not that.
+    token: &'a [u8],
+}
+
+impl<'a> Whox<'a> {
+    /// `<fields>[,<token>]`, the part after `%`.
+    fn parse(spec: &'a [u8]) -> Whox<'a> {
+        let (fields, token) = match spec.iter().position(|&b| b == b',') {
+            Some(i) => (&spec[..i], &spec[i + 1..]),
+            None => (spec, &b""[..]),
+        };
+        let valid = (1..=3).contains(&token.len()) && token.iter().all(u8::is_ascii_digit);
+        Whox { fields, token: if valid { token } else { b"0" } }
+    }
+}
+
 impl ChatServer {
-    pub(super) fn cmd_who(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+    /// `WHO <mask> [o][%<fields>[,<token>]]`: 352 per user, or with `%` (WHOX) 354 with the
+    /// fields asked for, in [`WHOX_FIELDS`] order whatever order they were asked in.
+    pub(super) fn cmd_who(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
         let mask = msg.nonempty(0).unwrap_or(b"*");
-        let opers_only = msg.param(1).is_some_and(|f| f.contains(&b'o'));
+        let options = msg.param(1).unwrap_or(b"");
+        let (filters, whox) = match options.iter().position(|&b| b == b'%') {
+            Some(i) => (&options[..i], Some(Whox::parse(&options[i + 1..]))),
+            None => (options, None),
+        };
+        let opers_only = filters.contains(&b'o');
         let server = self.server().to_vec();
         let reply = |fx: &mut Effects, chan: &[u8], c: &Client, member: Option<Member>| {
             let mut flags = vec![if c.away.is_some() { b'G' } else { b'H' }];
@@ -21,6 +51,39 @@ impl ChatServer {
             }
             if let Some(m) = member {
                 flags.extend_from_slice(m.prefix());
+            }
+            if let Some(whox) = &whox {
+                let idle = now.saturating_duration_since(c.last_message).as_secs().to_string();
+                let field = |f: u8| -> &[u8] {
+                    match f {
+                        b't' => whox.token,
+                        b'c' => chan,
+                        b'u' => c.user.as_deref().unwrap_or(b"*"),
+                        b'i' | b'h' => c.host.as_bytes(),
+                        b's' => &server,
+                        b'n' => c.nick_or_star(),
+                        b'f' => &flags,
+                        b'd' => b"0",
+                        b'l' => idle.as_bytes(),
+                        b'a' => c.account.as_deref().unwrap_or(b"0"),
+                        b'o' => b"n/a",
+                        _ => &c.realname,
+                    }
+                };
+                let fields: Vec<&[u8]> =
+                    WHOX_FIELDS.iter().filter(|f| whox.fields.contains(f)).map(|&f| field(f)).collect();
+                let mut b = self.numeric(id, "354");
+                // The last field goes as the trailing parameter: the real name has spaces, and
+                // any other field is the same either way.
+                if let Some((last, rest)) = fields.split_last() {
+                    for f in rest {
+                        b = b.middle(f);
+                    }
+                    fx.send(id, b.trailing(last));
+                } else {
+                    fx.send(id, b.finish());
+                }
+                return;
             }
             let mut real = b"0 ".to_vec();
             real.extend_from_slice(&c.realname);
@@ -126,8 +189,7 @@ impl ChatServer {
             fx.send(id, head.trailing(&list));
         }
         let server = self.server().to_vec();
-        let info = format!("{} IRC server", self.config.network);
-        self.reply(fx, id, "312", &[tnick, &server], &info);
+        self.reply(fx, id, "312", &[tnick, &server], &self.server_info());
         if let Some(away) = &c.away {
             self.reply_bytes(fx, id, "301", &[tnick], away);
         }
@@ -138,15 +200,6 @@ impl ChatServer {
         let signon = c.signon.to_string();
         self.reply(fx, id, "317", &[tnick, idle.as_bytes(), signon.as_bytes()], "seconds idle, signon time");
         self.reply(fx, id, "318", &[arg], "End of WHOIS list");
-    }
-
-    pub(super) fn cmd_whowas(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
-        let Some(nick) = msg.nonempty(0) else {
-            self.reply(fx, id, "431", &[], "No nickname given");
-            return;
-        };
-        self.reply(fx, id, "406", &[nick], "There was no such nickname");
-        self.reply(fx, id, "369", &[nick], "End of WHOWAS");
     }
 
     pub(super) fn cmd_ison(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {

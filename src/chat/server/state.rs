@@ -31,6 +31,10 @@ pub(super) struct Client {
     pub(super) away: Option<Vec<u8>>,
     pub(super) invisible: bool,
     pub(super) oper: bool,
+    /// User mode +w: receives WALLOPS.
+    pub(super) wallops: bool,
+    /// The account logged in to (WHOX `a`); None until SASL or services say otherwise.
+    pub(super) account: Option<Vec<u8>>,
     pub(super) connected: Instant,
     pub(super) signon: u64,
     pub(super) last_active: Instant,

@@ -9,6 +9,7 @@ mod messages;
 mod modes;
 mod oper;
 mod queries;
+mod queries_ext;
 mod registration;
 mod timers;
 
