@@ -1,6 +1,7 @@
 //! Questions about users and the server: WHO (with WHOX), WHOIS, ISON, USERHOST, VERSION, TIME,
 //! and AWAY (which sets what WHOIS and PRIVMSG report). WHOWAS is in whowas.rs.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use echoport_irc::{Message, fold, truncate_utf8, wildcard_match};
@@ -53,36 +54,7 @@ impl ChatServer {
                 flags.extend_from_slice(m.prefix());
             }
             if let Some(whox) = &whox {
-                let idle = now.saturating_duration_since(c.last_message).as_secs().to_string();
-                let field = |f: u8| -> &[u8] {
-                    match f {
-                        b't' => whox.token,
-                        b'c' => chan,
-                        b'u' => c.user.as_deref().unwrap_or(b"*"),
-                        b'i' | b'h' => c.host.as_bytes(),
-                        b's' => &server,
-                        b'n' => c.nick_or_star(),
-                        b'f' => &flags,
-                        b'd' => b"0",
-                        b'l' => idle.as_bytes(),
-                        b'a' => c.account.as_deref().unwrap_or(b"0"),
-                        b'o' => b"n/a",
-                        _ => &c.realname,
-                    }
-                };
-                let fields: Vec<&[u8]> =
-                    WHOX_FIELDS.iter().filter(|f| whox.fields.contains(f)).map(|&f| field(f)).collect();
-                let mut b = self.numeric(id, "354");
-                // The last field goes as the trailing parameter: the real name has spaces, and
-                // any other field is the same either way.
-                if let Some((last, rest)) = fields.split_last() {
-                    for f in rest {
-                        b = b.middle(f);
-                    }
-                    fx.send(id, b.trailing(last));
-                } else {
-                    fx.send(id, b.finish());
-                }
+                fx.send(id, self.whox_line(id, whox, chan, c, &flags, now));
                 return;
             }
             let mut real = b"0 ".to_vec();
@@ -141,6 +113,40 @@ impl ChatServer {
             }
         }
         self.reply(fx, id, "315", &[msg.nonempty(0).unwrap_or(b"*")], "End of WHO list");
+    }
+
+    /// One 354: the fields `whox` asked for about `c`, seen in `chan` with WHO `flags`.
+    fn whox_line(&self, id: ClientId, whox: &Whox, chan: &[u8], c: &Client, flags: &[u8], now: Instant) -> Arc<[u8]> {
+        let idle = now.saturating_duration_since(c.last_message).as_secs().to_string();
+        let field = |f: u8| -> &[u8] {
+            match f {
+                b't' => whox.token,
+                b'c' => chan,
+                b'u' => c.user.as_deref().unwrap_or(b"*"),
+                // The host is the IP address: no reverse DNS, no cloaks.
+                b'i' | b'h' => c.host.as_bytes(),
+                b's' => self.server(),
+                b'n' => c.nick_or_star(),
+                b'f' => flags,
+                // One server: no hops, no idle times unknown here, no op levels (an ircu feature).
+                b'd' => b"0",
+                b'l' => idle.as_bytes(),
+                b'a' => c.account.as_deref().unwrap_or(b"0"),
+                b'o' => b"n/a",
+                _ => &c.realname,
+            }
+        };
+        let fields: Vec<&[u8]> = WHOX_FIELDS.iter().filter(|f| whox.fields.contains(f)).map(|&f| field(f)).collect();
+        let mut b = self.numeric(id, "354");
+        // The last field goes as the trailing parameter: the real name has spaces, and any other
+        // field reads the same either way.
+        let Some((last, rest)) = fields.split_last() else {
+            return b.finish();
+        };
+        for f in rest {
+            b = b.middle(f);
+        }
+        b.trailing(last)
     }
 
     pub(super) fn cmd_whois(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
