@@ -13,7 +13,7 @@ use echoport_irc::{Message, fold};
 
 use super::clock::format_time;
 use super::state::Key;
-use super::{ChatServer, ClientId, Effects};
+use super::{ChatServer, ClientId, Effects, MAX_TARGETS};
 
 /// Most entries kept in all.
 const HISTORY: usize = 1000;
@@ -99,7 +99,8 @@ impl ChatServer {
     }
 
     /// `WHOWAS <nick>{,<nick>} [<count>]`: 314 and 312 per entry, newest first (at most `count`
-    /// per nick when it is positive), 406 for a nick with none, then one 369. No wildcards:
+    /// per nick when it is positive), 406 for a nick with none, then one 369. Nicks past the
+    /// first [`MAX_TARGETS`] are not looked up. No wildcards:
     /// RFC 2812 allows them but Modern dropped them, and a mask would need a scan of the history.
     pub(super) fn cmd_whowas(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
         let Some(arg) = msg.nonempty(0) else {
@@ -111,7 +112,9 @@ impl ChatServer {
             _ => usize::MAX,
         };
         let server = self.server().to_vec();
-        for nick in arg.split(|&b| b == b',').filter(|n| !n.is_empty()) {
+        // At most MAX_TARGETS nicks: a 510-byte line of short nicks would otherwise ask for
+        // thousands of lines.
+        for nick in arg.split(|&b| b == b',').filter(|n| !n.is_empty()).take(MAX_TARGETS) {
             let mut found = false;
             for e in self.whowas.find(nick).take(count) {
                 found = true;

@@ -277,6 +277,8 @@ fn whowas_no_such_nick_no_param_and_nick_changes() {
     let fx = h.send(1, "WHOWAS later,early,nick1");
     assert_eq!(cmds(&fx, 1), ["314", "312", "406", "406", "369"], "{:?}", lines(&fx, 1));
     assert_eq!(lines(&fx, 1)[4], ":irc.test 369 nick1 later,early,nick1 :End of WHOWAS");
+    let fx = h.send(1, "WHOWAS a,b,c,d,later");
+    assert_eq!(cmds(&fx, 1), ["406", "406", "406", "406", "369"], "only the first MAX_TARGETS");
 }
 
 #[test]
