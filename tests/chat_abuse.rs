@@ -632,6 +632,11 @@ fn commands_before_registration_get_451_and_change_nothing() {
         "VERSION",
         "ISON op",
         "USERHOST op",
+        "INFO",
+        "HELP",
+        "HELPOP JOIN",
+        "LINKS",
+        "WALLOPS :hello",
     ];
     for cmd in commands {
         early.send(cmd);

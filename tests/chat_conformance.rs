@@ -16,13 +16,15 @@
 //!   testEmptyCapList (IRCv3); join.py testJoinAllMessages (strict),
 //!   testJoinPartiallyInvalidLabeledResponse (IRCv3); messages.py testLineTooLong (IRCv3
 //!   message-tags), testNoCTCPMode (Ergo); quit.py NoCTCPTestCase (Ergo); names.py *1459 and
-//!   *NoArgument* (deprecated); who.py testWhoxFull* and WhoServicesTestCase (IRCv3, services),
+//!   *NoArgument* (deprecated); who.py WhoServicesTestCase testWhoxAccount (services),
 //!   testWhoUsernameRealName/testWhoRealNameSpaces (skipped upstream); isupport.py testValues
 //!   (compares with values each upstream controller declares).
-//! - list.py testListMask, testListNotMask, testListUsers, testListCreationTime,
-//!   testListTopicTime and who.py testWhoxToken only run upstream when 005 advertises ELIST (M, N,
-//!   C, T) or WHOX; echoport advertises neither, which `isupport_does_not_advertise_unimplemented_
-//!   elist_or_whox` pins down.
+//! - The queries section at the end (WHOX, ELIST, WHOWAS, LUSERS, INFO, HELP, LINKS, WALLOPS)
+//!   also covers who.py's WHOX tests (IRCv3) and the Modern tests of list.py, whowas.py, lusers.py,
+//!   info.py, help.py, links.py and wallops.py. list.py testListCreationTime/testListTopicTime
+//!   wait minutes under faketime; here only their bounds are checked over sockets, the minutes
+//!   are in the unit tests (src/chat/server/tests/queries_ext.rs). whowas.py testWhowasWildcard
+//!   and testWhowasNoParamRfc are deprecated and not followed (no wildcards; 431 alone).
 //! - messages.py testLineAtLimit/testLineBeyondLimit are marked Ergo-specific upstream; they are
 //!   included below anyway because issue 4 specifies the 512-byte limit with 417.
 
@@ -1388,18 +1390,647 @@ fn isupport_targmax_is_well_formed() {
     }
 }
 
-// Pins down why list.py's ELIST tests and who.py's testWhoxToken do not apply (see the top).
+// ---------------------------------------------------------------------------------------------
+// ---- queries: WHOX (who.py), LIST with ELIST (list.py), WHOWAS (whowas.py), LUSERS (lusers.py),
+// ---- INFO (info.py), HELP (help.py), LINKS (links.py), WALLOPS (wallops.py)
+// ---------------------------------------------------------------------------------------------
+
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn h_then_optional_at(s: &str) -> bool {
+    s == "H" || s == "H@"
+}
+
+fn chan_or_star(s: &str) -> bool {
+    s == "#chan" || s == "*"
+}
+
+fn whox_full_scenario(fields: &str) {
+    let s = server(&[]);
+    let (_c1, mut c2) = who_init(&s);
+    c2.send(&format!("WHO coolNick {fields}"));
+    let got = c2.sync();
+    assert_eq!(got.len(), 2, "unexpected number of messages: {}", show(&got));
+    assert_msg(
+        &c2,
+        &got[0],
+        "354",
+        &[
+            P::Is("otherNick"),
+            P::Is("123"),
+            P::Like("#chan|*", chan_or_star),
+            P::Like("~?myusernam", user_like),
+            P::Any,
+            P::Any,
+            P::Is(SERVER_NAME),
+            P::Is("coolNick"),
+            P::Like("H@?", h_then_optional_at),
+            P::Any,
+            P::Like("[0-9]", |s| s.len() == 1 && digits(s)),
+            P::Is("0"),
+            P::Any,
+            P::Is(WHO_REAL),
+        ],
+    );
+    assert_msg(&c2, &got[1], "315", &[P::Is("otherNick"), P::NoCase("coolNick"), P::Any]);
+}
+
+// irctest: who.py testWhoxFull
 #[test]
-fn isupport_does_not_advertise_unimplemented_elist_or_whox() {
+fn whox_full() {
+    whox_full_scenario("%tcuihsnfdlaor,123");
+}
+
+// irctest: who.py testWhoxFullReversed
+#[test]
+fn whox_full_reversed() {
+    let reversed: String = "tcuihsnfdlaor".chars().rev().collect();
+    whox_full_scenario(&format!("%{reversed},123"));
+}
+
+// irctest: who.py testWhoxOneChar
+#[test]
+fn whox_one_char() {
+    let s = server(&[]);
+    let (_c1, mut c2) = who_init(&s);
+    for c in "cuihsnfdlaor".chars() {
+        c2.send(&format!("WHO coolNick %{c}"));
+        let got = c2.sync();
+        assert_eq!(got.len(), 2, "%{c}: unexpected number of messages: {}", show(&got));
+        assert_msg(&c2, &got[0], "354", &[P::Is("otherNick"), P::Like(".+", |s| !s.is_empty())]);
+        assert_msg(&c2, &got[1], "315", &[P::Is("otherNick"), P::NoCase("coolNick"), P::Any]);
+    }
+}
+
+// irctest: who.py testWhoxToken
+#[test]
+fn whox_token() {
+    let s = server(&[]);
+    let (_c1, mut c2) = who_init(&s);
+    c2.send("WHO coolNick %tn,321");
+    let got = c2.sync();
+    assert_eq!(got.len(), 2, "unexpected number of messages: {}", show(&got));
+    assert_msg(&c2, &got[0], "354", &[P::Is("otherNick"), P::Is("321"), P::Is("coolNick")]);
+    assert_msg(&c2, &got[1], "315", &[P::Is("otherNick"), P::NoCase("coolNick"), P::Any]);
+}
+
+// irctest: who.py testWhoxNoAccount (WhoServicesTestCase; no services needed without an account)
+#[test]
+fn whox_no_account() {
+    let s = server(&[]);
+    let (_c1, mut c2) = who_init(&s);
+    c2.send("WHO coolNick %na");
+    let got = c2.sync();
+    assert_eq!(got.len(), 2, "unexpected number of messages: {}", show(&got));
+    assert_msg(&c2, &got[0], "354", &[P::Is("otherNick"), P::Is("coolNick"), P::Is("0")]);
+    assert_msg(&c2, &got[1], "315", &[P::Is("otherNick"), P::NoCase("coolNick"), P::Any]);
+}
+
+#[test]
+fn isupport_advertises_whox_and_elist() {
     let s = server(&[]);
     let (_c, burst) = connect_client_burst(&s, "foo");
     let tokens = isupport(&burst);
-    assert!(!tokens.contains_key("WHOX"), "WHOX is advertised: add who.py testWhoxToken");
-    let elist = tokens.get("ELIST").map_or("", String::as_str);
-    assert!(
-        !elist.chars().any(|c| "MNUCT".contains(c)),
-        "ELIST={elist} is advertised: add list.py testListMask/NotMask/Users/CreationTime/TopicTime"
-    );
+    assert_eq!(tokens.get("WHOX").map(String::as_str), Some(""), "{}", show(&burst));
+    assert_eq!(tokens.get("ELIST").map(String::as_str), Some("CMNTU"), "{}", show(&burst));
+}
+
+/// list.py's _parseChanList: the channels a LIST lists (up to its 323).
+#[track_caller]
+fn chan_list(c: &mut Client, line: &str) -> std::collections::BTreeSet<String> {
+    c.send(line);
+    let got = c.collect_until(|m| m.is("323"), WAIT);
+    got.iter().filter(|m| m.is("322") && !m.param(1).starts_with('&')).map(|m| m.param(1).to_owned()).collect()
+}
+
+fn set(names: &[&str]) -> std::collections::BTreeSet<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+// irctest: list.py testListMask
+#[test]
+fn list_mask() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    let mut bar = connect_client(&s, "bar");
+    join_channel(&mut foo, "#chan1");
+    join_channel(&mut foo, "#chan2");
+    assert_eq!(chan_list(&mut bar, "LIST *an1"), set(&["#chan1"]));
+    assert_eq!(chan_list(&mut bar, "LIST *an2"), set(&["#chan2"]));
+    assert_eq!(chan_list(&mut bar, "LIST #c*n2"), set(&["#chan2"]));
+    assert_eq!(chan_list(&mut bar, "LIST *an3"), set(&[]));
+    assert_eq!(chan_list(&mut bar, "LIST #ch*"), set(&["#chan1", "#chan2"]));
+}
+
+// irctest: list.py testListNotMask
+#[test]
+fn list_not_mask() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    join_channel(&mut foo, "#chan1");
+    join_channel(&mut foo, "#chan2");
+    let mut bar = connect_client(&s, "bar");
+    assert_eq!(chan_list(&mut bar, "LIST !*an1"), set(&["#chan2"]));
+    assert_eq!(chan_list(&mut bar, "LIST !*an2"), set(&["#chan1"]));
+    assert_eq!(chan_list(&mut bar, "LIST !#c*n2"), set(&["#chan1"]));
+    assert_eq!(chan_list(&mut bar, "LIST !*an3"), set(&["#chan1", "#chan2"]));
+    assert_eq!(chan_list(&mut bar, "LIST !#ch*"), set(&[]));
+}
+
+// irctest: list.py testListUsers
+#[test]
+fn list_users() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    join_channel(&mut foo, "#chan1");
+    join_channel(&mut foo, "#chan2");
+    let mut bar = connect_client(&s, "bar");
+    join_channel(&mut bar, "#chan2");
+    let mut baz = connect_client(&s, "baz");
+    assert_eq!(chan_list(&mut baz, "LIST >0"), set(&["#chan1", "#chan2"]));
+    assert_eq!(chan_list(&mut baz, "LIST <1"), set(&[]));
+    assert_eq!(chan_list(&mut baz, "LIST <100"), set(&["#chan1", "#chan2"]));
+    assert_eq!(chan_list(&mut baz, "LIST >1"), set(&["#chan2"]));
+    assert_eq!(chan_list(&mut baz, "LIST <2"), set(&["#chan1"]));
+    assert_eq!(chan_list(&mut baz, "LIST <100"), set(&["#chan1", "#chan2"]));
+}
+
+// irctest: list.py testListCreationTime and testListTopicTime, the parts that need no waiting
+// (C<0 and T<0 match nothing, C<10 and T<10 everything just made).
+#[test]
+fn list_creation_and_topic_time_bounds() {
+    let s = server(&[]);
+    let mut foo = connect_client(&s, "foo");
+    join_channel(&mut foo, "#chan1");
+    join_channel(&mut foo, "#chan2");
+    foo.send("TOPIC #chan1 :First channel");
+    foo.send("TOPIC #chan2 :Second channel");
+    foo.sync();
+    let mut bar = connect_client(&s, "bar");
+    assert_eq!(chan_list(&mut bar, "LIST C<0"), set(&[]));
+    assert_eq!(chan_list(&mut bar, "LIST C<10"), set(&["#chan1", "#chan2"]));
+    assert_eq!(chan_list(&mut bar, "LIST C>10"), set(&[]));
+    assert_eq!(chan_list(&mut bar, "LIST T<0"), set(&[]));
+    assert_eq!(chan_list(&mut bar, "LIST T<10"), set(&["#chan1", "#chan2"]));
+    assert_eq!(chan_list(&mut bar, "LIST T>10"), set(&[]));
+}
+
+/// irctest's connectClient with an ident: user name `ident`, real name "Realname".
+fn connect_ident(s: &Server, nick: &str, ident: &str) -> Client {
+    let mut c = add_client(s, nick);
+    c.send(&format!("NICK {nick}"));
+    c.send(&format!("USER {ident} 0 * :Realname"));
+    c.finish_registration();
+    c.sync();
+    c
+}
+
+/// A client sends QUIT and is gone.
+fn quit(mut c: Client) {
+    c.send("QUIT :bye");
+    c.expect_closed(WAIT);
+}
+
+/// Everything up to and including the first 369.
+#[track_caller]
+fn whowas_reply(c: &mut Client, line: &str) -> Vec<Message> {
+    c.send(line);
+    c.collect_until(|m| m.is("369"), WAIT)
+}
+
+// irctest: whowas.py testWhowasNumerics
+#[test]
+fn whowas_numerics() {
+    let s = server(&[]);
+    let mut c1 = connect_client(&s, "nick1");
+    quit(connect_ident(&s, "nick2", "username"));
+    let mut got = whowas_reply(&mut c1, "WHOWAS nick2");
+    let end = got.pop().unwrap();
+    assert_msg(&c1, &end, "369", &[P::Is("nick1"), P::Is("nick2"), P::Any]);
+    assert!(!got.is_empty(), "no 314");
+    for m in &got {
+        if m.is("314") {
+            let user = |s: &str| s.strip_prefix('~').unwrap_or(s) == "username";
+            assert_msg(
+                &c1,
+                m,
+                "314",
+                &[
+                    P::Is("nick1"),
+                    P::Is("nick2"),
+                    P::Like("~?username", user),
+                    P::Like("[0-9A-Za-z_:.-]+", host_like),
+                    P::Is("*"),
+                    P::Is("Realname"),
+                ],
+            );
+        } else {
+            assert_msg(&c1, m, "312", &[P::Is("nick1"), P::Is("nick2"), P::Is(SERVER_NAME), P::Any]);
+        }
+    }
+}
+
+// irctest: whowas.py testWhowasEnd
+#[test]
+fn whowas_end() {
+    let s = server(&[]);
+    let mut c1 = connect_client(&s, "nick1");
+    quit(connect_client(&s, "nick2"));
+    let got = whowas_reply(&mut c1, "WHOWAS nick2");
+    assert_msg(&c1, got.last().unwrap(), "369", &[P::Is("nick1"), P::Is("nick2"), P::Any]);
+    assert_eq!(c1.sync(), [], "nothing after 369");
+}
+
+/// whowas.py's _testWhowasMultiple.
+fn whowas_multiple(second_result: bool, command: &str) {
+    let s = server(&[]);
+    let mut c1 = connect_client(&s, "nick1");
+    quit(connect_ident(&s, "nick2", "ident2"));
+    quit(connect_ident(&s, "nick2", "ident3"));
+    let mut got = whowas_reply(&mut c1, command).into_iter();
+    let mut next = || got.next().unwrap_or_else(|| panic!("{command}: reply ended early"));
+    let entry = |ident: &'static str| {
+        [P::Is("nick1"), P::Is("nick2"), P::Like(ident, |_| true), P::Any, P::Is("*"), P::Is("Realname")]
+    };
+    let m = next();
+    assert_msg(&c1, &m, "314", &entry("ident3"));
+    assert_eq!(m.param(2).trim_start_matches('~'), "ident3", "{m}");
+    let mut m = next();
+    while m.is("338") || m.is("312") {
+        m = next();
+    }
+    if second_result {
+        assert_msg(&c1, &m, "314", &entry("ident2"));
+        assert_eq!(m.param(2).trim_start_matches('~'), "ident2", "{m}");
+        m = next();
+        while m.is("338") || m.is("312") {
+            m = next();
+        }
+    }
+    assert_msg(&c1, &m, "369", &[P::Is("nick1"), P::Is("nick2"), P::Any]);
+}
+
+// irctest: whowas.py testWhowasMultiple
+#[test]
+fn whowas_multiple_newest_first() {
+    whowas_multiple(true, "WHOWAS nick2");
+}
+
+// irctest: whowas.py testWhowasCount1
+#[test]
+fn whowas_count1() {
+    whowas_multiple(false, "WHOWAS nick2 1");
+}
+
+// irctest: whowas.py testWhowasCount2
+#[test]
+fn whowas_count2() {
+    whowas_multiple(true, "WHOWAS nick2 2");
+}
+
+// irctest: whowas.py testWhowasCountNegative
+#[test]
+fn whowas_count_negative() {
+    whowas_multiple(true, "WHOWAS nick2 -1");
+}
+
+// irctest: whowas.py testWhowasCountZero
+#[test]
+fn whowas_count_zero() {
+    whowas_multiple(true, "WHOWAS nick2 0");
+}
+
+// irctest: whowas.py testWhowasNoParamModern
+#[test]
+fn whowas_no_param_modern() {
+    let s = server(&[]);
+    let mut c1 = connect_client(&s, "nick1");
+    c1.send("WHOWAS");
+    let m = c1.next(WAIT);
+    assert_msg(&c1, &m, "431", &[P::Is("nick1"), P::Any]);
+}
+
+// irctest: whowas.py testWhowasNoSuchNick
+#[test]
+fn whowas_no_such_nick() {
+    let s = server(&[]);
+    let mut c1 = connect_client(&s, "nick1");
+    c1.send("WHOWAS nick2");
+    let m = c1.next(WAIT);
+    assert_msg(&c1, &m, "406", &[P::Is("nick1"), P::Is("nick2"), P::Any]);
+    let m = c1.next(WAIT);
+    assert_msg(&c1, &m, "369", &[P::Is("nick1"), P::Is("nick2"), P::Any]);
+}
+
+/// lusers.py's LusersResult: what one LUSERS reply says.
+#[derive(Debug, Default)]
+struct Lusers {
+    visible: i64,
+    invisible: i64,
+    opers: Option<i64>,
+    unregistered: Option<i64>,
+    local: (i64, i64),
+    global: (i64, i64),
+}
+
+/// The numbers in `s` (words that are integers, commas and signs allowed around them).
+fn numbers(s: &str) -> Vec<i64> {
+    s.split(' ').filter_map(|w| w.trim_end_matches(',').parse().ok()).collect()
+}
+
+/// lusers.py's getLusers (with 265/266 required, as testLusersFull does).
+#[track_caller]
+fn get_lusers(c: &mut Client, nick: &str) -> Lusers {
+    c.send("LUSERS");
+    let got = c.sync();
+    let by: HashMap<&str, &Message> = got.iter().map(|m| (m.command.as_str(), m)).collect();
+    assert_eq!(by.len(), got.len(), "duplicated numerics: {}", show(&got));
+    for m in &got {
+        assert_eq!(m.param(0), nick, "{m}");
+    }
+    let get = |code: &str| *by.get(code).unwrap_or_else(|| c.fail(&format!("no {code} in {}", show(&got))));
+    let l251 = get("251");
+    assert_eq!(l251.params.len(), 2, "{l251}");
+    let n251 = numbers(l251.last());
+    assert_eq!(n251.len(), 3, "{l251}");
+    let count = |code: &str| {
+        by.get(code).map(|m| {
+            assert_msg(c, m, code, &[P::Is(nick), P::Like("[0-9]+", digits), P::Any]);
+            m.param(1).parse().unwrap()
+        })
+    };
+    let (l255, l265, l266) = (get("255"), get("265"), get("266"));
+    assert_eq!(l265.params.len(), 4, "{l265}");
+    assert_eq!(l266.params.len(), 4, "{l266}");
+    let pair = |m: &Message| (m.param(1).parse().unwrap(), m.param(2).parse().unwrap());
+    let n255 = numbers(l255.last());
+    let local: (i64, i64) = pair(l265);
+    assert_eq!(n255.first(), Some(&local.0), "255 and 265 disagree: {l255} / {l265}");
+    count("254");
+    Lusers {
+        visible: n251[0],
+        invisible: n251[1],
+        opers: count("252"),
+        unregistered: count("253"),
+        local,
+        global: pair(l266),
+    }
+}
+
+/// lusers.py's assertLusersResult.
+#[track_caller]
+fn assert_lusers(l: &Lusers, unregistered: i64, total: i64, max: i64) {
+    assert!(l.unregistered.is_none_or(|u| u == unregistered), "{l:?}");
+    assert!(l.visible >= 0 && l.invisible >= 0 && l.visible + l.invisible == total, "{l:?}");
+    assert_eq!((l.local, l.global), ((total, max), (total, max)), "{l:?}");
+}
+
+// irctest: lusers.py BasicLusersTestCase testLusersFull
+#[test]
+fn lusers_full() {
+    let s = server(&[]);
+    let mut bar = connect_client(&s, "bar");
+    assert_lusers(&get_lusers(&mut bar, "bar"), 0, 1, 1);
+    let mut qux = connect_client(&s, "qux");
+    assert_lusers(&get_lusers(&mut qux, "qux"), 0, 2, 2);
+    quit(qux);
+    assert_lusers(&get_lusers(&mut bar, "bar"), 0, 1, 2);
+}
+
+/// lusers.py's _synchronize: PING before registration, answered by PONG or 451.
+fn synchronize_unregistered(c: &mut Client) {
+    c.send("PING PARAM");
+    c.expect(|m| m.is("PONG") || m.is("451"), WAIT);
+}
+
+// irctest: lusers.py LusersUnregisteredTestCase testLusersFull
+#[test]
+fn lusers_unregistered_full() {
+    let s = server(&[]);
+    let mut bar = connect_client(&s, "bar");
+    assert_lusers(&get_lusers(&mut bar, "bar"), 0, 1, 1);
+    let mut qux = add_client(&s, "qux");
+    qux.send("NICK qux");
+    synchronize_unregistered(&mut qux);
+    assert_lusers(&get_lusers(&mut bar, "bar"), 1, 1, 1);
+    let mut bat = add_client(&s, "bat");
+    bat.send("NICK bat");
+    synchronize_unregistered(&mut bat);
+    assert_lusers(&get_lusers(&mut bar, "bar"), 2, 1, 1);
+    qux.send("USER u s e r");
+    qux.expect_cmd("001");
+    assert_lusers(&get_lusers(&mut bar, "bar"), 1, 2, 2);
+    bat.send("QUIT");
+    bat.expect_closed(WAIT);
+    assert_lusers(&get_lusers(&mut bar, "bar"), 0, 2, 2);
+}
+
+// irctest: lusers.py LuserOpersTestCase testLuserOpers (marked Ergo upstream; the counts are
+// plain RFC 2812 252)
+#[test]
+fn luser_opers() {
+    let s = server(&[]);
+    let mut bar = connect_client(&s, "bar");
+    let l = get_lusers(&mut bar, "bar");
+    assert_lusers(&l, 0, 1, 1);
+    assert!(l.opers.is_none_or(|n| n == 0), "{l:?}");
+    bar.send("OPER operuser operpassword");
+    bar.expect_cmd("381");
+    bar.sync();
+    assert_eq!(get_lusers(&mut bar, "bar").opers, Some(1));
+    let mut qux = connect_client(&s, "qux");
+    qux.send("OPER operuser operpassword");
+    qux.expect_cmd("381");
+    qux.sync();
+    let l = get_lusers(&mut bar, "bar");
+    assert_lusers(&l, 0, 2, 2);
+    assert_eq!(l.opers, Some(2));
+    bar.send("MODE bar -o");
+    bar.expect_cmd("MODE");
+    assert_eq!(get_lusers(&mut bar, "bar").opers, Some(1));
+    quit(qux);
+    let l = get_lusers(&mut bar, "bar");
+    assert_lusers(&l, 0, 1, 2);
+    assert!(l.opers.is_none_or(|n| n == 0), "{l:?}");
+}
+
+// irctest: lusers.py ErgoInvisibleDefaultTestCase testLusers, with +i set by hand (echoport has
+// no default user modes): the invisible count follows MODE and QUIT.
+#[test]
+fn lusers_counts_invisible_users() {
+    let s = server(&[]);
+    let mut bar = connect_client(&s, "bar");
+    bar.send("MODE bar +i");
+    bar.sync();
+    let mut qux = connect_client(&s, "qux");
+    qux.send("MODE qux +i");
+    qux.sync();
+    let l = get_lusers(&mut bar, "bar");
+    assert_lusers(&l, 0, 2, 2);
+    assert_eq!((l.invisible, l.visible), (2, 0));
+    bar.send("MODE bar -i");
+    bar.expect_cmd("MODE");
+    let l = get_lusers(&mut bar, "bar");
+    assert_eq!((l.invisible, l.visible), (1, 1));
+    quit(qux);
+    let l = get_lusers(&mut bar, "bar");
+    assert_lusers(&l, 0, 1, 2);
+    assert_eq!((l.invisible, l.visible), (0, 1));
+}
+
+fn oper(c: &mut Client) {
+    c.send("OPER operuser operpassword");
+    c.expect_cmd("381");
+    c.sync();
+}
+
+/// INFO's reply: 371s then one 374.
+#[track_caller]
+fn assert_info(c: &mut Client, line: &str) {
+    c.send(line);
+    let mut got = c.sync();
+    let end = got.pop().unwrap_or_else(|| c.fail("no reply to INFO"));
+    assert_msg(c, &end, "374", &[P::Is("nick"), P::Any]);
+    for m in &got {
+        assert_msg(c, m, "371", &[P::Is("nick"), P::Any]);
+    }
+}
+
+// irctest: info.py testInfo
+#[test]
+fn info() {
+    let s = server(&[]);
+    let mut c = connect_client(&s, "nick");
+    oper(&mut c);
+    assert_info(&mut c, "INFO");
+}
+
+// irctest: info.py testInfoTarget (target-server, target-wildcard, target-nick)
+#[test]
+fn info_target() {
+    let s = server(&[]);
+    let mut c = connect_client(&s, "nick");
+    oper(&mut c);
+    for target in [SERVER_NAME, "*Little*", "nick"] {
+        assert_info(&mut c, &format!("INFO {target}"));
+    }
+}
+
+// irctest: info.py testInfoNosuchserver
+#[test]
+fn info_nosuchserver() {
+    let s = server(&[]);
+    let mut c = connect_client(&s, "nick");
+    oper(&mut c);
+    for target in ["invalid.server.example", "invalidserver"] {
+        c.send(&format!("INFO {target}"));
+        let m = c.next(WAIT);
+        assert_msg(&c, &m, "402", &[P::Is("nick"), P::Is(target), P::Any]);
+    }
+}
+
+/// help.py's _assertValidHelp: 704, 705s, 706, each naming `subject` (any case) or anything.
+#[track_caller]
+fn assert_valid_help(c: &Client, got: &[Message], subject: Option<&str>) {
+    let subject = match subject {
+        Some(s) => P::NoCase(s),
+        None => P::Any,
+    };
+    let (first, rest) = got.split_first().unwrap_or_else(|| c.fail("no reply to HELP"));
+    let (last, middle) = rest.split_last().unwrap_or_else(|| c.fail("HELP reply of one line"));
+    assert_msg(c, first, "704", &[P::Is("nick"), subject, P::Any]);
+    for m in middle {
+        assert_msg(c, m, "705", &[P::Is("nick"), subject, P::Any]);
+    }
+    assert_msg(c, last, "706", &[P::Is("nick"), subject, P::Any]);
+}
+
+// irctest: help.py testHelpNoArg (HELP and HELPOP)
+#[test]
+fn help_no_arg() {
+    let s = server(&[]);
+    let mut c = connect_client(&s, "nick");
+    for command in ["HELP", "HELPOP"] {
+        c.send(command);
+        let got = c.sync();
+        assert_valid_help(&c, &got, None);
+    }
+}
+
+// irctest: help.py testHelpPrivmsg (HELP and HELPOP)
+#[test]
+fn help_privmsg() {
+    let s = server(&[]);
+    let mut c = connect_client(&s, "nick");
+    for command in ["HELP", "HELPOP"] {
+        c.send(&format!("{command} PRIVMSG"));
+        let got = c.sync();
+        assert_valid_help(&c, &got, Some("PRIVMSG"));
+    }
+}
+
+// irctest: help.py testHelpUnknownSubject (HELP and HELPOP)
+#[test]
+fn help_unknown_subject() {
+    let s = server(&[]);
+    let mut c = connect_client(&s, "nick");
+    for command in ["HELP", "HELPOP"] {
+        c.send(&format!("{command} THISISNOTACOMMAND"));
+        let got = c.sync();
+        assert_eq!(got.len(), 1, "{}", show(&got));
+        assert_msg(&c, &got[0], "524", &[P::Is("nick"), P::NoCase("THISISNOTACOMMAND"), P::Any]);
+    }
+}
+
+// irctest: links.py testLinksSingleServer. Upstream also wants the server description to be
+// "test server" (its controllers configure it); echoport's is "<network> IRC server", not
+// configurable, so only the hop count before it is checked.
+#[test]
+fn links_single_server() {
+    let s = server(&[]);
+    let mut c = connect_client(&s, "nick");
+    c.send("LINKS");
+    let mut got = c.sync();
+    let end = got.pop().unwrap_or_else(|| c.fail("no reply to LINKS"));
+    assert_msg(&c, &end, "365", &[P::Is("nick"), P::Is("*"), P::Any]);
+    assert_eq!(got.len(), 1, "{}", show(&got));
+    let info = |s: &str| s.strip_prefix("0 ").is_some_and(|rest| !rest.is_empty());
+    assert_msg(&c, &got[0], "364", &[P::Is("nick"), P::Is(SERVER_NAME), P::Is(SERVER_NAME), P::Like("0 .+", info)]);
+}
+
+// irctest: wallops.py testWallops
+#[test]
+fn wallops() {
+    let s = server(&[]);
+    let mut c1 = connect_client(&s, "nick1");
+    let mut c2 = connect_client(&s, "nick2");
+    let mut c3 = connect_client(&s, "nick3");
+    c2.send("MODE nick2 -w");
+    c2.sync();
+    c3.send("MODE nick3 +w");
+    c3.sync();
+    oper(&mut c1);
+    c1.send("WALLOPS :hi everyone");
+    let is_wallops = |m: &Message| m.is("WALLOPS") && m.nick() == "nick1" && m.params.len() == 1;
+    for m in c1.sync() {
+        assert!(is_wallops(&m) && m.last().ends_with("hi everyone"), "{m}");
+    }
+    let got = c3.sync();
+    assert_eq!(got.len(), 1, "{}", show(&got));
+    assert!(is_wallops(&got[0]) && got[0].last().ends_with("hi everyone"), "{}", got[0]);
+    c2.assert_quiet("server sent WALLOPS to a user without +w");
+}
+
+// irctest: wallops.py testWallopsPrivileges
+#[test]
+fn wallops_privileges() {
+    let s = server(&[]);
+    let mut c1 = connect_client(&s, "nick1");
+    c1.send("WALLOPS :hi everyone");
+    let m = c1.next(WAIT);
+    assert_msg(&c1, &m, "481", &[P::Is("nick1"), P::Any]);
 }
 
 // ---- IRCv3: capability negotiation, message tags and the capabilities built on them ----
@@ -1960,12 +2591,6 @@ fn assert_monoffline(c: &mut Client, nick: &str) {
     if !is_monoffline(&m, nick) {
         c.fail(&format!("expected 731 for {nick}, got {m}"));
     }
-}
-
-/// A client sends QUIT and is gone.
-fn quit(mut c: Client) {
-    c.send("QUIT :bye");
-    c.expect_closed(WAIT);
 }
 
 // irctest: monitor.py testMonitorOneDisconnected, testMonitorOneConnectionWithQuit (and the

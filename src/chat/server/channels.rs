@@ -7,6 +7,7 @@ use echoport_irc::{LineBuilder, Message, fold, truncate_utf8};
 use indexmap::IndexMap;
 
 use super::caps::Caps;
+use super::elist::ListFilter;
 use super::state::{Channel, Member, Modes, Topic};
 use super::{CHANNELLEN, ChatServer, ClientId, Effects, KICKLEN, MAX_CHANNELS, MAX_KICKS, TOPICLEN};
 
@@ -223,17 +224,23 @@ impl ChatServer {
         }
     }
 
-    pub(super) fn cmd_list(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+    /// `LIST [<terms>]` with the ELIST search terms of [`ListFilter`]; secret channels only
+    /// for their members.
+    pub(super) fn cmd_list(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
         self.reply(fx, id, "321", &[b"Channel"], "Users  Name");
-        let chans: Vec<&Channel> = match msg.nonempty(0) {
-            None => self.visible_channels(id),
-            Some(names) => names
-                .split(|&b| b == b',')
+        let filter = ListFilter::parse(msg.nonempty(0).unwrap_or(b""));
+        let unix = self.unix(now);
+        let chans: Vec<&Channel> = if filter.by_name_only() {
+            filter
+                .names
+                .iter()
                 .filter_map(|n| self.channels.get(&*fold(n)))
                 .filter(|ch| !ch.modes.secret || ch.has(id))
-                .collect(),
+                .collect()
+        } else {
+            self.visible_channels(id)
         };
-        for ch in chans {
+        for ch in chans.into_iter().filter(|ch| filter.matches(ch, unix)) {
             let count = ch.members.len().to_string();
             let topic = ch.topic.as_ref().map(|t| &t.text[..]).unwrap_or(b"");
             self.reply_bytes(fx, id, "322", &[&ch.name, count.as_bytes()], topic);

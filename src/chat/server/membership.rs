@@ -112,6 +112,7 @@ impl ChatServer {
         if !self.clients.contains_key(&id) {
             return;
         }
+        self.remember_nick(id);
         let peers = self.peers(id);
         let Some(c) = self.clients.remove(&id) else {
             return;
@@ -140,6 +141,7 @@ impl ChatServer {
         self.monitor_signoff(id, c.nick.as_deref().filter(|_| c.registered), fx);
         if c.registered {
             self.registered -= 1;
+            self.invisible -= usize::from(c.invisible);
         }
         if c.oper {
             self.opers -= 1;

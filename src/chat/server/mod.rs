@@ -38,10 +38,16 @@
 //! - NAMES and `WHO #chan` list members in the channel's fan-out order: joining order until
 //!   someone leaves, when the member listed last takes the leaver's place. That keeps leaving
 //!   O(1) in a channel of any size; the RFCs set no order, and clients sort the list themselves.
+//! - WHOWAS remembers the last 1000 nicks given up (by QUIT, disconnect, KILL or NICK), at most 8
+//!   per nick, without wildcards; LUSERS counts only registered clients as users (255 included)
+//!   and gives 265/266 with the current and highest counts; WHO takes WHOX fields (354); LIST
+//!   takes the ELIST terms C, M, N, T and U.
 
 mod caps;
 mod channels;
 mod clock;
+mod elist;
+mod info;
 mod lists;
 mod membership;
 mod messages;
@@ -57,6 +63,7 @@ mod statusmsg;
 mod tags;
 #[cfg(test)]
 mod tests;
+mod whowas;
 
 pub use channels::valid_channel;
 pub use registration::valid_nick;
@@ -182,6 +189,11 @@ pub struct ChatServer {
     next_seq: u64,
     registered: usize,
     opers: usize,
+    /// Registered clients with user mode +i (LUSERS 251).
+    invisible: usize,
+    /// The most clients registered at once since start (LUSERS 265/266).
+    max_registered: usize,
+    whowas: whowas::WhoWas,
     /// An instant and the Unix time (milliseconds) at that instant: converts `Instant`s to
     /// timestamps.
     clock: (Instant, u64),
@@ -224,6 +236,8 @@ impl ChatServer {
             format!("MONITOR={MONITOR_LIMIT}"),
             "STATUSMSG=@+".to_owned(),
             "BOT=B".to_owned(),
+            "ELIST=CMNTU".to_owned(),
+            "WHOX".to_owned(),
         ]
         .into_iter()
         .chain(config.utf8_only.then(|| "UTF8ONLY".to_owned()))
@@ -240,6 +254,9 @@ impl ChatServer {
             next_seq: 0,
             registered: 0,
             opers: 0,
+            invisible: 0,
+            max_registered: 0,
+            whowas: whowas::WhoWas::default(),
             clock: (Instant::now(), unix_ms),
             isupport,
             tagger: Tagger::new(unix_ms),
@@ -278,6 +295,7 @@ impl ChatServer {
                 invisible: false,
                 oper: false,
                 bot: false,
+                wallops: false,
                 connected: now,
                 signon: self.unix(now),
                 last_active: now,
@@ -340,11 +358,11 @@ impl ChatServer {
             b"PART" => self.cmd_part(id, msg, fx),
             b"TOPIC" => self.cmd_topic(id, msg, now, fx),
             b"NAMES" => self.cmd_names(id, msg, fx),
-            b"LIST" => self.cmd_list(id, msg, fx),
+            b"LIST" => self.cmd_list(id, msg, now, fx),
             b"MODE" => self.cmd_mode(id, msg, now, fx),
             b"KICK" => self.cmd_kick(id, msg, fx),
             b"INVITE" => self.cmd_invite(id, msg, fx),
-            b"WHO" => self.cmd_who(id, msg, fx),
+            b"WHO" => self.cmd_who(id, msg, now, fx),
             b"WHOIS" => self.cmd_whois(id, msg, now, fx),
             b"WHOWAS" => self.cmd_whowas(id, msg, fx),
             b"AWAY" => self.cmd_away(id, msg, fx),
@@ -357,6 +375,10 @@ impl ChatServer {
             b"ISON" => self.cmd_ison(id, msg, fx),
             b"USERHOST" => self.cmd_userhost(id, msg, fx),
             b"MONITOR" => self.cmd_monitor(id, msg, fx),
+            b"INFO" => self.cmd_info(id, msg, fx),
+            b"HELP" | b"HELPOP" => self.cmd_help(id, msg, fx),
+            b"LINKS" => self.cmd_links(id, msg, fx),
+            b"WALLOPS" => self.cmd_wallops(id, msg, fx),
             _ => self.reply(fx, id, "421", &[msg.command], "Unknown command"),
         }
     }

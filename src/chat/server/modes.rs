@@ -1,4 +1,4 @@
-//! MODE: a user's own modes (+i, +B, -o) and channel modes (+imnst, +k, +l, +o, +v, and the
+//! MODE: a user's own modes (+i, +w, +B, -o) and channel modes (+imnst, +k, +l, +o, +v, and the
 //! +b/+e/+I lists, whose matching is in lists.rs).
 
 use std::sync::Arc;
@@ -45,11 +45,14 @@ impl ChatServer {
             if c.bot {
                 m.push(b'B');
             }
+            if c.wallops {
+                m.push(b'w');
+            }
             let line = self.numeric(id, "221").middle(&m).finish();
             fx.send(id, line);
             return;
         };
-        let (mut invisible, mut oper, mut bot) = (c.invisible, c.oper, c.bot);
+        let (mut invisible, mut oper, mut bot, mut wallops) = (c.invisible, c.oper, c.bot, c.wallops);
         let mut adding = true;
         let mut unknown = false;
         for &b in modes {
@@ -60,12 +63,15 @@ impl ChatServer {
                 // +o only comes from OPER; -o gives operator status up.
                 b'o' => oper &= adding,
                 b'B' => bot = adding,
+                b'w' => wallops = adding,
                 _ => unknown = true,
             }
         }
         let mut change = Vec::new();
         let mut sign = 0u8;
-        for (before, after, ch) in [(c.invisible, invisible, b'i'), (c.oper, oper, b'o'), (c.bot, bot, b'B')] {
+        for (before, after, ch) in
+            [(c.invisible, invisible, b'i'), (c.oper, oper, b'o'), (c.bot, bot, b'B'), (c.wallops, wallops, b'w')]
+        {
             if before != after {
                 let s = if after { b'+' } else { b'-' };
                 if s != sign {
@@ -85,9 +91,12 @@ impl ChatServer {
         if c.oper && !oper {
             self.opers -= 1;
         }
+        // Registered, as MODE needs: the LUSERS count of invisible users follows.
+        self.invisible = self.invisible + usize::from(invisible) - usize::from(c.invisible);
         c.invisible = invisible;
         c.oper = oper;
         c.bot = bot;
+        c.wallops = wallops;
         let nick = c.nick_or_star().to_vec();
         let line = LineBuilder::new(&c.prefix, b"MODE").middle(&nick).middle(&change).finish();
         fx.send(id, line);

@@ -1,6 +1,7 @@
-//! Questions about users and the server: WHO, WHOIS, WHOWAS, ISON, USERHOST, VERSION, TIME, and
-//! AWAY (which sets what WHOIS and PRIVMSG report).
+//! Questions about users and the server: WHO (with WHOX), WHOIS, ISON, USERHOST, VERSION, TIME,
+//! and AWAY (which sets what WHOIS and PRIVMSG report). WHOWAS is in whowas.rs.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use echoport_irc::{Message, fold, truncate_utf8, wildcard_match};
@@ -10,10 +11,40 @@ use super::clock::format_time;
 use super::state::{Client, Member};
 use super::{AWAYLEN, ChatServer, ClientId, Effects, VERSION};
 
+/// WHOX fields in the order 354 lists them: token, channel, user, IP, host, server, nick,
+/// flags, hop count, idle seconds, account, op level, real name.
+const WHOX_FIELDS: &[u8] = b"tcuihsnfdlaor";
+
+/// What a WHOX request asked for.
+struct Whox<'a> {
+    fields: &'a [u8],
+    /// Echoed as field `t`: 1 to 3 digits, as the spec allows; `0` if absent or not that.
+    token: &'a [u8],
+}
+
+impl<'a> Whox<'a> {
+    /// `<fields>[,<token>]`, the part after `%`.
+    fn parse(spec: &'a [u8]) -> Whox<'a> {
+        let (fields, token) = match spec.iter().position(|&b| b == b',') {
+            Some(i) => (&spec[..i], &spec[i + 1..]),
+            None => (spec, &b""[..]),
+        };
+        let valid = (1..=3).contains(&token.len()) && token.iter().all(u8::is_ascii_digit);
+        Whox { fields, token: if valid { token } else { b"0" } }
+    }
+}
+
 impl ChatServer {
-    pub(super) fn cmd_who(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+    /// `WHO <mask> [o][%<fields>[,<token>]]`: 352 per user, or with `%` (WHOX) 354 with the
+    /// fields asked for, in [`WHOX_FIELDS`] order whatever order they were asked in.
+    pub(super) fn cmd_who(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
         let mask = msg.nonempty(0).unwrap_or(b"*");
-        let opers_only = msg.param(1).is_some_and(|f| f.contains(&b'o'));
+        let options = msg.param(1).unwrap_or(b"");
+        let (filters, whox) = match options.iter().position(|&b| b == b'%') {
+            Some(i) => (&options[..i], Some(Whox::parse(&options[i + 1..]))),
+            None => (options, None),
+        };
+        let opers_only = filters.contains(&b'o');
         let server = self.server().to_vec();
         let multi_prefix = self.caps_of(id).has(Caps::MULTI_PREFIX);
         let reply = |fx: &mut Effects, chan: &[u8], c: &Client, member: Option<Member>| {
@@ -26,6 +57,10 @@ impl ChatServer {
             }
             if c.bot {
                 flags.push(b'B');
+            }
+            if let Some(whox) = &whox {
+                fx.send(id, self.whox_line(id, whox, chan, c, &flags, now));
+                return;
             }
             let mut real = b"0 ".to_vec();
             real.extend_from_slice(&c.realname);
@@ -85,6 +120,40 @@ impl ChatServer {
         self.reply(fx, id, "315", &[msg.nonempty(0).unwrap_or(b"*")], "End of WHO list");
     }
 
+    /// One 354: the fields `whox` asked for about `c`, seen in `chan` with WHO `flags`.
+    fn whox_line(&self, id: ClientId, whox: &Whox, chan: &[u8], c: &Client, flags: &[u8], now: Instant) -> Arc<[u8]> {
+        let idle = now.saturating_duration_since(c.last_message).as_secs().to_string();
+        let field = |f: u8| -> &[u8] {
+            match f {
+                b't' => whox.token,
+                b'c' => chan,
+                b'u' => c.user.as_deref().unwrap_or(b"*"),
+                // The host is the IP address: no reverse DNS, no cloaks.
+                b'i' | b'h' => c.host.as_bytes(),
+                b's' => self.server(),
+                b'n' => c.nick_or_star(),
+                b'f' => flags,
+                // One server: no hops, no idle times unknown here, no op levels (an ircu feature).
+                b'd' => b"0",
+                b'l' => idle.as_bytes(),
+                b'a' => c.account.as_deref().unwrap_or(b"0"),
+                b'o' => b"n/a",
+                _ => &c.realname,
+            }
+        };
+        let fields: Vec<&[u8]> = WHOX_FIELDS.iter().filter(|f| whox.fields.contains(f)).map(|&f| field(f)).collect();
+        let mut b = self.numeric(id, "354");
+        // The last field goes as the trailing parameter: the real name has spaces, and any other
+        // field reads the same either way.
+        let Some((last, rest)) = fields.split_last() else {
+            return b.finish();
+        };
+        for f in rest {
+            b = b.middle(f);
+        }
+        b.trailing(last)
+    }
+
     pub(super) fn cmd_whois(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
         let Some(arg) = msg.nonempty(1).or(msg.nonempty(0)) else {
             self.reply(fx, id, "431", &[], "No nickname given");
@@ -132,8 +201,7 @@ impl ChatServer {
             fx.send(id, head.trailing(&list));
         }
         let server = self.server().to_vec();
-        let info = format!("{} IRC server", self.config.network);
-        self.reply(fx, id, "312", &[tnick, &server], &info);
+        self.reply(fx, id, "312", &[tnick, &server], &self.server_info());
         if let Some(away) = &c.away {
             self.reply_bytes(fx, id, "301", &[tnick], away);
         }
@@ -147,15 +215,6 @@ impl ChatServer {
         let signon = c.signon.to_string();
         self.reply(fx, id, "317", &[tnick, idle.as_bytes(), signon.as_bytes()], "seconds idle, signon time");
         self.reply(fx, id, "318", &[arg], "End of WHOIS list");
-    }
-
-    pub(super) fn cmd_whowas(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
-        let Some(nick) = msg.nonempty(0) else {
-            self.reply(fx, id, "431", &[], "No nickname given");
-            return;
-        };
-        self.reply(fx, id, "406", &[nick], "There was no such nickname");
-        self.reply(fx, id, "369", &[nick], "End of WHOWAS");
     }
 
     pub(super) fn cmd_ison(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {

@@ -70,6 +70,7 @@ impl ChatServer {
             }
         }
         self.nicks.insert(key, id);
+        self.remember_nick(id);
         let c = self.clients.get_mut(&id).unwrap();
         c.nick = Some(new.to_vec());
         if !c.registered {
@@ -109,6 +110,7 @@ impl ChatServer {
         c.prefix = make_prefix(&nick, c.user.as_deref().unwrap_or(b""), &c.host);
         let prefix = c.prefix.clone();
         self.registered += 1;
+        self.max_registered = self.max_registered.max(self.registered);
 
         let mut welcome = format!("Welcome to the {} IRC Network ", self.config.network).into_bytes();
         welcome.extend_from_slice(&prefix);
@@ -120,7 +122,7 @@ impl ChatServer {
             .numeric(id, "004")
             .middle(server.as_bytes())
             .middle(VERSION.as_bytes())
-            .middle(b"Bio")
+            .middle(b"Biow")
             .middle(b"Ibeiklmnostv")
             .middle(b"Ibeklov")
             .finish();
@@ -135,24 +137,6 @@ impl ChatServer {
         self.send_lusers(id, fx);
         self.send_motd(id, fx);
         self.monitor_signon(id, fx);
-    }
-
-    pub(super) fn send_lusers(&self, id: ClientId, fx: &mut Effects) {
-        let unknown = self.clients.len() - self.registered;
-        self.reply(fx, id, "251", &[], &format!("There are {} users and 0 services on 1 servers", self.registered));
-        if self.opers > 0 {
-            let n = self.opers.to_string();
-            self.reply(fx, id, "252", &[n.as_bytes()], "operator(s) online");
-        }
-        if unknown > 0 {
-            let n = unknown.to_string();
-            self.reply(fx, id, "253", &[n.as_bytes()], "unknown connection(s)");
-        }
-        if !self.channels.is_empty() {
-            let n = self.channels.len().to_string();
-            self.reply(fx, id, "254", &[n.as_bytes()], "channels formed");
-        }
-        self.reply(fx, id, "255", &[], &format!("I have {} clients and 0 servers", self.clients.len()));
     }
 
     pub(super) fn send_motd(&self, id: ClientId, fx: &mut Effects) {

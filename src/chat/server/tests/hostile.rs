@@ -86,11 +86,45 @@ fn garbage_never_panics_and_output_stays_well_formed() {
     let commands = [
         "NICK", "USER", "PASS", "CAP", "JOIN", "PART", "PRIVMSG", "NOTICE", "MODE", "TOPIC", "KICK", "INVITE", "WHO",
         "WHOIS", "NAMES", "LIST", "AWAY", "OPER", "KILL", "QUIT", "PING", "PONG", "TIME", "LUSERS", "MOTD", "ISON",
-        "USERHOST", "WHOWAS", "VERSION",
+        "USERHOST", "WHOWAS", "VERSION", "INFO", "HELP", "HELPOP", "LINKS", "WALLOPS",
     ];
     let words = [
-        "#a", "#b", "#A", "a", "b", "c", "0", "*", "+o", "-o", "+ntimslk", "-k", "+v", "b", "op", "pw", ":x y", ":",
-        "", "#a,#b", "a,b,c", "LS", "END", "REQ", "+i", "1",
+        "#a",
+        "#b",
+        "#A",
+        "a",
+        "b",
+        "c",
+        "0",
+        "*",
+        "+o",
+        "-o",
+        "+ntimslk",
+        "-k",
+        "+v",
+        "b",
+        "op",
+        "pw",
+        ":x y",
+        ":",
+        "",
+        "#a,#b",
+        "a,b,c",
+        "LS",
+        "END",
+        "REQ",
+        "+i",
+        "1",
+        "+w",
+        "%tcuihsnfdlaor,123",
+        "o%na",
+        "%",
+        ">0",
+        "<2",
+        "C>0",
+        "T<9",
+        "!#a*",
+        "-1",
     ];
     let mut rng = Rng(7);
     let mut h = with_oper();
@@ -165,6 +199,10 @@ fn garbage_never_panics_and_output_stays_well_formed() {
             let registered = h.s.clients.values().filter(|c| c.registered).count();
             assert_eq!(h.s.registered, registered);
             assert_eq!(h.s.opers, h.s.clients.values().filter(|c| c.oper).count());
+            assert_eq!(h.s.invisible, h.s.clients.values().filter(|c| c.registered && c.invisible).count());
+            assert!(h.s.max_registered >= registered);
+            let (history, indexed) = h.s.whowas.len();
+            assert!(history <= 1000 && indexed <= history);
         }
     }
 }

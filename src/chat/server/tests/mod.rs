@@ -12,6 +12,7 @@ mod modes;
 mod monitor;
 mod oper;
 mod queries;
+mod queries_ext;
 mod registration;
 mod timers;
 

@@ -20,7 +20,7 @@ fn registration_nick_then_user() {
     assert_eq!(got[0], ":irc.test 001 alice :Welcome to the echoport IRC Network alice!al@10.0.0.1");
     assert_eq!(got[1], format!(":irc.test 002 alice :Your host is irc.test, running version {VERSION}"));
     assert!(got[2].starts_with(":irc.test 003 alice :This server was created "));
-    assert_eq!(got[3], format!(":irc.test 004 alice irc.test {VERSION} Bio Ibeiklmnostv Ibeklov"));
+    assert_eq!(got[3], format!(":irc.test 004 alice irc.test {VERSION} Biow Ibeiklmnostv Ibeklov"));
     assert_eq!(
         got[4],
         ":irc.test 005 alice CASEMAPPING=rfc1459 CHANTYPES=# NICKLEN=30 CHANNELLEN=50 \
@@ -30,14 +30,16 @@ fn registration_nick_then_user() {
     assert_eq!(
         got[5],
         ":irc.test 005 alice MODES=12 TARGMAX=JOIN:,PART:,NAMES:,LIST:,WHOIS:1,KICK:4,\
-         PRIVMSG:4,NOTICE:4 EXCEPTS=e INVEX=I EXTBAN=,m MAXLIST=beI:100 MONITOR=100 STATUSMSG=@+ BOT=B \
+         PRIVMSG:4,NOTICE:4 EXCEPTS=e INVEX=I EXTBAN=,m MAXLIST=beI:100 MONITOR=100 STATUSMSG=@+ BOT=B ELIST=CMNTU WHOX \
          :are supported by this server"
     );
     assert_eq!(
         &got[6..],
         [
-            ":irc.test 251 alice :There are 1 users and 0 services on 1 servers",
+            ":irc.test 251 alice :There are 1 users and 0 invisible on 1 servers",
             ":irc.test 255 alice :I have 1 clients and 0 servers",
+            ":irc.test 265 alice 1 1 :Current local users 1, max 1",
+            ":irc.test 266 alice 1 1 :Current global users 1, max 1",
             ":irc.test 422 alice :MOTD File is missing",
         ]
     );
@@ -354,10 +356,12 @@ fn lusers_counts() {
     assert_eq!(
         lines(&fx, 1),
         [
-            ":irc.test 251 alice :There are 1 users and 0 services on 1 servers",
+            ":irc.test 251 alice :There are 1 users and 0 invisible on 1 servers",
             ":irc.test 253 alice 1 :unknown connection(s)",
             ":irc.test 254 alice 1 :channels formed",
-            ":irc.test 255 alice :I have 2 clients and 0 servers",
+            ":irc.test 255 alice :I have 1 clients and 0 servers",
+            ":irc.test 265 alice 1 1 :Current local users 1, max 1",
+            ":irc.test 266 alice 1 1 :Current global users 1, max 1",
         ]
     );
 }
