@@ -26,6 +26,7 @@
 //!   someone leaves, when the member listed last takes the leaver's place. That keeps leaving
 //!   O(1) in a channel of any size; the RFCs set no order, and clients sort the list themselves.
 
+mod accounts;
 mod channels;
 mod clock;
 mod membership;
@@ -35,10 +36,12 @@ mod oper;
 mod queries;
 mod registration;
 mod replies;
+mod sasl;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use accounts::{MAX_AUTH_FAILURES, Verify};
 pub use channels::valid_channel;
 pub use registration::valid_nick;
 
@@ -90,8 +93,10 @@ pub struct ChatConfig {
     pub password: Option<String>,
     /// Message of the day, by line; None answers 422 ERR_NOMOTD.
     pub motd: Option<Vec<String>>,
-    /// (name, password) pairs for OPER.
+    /// (name, password) pairs for OPER; a password starting with `$` is an argon2 or bcrypt hash.
     pub opers: Vec<(String, String)>,
+    /// (name, argon2 or bcrypt hash) pairs for SASL PLAIN; none = no SASL.
+    pub accounts: Vec<(String, String)>,
     /// For 005 NETWORK=. Default `echoport`.
     pub network: String,
 }
@@ -103,6 +108,7 @@ impl Default for ChatConfig {
             password: None,
             motd: None,
             opers: Vec::new(),
+            accounts: Vec::new(),
             network: "echoport".to_owned(),
         }
     }
@@ -127,6 +133,9 @@ pub struct Effects {
     pub sends: Vec<(ClientId, Arc<[u8]>)>,
     /// Close these after their queued sends are flushed (QUIT, ERROR, kill).
     pub close: Vec<ClientId>,
+    /// Passwords to check against hashes with no lock held; each answer goes back through
+    /// [`ChatServer::verified`] (see `accounts.rs`).
+    pub verify: Vec<Verify>,
 }
 
 impl Effects {
@@ -150,6 +159,7 @@ pub struct ChatServer {
     opers: usize,
     /// An instant and the Unix time (seconds) at that instant: converts `Instant`s to timestamps.
     clock: (Instant, u64),
+    accounts: accounts::Accounts,
     created: String,
     isupport: Vec<Vec<u8>>,
 }
@@ -180,6 +190,7 @@ impl ChatServer {
         .map(String::into_bytes)
         .collect();
         ChatServer {
+            accounts: accounts::Accounts::new(&config.accounts),
             created: format_time(unix),
             config,
             clients: HashMap::new(),
@@ -226,6 +237,8 @@ impl ChatServer {
                 last_active: now,
                 last_message: now,
                 ping_sent: None,
+                account: None,
+                auth: accounts::Auth::default(),
             },
         );
     }
@@ -249,6 +262,7 @@ impl ChatServer {
         let command = msg.command_upper(&mut buf).unwrap_or(b"");
         match command {
             b"CAP" => self.cmd_cap(id, &msg, now, fx),
+            b"AUTHENTICATE" => self.cmd_authenticate(id, &msg, fx),
             b"PASS" => self.cmd_pass(id, &msg, fx),
             b"NICK" => self.cmd_nick(id, &msg, now, fx),
             b"USER" => self.cmd_user(id, &msg, now, fx),

@@ -113,11 +113,15 @@ impl ChatServer {
         }
     }
 
-    fn try_register(&mut self, id: ClientId, now: Instant, fx: &mut Effects) {
+    pub(super) fn try_register(&mut self, id: ClientId, now: Instant, fx: &mut Effects) {
         let c = &self.clients[&id];
         if c.registered || c.cap_negotiating || c.nick.is_none() || c.user.is_none() {
             return;
         }
+        if !self.sasl_before_registration(id, fx) {
+            return;
+        }
+        let c = &self.clients[&id];
         if let Some(password) = &self.config.password
             && c.pass.as_deref() != Some(password.as_bytes())
         {

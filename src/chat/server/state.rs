@@ -7,6 +7,7 @@ use std::time::Instant;
 use indexmap::IndexMap;
 
 use super::ClientId;
+use super::accounts::Auth;
 
 /// rfc1459-folded nick or channel name.
 pub(super) type Key = Box<[u8]>;
@@ -37,6 +38,10 @@ pub(super) struct Client {
     /// The last PRIVMSG/NOTICE sent, for WHOIS idle time.
     pub(super) last_message: Instant,
     pub(super) ping_sent: Option<Instant>,
+    /// The account logged in as with SASL, as configured (its spelling).
+    pub(super) account: Option<Vec<u8>>,
+    /// SASL or OPER authentication under way, and the wrong passwords so far.
+    pub(super) auth: Auth,
 }
 
 impl Client {
