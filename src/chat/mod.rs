@@ -216,19 +216,21 @@ impl Chat {
 
     /// Checks passwords against their hashes (slow on purpose: argon2 takes tens of ms) with no
     /// lock held, then gives the state machine the answers. The connection's next receive is
-    /// posted only after this, so a client has one check running at most.
-    fn verify(&self, checks: Vec<server::Verify>, pending: &mut Pending) {
-        if checks.is_empty() {
-            return;
+    /// posted only after this, so a client has one check running at most. An answer can ask for
+    /// another check (a line held behind the first one was a second attempt): that runs too,
+    /// bounded by the lines one receive held and by the failures allowed.
+    fn verify(&self, mut checks: Vec<server::Verify>, pending: &mut Pending) {
+        while !checks.is_empty() {
+            let answers: Vec<(bool, server::Verify)> = checks.into_iter().map(|v| (v.check(), v)).collect();
+            let now = Instant::now();
+            let mut fx = Effects::default();
+            let mut st = self.lock();
+            for (ok, v) in answers {
+                st.server.verified(v.id, v.token, ok, now, &mut fx);
+            }
+            checks = std::mem::take(&mut fx.verify);
+            self.apply(&st, fx, pending);
         }
-        let answers: Vec<(bool, server::Verify)> = checks.into_iter().map(|v| (v.check(), v)).collect();
-        let now = Instant::now();
-        let mut fx = Effects::default();
-        let mut st = self.lock();
-        for (ok, v) in answers {
-            st.server.verified(v.id, v.token, ok, now, &mut fx);
-        }
-        self.apply(&st, fx, pending);
     }
 
     /// Tells the client why it is being dropped, then [`leave`](Self::leave)s.

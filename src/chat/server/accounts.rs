@@ -7,11 +7,12 @@
 //! answers with [`ChatServer::verified`]; an answer whose token is not the client's current one
 //! (the client aborted, left, or its id was reused) is ignored.
 //!
-//! Lines the client sends while its check runs are handled as usual, but a second AUTHENTICATE or
-//! OPER is ignored until the answer comes, and registration waits for it (so a client that
-//! pipelines `AUTHENTICATE <response>` and `CAP END` registers logged in). Each wrong password
-//! (SASL or OPER, an unknown name included) counts: the [`MAX_AUTH_FAILURES`]th closes the
-//! connection.
+//! While a client's check runs, its next lines are held and handled, in order, right after the
+//! answer, so it sees its replies in the order it sent the commands (`AUTHENTICATE <response>`,
+//! `CAP END` pipelined registers logged in; a PING sent after OPER is answered after 381). The
+//! engine reads nothing more from it meanwhile, so what is held is one receive at most; more than
+//! [`MAX_HELD_LINES`] closes the connection. Each wrong password (SASL or OPER, an unknown name
+//! included) counts: the [`MAX_AUTH_FAILURES`]th closes the connection.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,7 +27,10 @@ use crate::chat::passwords;
 
 /// Wrong passwords (SASL and OPER together) a connection may send; the last closes it. Enough for
 /// a typo and a retry, too few to guess with.
-pub const MAX_AUTH_FAILURES: u8 = 3;
+pub(super) const MAX_AUTH_FAILURES: u8 = 3;
+
+/// Lines held behind a password check (more than a client has any reason to pipeline).
+pub(super) const MAX_HELD_LINES: usize = 64;
 
 /// A password to check against a hash away from the state lock; the engine answers with
 /// [`ChatServer::verified`]`(id, token, ok, ...)`.
@@ -92,6 +96,8 @@ pub(super) struct Auth {
     pub(super) sasl: Option<Vec<u8>>,
     /// The check the engine is running for this client.
     checking: Option<Check>,
+    /// Lines that arrived during the check (and whether the engine cut them), handled after it.
+    held: Vec<(Vec<u8>, bool)>,
     /// Wrong passwords so far.
     failures: u8,
 }
@@ -107,20 +113,11 @@ pub(super) enum Purpose {
     Login(Option<Vec<u8>>),
     /// OPER against a hashed operator password.
     Oper,
-    /// Aborted (`AUTHENTICATE *`) while checking: the answer is dropped.
-    Dropped,
 }
 
 impl Auth {
     pub(super) fn checking(&self) -> bool {
         self.checking.is_some()
-    }
-
-    /// Forgets the answer of the check under way, if any (it still occupies the slot).
-    pub(super) fn drop_check(&mut self) {
-        if let Some(check) = &mut self.checking {
-            check.purpose = Purpose::Dropped;
-        }
     }
 }
 
@@ -155,8 +152,8 @@ impl ChatServer {
             return;
         }
         let Some(Check { purpose, .. }) = c.auth.checking.take() else { return };
+        let held = std::mem::take(&mut c.auth.held);
         match purpose {
-            Purpose::Dropped => {}
             Purpose::Login(Some(account)) if ok => self.logged_in(id, account, fx),
             Purpose::Login(_) => {
                 self.reply(fx, id, "904", &[], "SASL authentication failed");
@@ -168,9 +165,23 @@ impl ChatServer {
                 self.auth_failed(id, fx);
             }
         }
-        if self.clients.contains_key(&id) {
-            self.try_register(id, now, fx);
+        // The lines held meanwhile, in order; one may start another check, which holds the rest.
+        for (line, truncated) in held {
+            self.handle_line(id, &line, truncated, now, fx);
         }
+    }
+
+    /// Keeps a line that arrived during a check, for [`verified`](Self::verified).
+    pub(super) fn hold_line(&mut self, id: ClientId, line: &[u8], truncated: bool, fx: &mut Effects) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        if c.auth.held.len() < MAX_HELD_LINES {
+            c.auth.held.push((line.to_vec(), truncated));
+            return;
+        }
+        let reason = b"Too many lines during a password check";
+        self.send_error(fx, id, reason);
+        self.remove_client(id, reason, fx);
+        fx.close.push(id);
     }
 
     /// Counts a wrong password; at [`MAX_AUTH_FAILURES`] the client is told and closed.

@@ -41,7 +41,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use accounts::{MAX_AUTH_FAILURES, Verify};
+pub use accounts::Verify;
 pub use channels::valid_channel;
 pub use registration::valid_nick;
 
@@ -250,6 +250,10 @@ impl ChatServer {
         };
         client.last_active = now;
         client.ping_sent = None;
+        if client.auth.checking() {
+            self.hold_line(id, line, truncated, fx);
+            return;
+        }
         let registered = client.registered;
         if truncated || line.len() > MAX_BODY {
             self.reply(fx, id, "417", &[], "Input line was too long");

@@ -16,10 +16,6 @@ impl ChatServer {
             self.reply(fx, id, "461", &[b"OPER"], "Not enough parameters");
             return;
         };
-        if self.clients[&id].auth.checking() {
-            // One check at a time: the answer to the one under way comes first.
-            return;
-        }
         let entries = self.config.opers.iter().filter(|(n, _)| n.as_bytes() == name);
         let (hashed, plain): (Vec<_>, Vec<_>) = entries.map(|(_, p)| p).partition(|p| passwords::is_hash(p));
         if plain.iter().any(|p| p.as_bytes() == pass) {

@@ -113,14 +113,12 @@ impl ChatServer {
         }
     }
 
-    pub(super) fn try_register(&mut self, id: ClientId, now: Instant, fx: &mut Effects) {
+    fn try_register(&mut self, id: ClientId, now: Instant, fx: &mut Effects) {
         let c = &self.clients[&id];
         if c.registered || c.cap_negotiating || c.nick.is_none() || c.user.is_none() {
             return;
         }
-        if !self.sasl_before_registration(id, fx) {
-            return;
-        }
+        self.sasl_abort_on_registration(id, fx);
         let c = &self.clients[&id];
         if let Some(password) = &self.config.password
             && c.pass.as_deref() != Some(password.as_bytes())

@@ -6,11 +6,11 @@
 //!   It does not need the `sasl` capability to have been requested.
 //! - The response comes in 400-byte chunks; one of exactly 400 is followed by more or by `+`. A
 //!   chunk over 400 bytes gets 905; a response over [`MAX_RESPONSE`] bytes in all gets 904.
-//! - An unknown mechanism gets 908 (the list) and 904. `AUTHENTICATE *` gets 906, at any point.
+//! - An unknown mechanism gets 908 (the list) and 904. `AUTHENTICATE *` gets 906 (during the
+//!   password check it waits, like every line, for the answer; see [`accounts`](super::accounts)).
 //! - PLAIN's authzid must be empty or the authcid itself (no acting as another account); an
 //!   empty authcid or password, bad base64 or a NUL in the password fail with 904.
-//! - Registration (CAP END, or NICK and USER without CAP) during an exchange aborts it with 906;
-//!   during the password check it waits for the answer (see [`accounts`](super::accounts)).
+//! - Registration (CAP END, or NICK and USER without CAP) during an exchange aborts it with 906.
 
 use base64ct::{Base64, Encoding};
 use echoport_irc::{LineBuilder, Message, fold};
@@ -39,8 +39,6 @@ impl ChatServer {
             self.reply(fx, id, "462", &[], "You may not reregister");
         } else if arg == b"*" {
             self.sasl_abort(id, fx);
-        } else if c.auth.checking() {
-            // One attempt at a time: the answer to the one under way comes first.
         } else if c.auth.sasl.is_none() {
             self.sasl_start(id, arg, fx);
         } else {
@@ -102,11 +100,9 @@ impl ChatServer {
         Some((Purpose::Login(account), hash, password.to_vec()))
     }
 
-    /// `AUTHENTICATE *`: 906, and any check under way is forgotten.
+    /// `AUTHENTICATE *`.
     fn sasl_abort(&mut self, id: ClientId, fx: &mut Effects) {
-        let auth = &mut self.clients.get_mut(&id).unwrap().auth;
-        auth.sasl = None;
-        auth.drop_check();
+        self.clients.get_mut(&id).unwrap().auth.sasl = None;
         self.reply(fx, id, "906", &[], "SASL authentication aborted");
     }
 
@@ -120,16 +116,10 @@ impl ChatServer {
         self.reply(fx, id, "903", &[], "SASL authentication successful");
     }
 
-    /// Called when a client is about to register: false while its password check runs (the answer
-    /// registers it); an exchange still waiting for the response is aborted with 906.
-    pub(super) fn sasl_before_registration(&mut self, id: ClientId, fx: &mut Effects) -> bool {
-        let auth = &mut self.clients.get_mut(&id).unwrap().auth;
-        if auth.checking() {
-            return false;
-        }
-        if auth.sasl.take().is_some() {
+    /// Called when a client registers: an exchange still waiting for the response ends with 906.
+    pub(super) fn sasl_abort_on_registration(&mut self, id: ClientId, fx: &mut Effects) {
+        if self.clients.get_mut(&id).unwrap().auth.sasl.take().is_some() {
             self.reply(fx, id, "906", &[], "SASL authentication aborted");
         }
-        true
     }
 }

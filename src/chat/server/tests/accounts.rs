@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::chat::passwords::cheap_argon2;
+use crate::chat::server::accounts::{MAX_AUTH_FAILURES, MAX_HELD_LINES};
 
 /// `jilles`/`sesame` and `foo`/`bar` as accounts (argon2 and bcrypt), `root`/`rootpw` (hashed)
 /// and `operuser`/`operpassword` (plain) as operators.
@@ -146,22 +147,48 @@ fn malformed_responses_fail_without_a_check() {
 }
 
 #[test]
-fn abort_906_and_an_aborted_check_is_ignored() {
+fn abort_906() {
     let mut h = with_accounts();
     h.start_plain(1);
     let fx = h.send(1, "AUTHENTICATE *");
     assert_eq!(lines(&fx, 1), [":irc.test 906 * :SASL authentication aborted"]);
-    h.send(1, "AUTHENTICATE PLAIN");
-    let pending = h.send(1, &format!("AUTHENTICATE {}", b64(b"\0jilles\0sesame")));
-    let fx = h.send(1, "AUTHENTICATE *");
-    assert_eq!(cmds(&fx, 1), ["906"]);
-    let fx = h.send(1, "AUTHENTICATE PLAIN");
-    assert!(fx.sends.is_empty() && fx.verify.is_empty(), "one check at a time");
-    let fx = h.answer(&pending);
-    assert!(fx.sends.is_empty(), "{:?}", lines(&fx, 1));
-    assert_eq!(h.account(1), None);
-    let fx = h.send(1, "AUTHENTICATE PLAIN");
-    assert_eq!(lines(&fx, 1), ["AUTHENTICATE +"], "free again once the answer came");
+    let fx = h.send(1, &format!("AUTHENTICATE {}", b64(b"\0jilles\0sesame")));
+    assert_eq!(cmds(&fx, 1), ["908", "904"], "after the abort the response reads as a mechanism");
+}
+
+#[test]
+fn lines_during_a_check_wait_for_its_answer_in_order() {
+    let mut h = with_accounts();
+    h.start_plain(1);
+    let check = h.send(1, &format!("AUTHENTICATE {}", b64(b"\0jilles\0sesame")));
+    for line in ["AUTHENTICATE *", "PING :after", "NICK late"] {
+        let fx = h.send(1, line);
+        assert!(fx.sends.is_empty() && fx.verify.is_empty(), "{line} is held");
+    }
+    let fx = h.answer(&check);
+    assert_eq!(
+        lines(&fx, 1),
+        [
+            ":irc.test 900 * *!*@10.0.0.1 jilles :You are now logged in as jilles",
+            ":irc.test 903 * :SASL authentication successful",
+            ":irc.test 907 * :You have already authenticated using SASL",
+            ":irc.test PONG irc.test :after",
+        ]
+    );
+    assert_eq!(h.s.clients[&1].nick.as_deref(), Some(&b"late"[..]));
+}
+
+#[test]
+fn too_many_lines_during_a_check_close_the_connection() {
+    let mut h = with_accounts();
+    h.start_plain(1);
+    h.send(1, &format!("AUTHENTICATE {}", b64(b"\0jilles\0sesame")));
+    for _ in 0..MAX_HELD_LINES {
+        assert!(h.send(1, "PING x").sends.is_empty());
+    }
+    let fx = h.send(1, "PING x");
+    assert_eq!(lines(&fx, 1), ["ERROR :Closing Link: 10.0.0.1 (Too many lines during a password check)"]);
+    assert_eq!(fx.close, [1]);
 }
 
 #[test]
@@ -277,11 +304,12 @@ fn oper_against_a_hash_is_checked_off_the_lock() {
     assert!(fx.sends.is_empty() && fx.verify.len() == 1);
     assert_eq!(lines(&h.answer(&fx), 1), [":irc.test 464 boss :Password incorrect"]);
     let fx = h.send(1, "OPER root rootpw");
-    assert!(h.send(1, "OPER root rootpw").verify.is_empty(), "one check at a time");
-    assert_eq!(
-        lines(&h.answer(&fx), 1),
-        [":irc.test 381 boss :You are now an IRC operator", ":boss!boss@10.0.0.1 MODE boss +o"]
-    );
+    let again = h.send(1, "OPER root rootpw");
+    assert!(again.sends.is_empty() && again.verify.is_empty(), "held: one check at a time");
+    let fx = h.answer(&fx);
+    assert_eq!(lines(&fx, 1), [":irc.test 381 boss :You are now an IRC operator", ":boss!boss@10.0.0.1 MODE boss +o"]);
+    assert_eq!(fx.verify.len(), 1, "the held OPER is checked next");
+    assert_eq!(lines(&h.answer(&fx), 1), [":irc.test 381 boss :You are now an IRC operator"]);
     assert_eq!(h.s.opers, 1);
     // Plain-text operators still answer at once, and every wrong password counts.
     h.register(2, "other");
