@@ -188,13 +188,14 @@ pub struct ChatSettings {
     /// Chat: operator credentials for OPER, NAME:PASSWORD or NAME:HASH (argon2 or bcrypt, as
     /// `echoport hash-password` makes; a plain password here is visible in `ps`); repeatable;
     /// unset = none
-    // No clap value delimiter: a PHC hash has commas of its own (see `Credentials`).
-    #[arg(long = "oper", env = "ECHOPORT_OPER", value_name = "NAME:PASSWORD", value_parser = parse_opers)]
+    // No clap value delimiter: a PHC hash has commas of its own (see `Credentials`). The env
+    // value is not shown in --help: it may hold a password.
+    #[arg(long = "oper", env = "ECHOPORT_OPER", hide_env_values = true, value_name = "NAME:PASSWORD", value_parser = parse_opers)]
     pub opers: Vec<Credentials>,
 
     /// Chat: an account for SASL PLAIN, NAME:HASH (argon2 or bcrypt, as `echoport hash-password`
     /// makes; never a plain password); repeatable; unset = none (no SASL)
-    #[arg(long = "account", env = "ECHOPORT_ACCOUNT", value_name = "NAME:HASH", value_parser = parse_accounts)]
+    #[arg(long = "account", env = "ECHOPORT_ACCOUNT", hide_env_values = true, value_name = "NAME:HASH", value_parser = parse_accounts)]
     pub accounts: Vec<Credentials>,
 }
 

@@ -1643,3 +1643,30 @@ fn oper_with_a_hashed_password() {
     let got = d.sync();
     assert!(got.iter().any(|m| m.is("381")), "{}", show(&got));
 }
+
+// The slow part runs outside the chat state lock: while one client's deliberately costly hash
+// is being checked, another client's PING is answered.
+#[test]
+fn sasl_check_does_not_stall_other_clients() {
+    use argon2::password_hash::PasswordHasher;
+    let params = argon2::Params::new(64 * 1024, 4, 1, None).expect("valid costs");
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let slow = argon2.hash_password(b"sesame").expect("argon2 hashes").to_string();
+    let started = std::time::Instant::now();
+    assert!(echoport::chat::passwords::verify(&slow, b"sesame"));
+    let cost = started.elapsed();
+    eprintln!("one check of the slow hash: {cost:?}");
+    let s = server(&["--workers", "4", "--account", &format!("slow:{slow}")]);
+    let mut other = connect_client(&s, "other");
+    let mut c = add_client(&s, "c");
+    start_plain(&mut c);
+    c.send(&format!("AUTHENTICATE {}", b64(b"\0slow\0sesame")));
+    std::thread::sleep(cost / 10);
+    let ping = std::time::Instant::now();
+    other.send("PING :meanwhile");
+    other.expect(|m| m.is("PONG") && m.last() == "meanwhile", WAIT);
+    let rtt = ping.elapsed();
+    confirm_successful_auth(&mut c, "slow");
+    // Under the lock, the PONG would wait for the rest of the check (nine tenths of it).
+    assert!(rtt < cost / 2, "PING answered in {rtt:?} during a check of {cost:?}");
+}

@@ -5,13 +5,13 @@
 //! never checks: it records the attempt in the client (one at a time, with a token) and hands the
 //! engine a [`Verify`] in [`Effects::verify`]. The engine checks it with the lock released and
 //! answers with [`ChatServer::verified`]; an answer whose token is not the client's current one
-//! (the client aborted, left, or its id was reused) is ignored.
+//! (the client left and its id was reused) is ignored.
 //!
 //! While a client's check runs, its next lines are held and handled, in order, right after the
 //! answer, so it sees its replies in the order it sent the commands (`AUTHENTICATE <response>`,
 //! `CAP END` pipelined registers logged in; a PING sent after OPER is answered after 381). The
-//! engine reads nothing more from it meanwhile, so what is held is one receive at most; more than
-//! [`MAX_HELD_LINES`] closes the connection. Each wrong password (SASL or OPER, an unknown name
+//! engine reads nothing more from it meanwhile, so what is held is one receive at most (and more
+//! than [`MAX_HELD_LINES`] closes the connection, whatever `--buffer-size` allows). Each wrong password (SASL or OPER, an unknown name
 //! included) counts: the [`MAX_AUTH_FAILURES`]th closes the connection.
 
 use std::collections::HashMap;
@@ -29,8 +29,9 @@ use crate::chat::passwords;
 /// a typo and a retry, too few to guess with.
 pub(super) const MAX_AUTH_FAILURES: u8 = 3;
 
-/// Lines held behind a password check (more than a client has any reason to pipeline).
-pub(super) const MAX_HELD_LINES: usize = 64;
+/// Lines held behind a password check: a default 16 KiB receive of short lines, and at most
+/// 512 KiB for one client.
+pub(super) const MAX_HELD_LINES: usize = 1024;
 
 /// A password to check against a hash away from the state lock; the engine answers with
 /// [`ChatServer::verified`]`(id, token, ok, ...)`.
