@@ -192,9 +192,37 @@ pub struct ChatSettings {
           default_missing_value = "true", action = ArgAction::Set)]
     pub utf8_only: bool,
 
-    /// Chat: operator credentials for OPER, NAME:PASSWORD; repeatable; unset = none
-    #[arg(long = "oper", env = "ECHOPORT_OPER", value_name = "NAME:PASSWORD", value_delimiter = ',', value_parser = parse_oper)]
-    pub opers: Vec<(String, String)>,
+    /// Chat: operator credentials for OPER, NAME:PASSWORD or NAME:HASH (argon2 or bcrypt, as
+    /// `echoport hash-password` makes; a plain password here is visible in `ps`); repeatable;
+    /// unset = none
+    // No clap value delimiter: a PHC hash has commas of its own (see `Credentials`). The env
+    // value is not shown in --help: it may hold a password.
+    #[arg(long = "oper", env = "ECHOPORT_OPER", hide_env_values = true, value_name = "NAME:PASSWORD", value_parser = parse_opers)]
+    pub opers: Vec<Credentials>,
+
+    /// Chat: an account for SASL PLAIN, NAME:HASH (argon2 or bcrypt, as `echoport hash-password`
+    /// makes; never a plain password); repeatable; unset = none (no SASL)
+    #[arg(long = "account", env = "ECHOPORT_ACCOUNT", hide_env_values = true, value_name = "NAME:HASH", value_parser = parse_accounts)]
+    pub accounts: Vec<Credentials>,
+}
+
+/// NAME:SECRET pairs from one `--oper` or `--account` value (or one item of the file's array).
+/// Commas separate pairs, as in every ECHOPORT_* list, except that a piece without a colon
+/// continues the pair before it: that is the `m=...,t=...,p=...` of an argon2 hash (a hash never
+/// has a colon), or a comma in a plain password. So a hash is given as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials(pub Vec<(String, String)>);
+
+impl ChatSettings {
+    /// Every `--oper` pair, in order.
+    pub fn oper_list(&self) -> Vec<(String, String)> {
+        self.opers.iter().flat_map(|c| c.0.iter().cloned()).collect()
+    }
+
+    /// Every `--account` pair, in order.
+    pub fn account_list(&self) -> Vec<(String, String)> {
+        self.accounts.iter().flat_map(|c| c.0.iter().cloned()).collect()
+    }
 }
 
 /// The built-in defaults, whatever the environment says.
@@ -264,11 +292,12 @@ impl ConfigError {
 
 /// Parses the process's own arguments, the environment and the config file. Clap reports its
 /// own errors (and `--help` / `--version`) and exits, as a command-line tool should.
-/// A subcommand (`check`) is returned as such; otherwise the server configuration.
+/// A subcommand (`check`, `hash-password`) is returned as such; otherwise the server configuration.
 pub fn invocation() -> Result<Invocation, ConfigError> {
     let cli = parse(std::env::args_os(), |e| e.exit())?;
     Ok(match cli.command {
         Some(Subcommand::Check(args)) => Invocation::Check(args),
+        Some(Subcommand::HashPassword) => Invocation::HashPassword,
         None => Invocation::Serve(Box::new(cli.config)),
     })
 }
@@ -293,7 +322,8 @@ where
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let given = Cli::command().try_get_matches_from(&args).map_err(&clap_error)?;
     let mut cli = Cli::from_arg_matches(&given).map_err(&clap_error)?;
-    // `check` probes a running server; the server's config file is not its business.
+    // `check` probes a running server and `hash-password` hashes stdin; the server's config file
+    // is the business of neither.
     if let (None, Some(path)) = (&cli.command, cli.config.config_file.clone()) {
         let cmd = with_file_defaults(Cli::command(), &path, &given)?;
         let matches = cmd.try_get_matches_from(&args).map_err(&clap_error)?;
@@ -332,6 +362,9 @@ enum Subcommand {
     /// Probe a running server: one echo round trip (PING/PONG with --mode chat); exit status 0
     /// when it answered correctly, 1 with a one-line reason otherwise (for health checks)
     Check(CheckArgs),
+    /// Read a password (one line) from standard input and print its argon2id hash, for
+    /// `account = ["NAME:HASH"]` or `--oper NAME:HASH`
+    HashPassword,
 }
 
 /// `echoport check`: what to probe.
@@ -354,6 +387,7 @@ pub struct CheckArgs {
 pub enum Invocation {
     Serve(Box<Config>),
     Check(CheckArgs),
+    HashPassword,
 }
 
 // ---- Validators: one per setting, shared by flags/env and the config file. ----------------
@@ -504,9 +538,48 @@ fn parse_server_name(s: &str) -> Result<String, String> {
     irc_word(s.trim(), "the server name")
 }
 
-fn parse_oper(s: &str) -> Result<(String, String), String> {
-    let (name, password) = s.split_once(':').ok_or_else(|| format!("'{s}' is not NAME:PASSWORD"))?;
-    Ok((irc_word(name, "the operator name")?, irc_word(password, "the operator password")?))
+/// See [`Credentials`]: splits at the commas that start a new NAME:SECRET pair.
+fn credential_pieces(s: &str) -> Vec<String> {
+    let mut pieces: Vec<String> = Vec::new();
+    for piece in s.split(',') {
+        match pieces.last_mut() {
+            Some(last) if !piece.contains(':') => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => pieces.push(piece.to_owned()),
+        }
+    }
+    pieces
+}
+
+/// Operator credentials: a secret starting with `$` is a hash and must be a valid one; any other
+/// is a plain-text password.
+fn parse_opers(s: &str) -> Result<Credentials, String> {
+    let mut pairs = Vec::new();
+    for piece in credential_pieces(s) {
+        let (name, secret) = piece.split_once(':').ok_or_else(|| format!("'{piece}' is not NAME:PASSWORD"))?;
+        let name = irc_word(name, "the operator name")?;
+        if crate::chat::passwords::is_hash(secret) {
+            crate::chat::passwords::check(secret).map_err(|e| format!("operator '{name}': {e}"))?;
+        }
+        pairs.push((name, irc_word(secret, "the operator password")?));
+    }
+    Ok(Credentials(pairs))
+}
+
+/// Accounts: the secret must be a valid hash; a plain-text password is refused (and not echoed).
+fn parse_accounts(s: &str) -> Result<Credentials, String> {
+    let mut pairs = Vec::new();
+    for piece in credential_pieces(s) {
+        let Some((name, hash)) = piece.split_once(':') else {
+            return Err("an account is NAME:HASH, with no colon here".to_owned());
+        };
+        let name = irc_word(name, "the account name")?;
+        crate::chat::passwords::check(hash).map_err(|e| format!("account '{name}': {e}"))?;
+        pairs.push((name, hash.to_owned()));
+    }
+    Ok(Credentials(pairs))
 }
 
 // ---- Config file ---------------------------------------------------------------------------
@@ -752,12 +825,12 @@ mod tests {
         assert_eq!((chat.password.as_deref(), chat.server_name.as_str()), (Some("pw"), "irc.test"));
         assert_eq!((chat.sendq_bytes, chat.flood_rate, chat.flood_burst), (4096, 0.0, 5));
         assert_eq!((chat.ping_interval, chat.ping_timeout), (Duration::from_secs(30), Duration::from_secs(10)));
-        assert_eq!(chat.opers, [("alice".to_owned(), "a1".to_owned()), ("bob".to_owned(), "b2".to_owned())]);
+        assert_eq!(chat.oper_list(), [("alice".to_owned(), "a1".to_owned()), ("bob".to_owned(), "b2".to_owned())]);
 
         let file = TempConfig::new("mode = \"chat\"\nflood-rate = 2.5\noper = [\"x:y\"]\nmotd = \"/m\"\n");
         let c = load(&["--config", file.path()]).unwrap();
         assert_eq!(c.listen, vec!["127.0.0.1:6667".parse().unwrap()]);
-        assert_eq!((c.chat.flood_rate, c.chat.opers.len()), (2.5, 1));
+        assert_eq!((c.chat.flood_rate, c.chat.oper_list().len()), (2.5, 1));
         assert_eq!(c.chat.motd.as_deref(), Some(Path::new("/m")));
     }
 
@@ -789,6 +862,47 @@ mod tests {
         assert!(load_err(&["--max-conns-per-ip=-1"]).contains("at least 0"));
         let err = file_err("line-timeout = true\n");
         assert!(err.contains("key 'line-timeout'"), "{err}");
+    }
+
+    /// Accounts take hashes only; operators take hashes or plain passwords. A hash's commas do
+    /// not split it, in a flag, an env list or the file.
+    #[test]
+    fn accounts_and_hashed_opers() {
+        let argon = crate::chat::passwords::cheap_argon2("sesame");
+        assert!(argon.contains(','), "{argon}");
+        let bcrypt = bcrypt::hash("sesame", 4).unwrap();
+        let c = load(&["--account", &format!("alice:{argon}"), "--account", &format!("bob:{bcrypt},carol:{argon}")])
+            .unwrap();
+        let want = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(n, h)| ((*n).to_owned(), (*h).to_owned())).collect()
+        };
+        assert_eq!(c.chat.account_list(), want(&[("alice", &argon), ("bob", &bcrypt), ("carol", &argon)]));
+        let c = load(&["--oper", &format!("root:{argon},admin:plain,pw")]).unwrap();
+        assert_eq!(c.chat.oper_list(), want(&[("root", &argon), ("admin", "plain,pw")]));
+
+        let file = TempConfig::new(&format!("account = [\"alice:{argon}\"]\noper = \"root:{bcrypt}\"\n"));
+        let c = load(&["--config", file.path()]).unwrap();
+        assert_eq!(c.chat.account_list(), want(&[("alice", &argon)]));
+        assert_eq!(c.chat.oper_list(), want(&[("root", &bcrypt)]));
+        assert_eq!(load(&[]).unwrap().chat.account_list(), []);
+    }
+
+    #[test]
+    fn bad_accounts_are_refused_naming_the_account() {
+        let err = file_err("account = [\"alice:sesame\"]\n");
+        assert!(
+            err.starts_with("config file 'PATH': key 'account': account 'alice': not an argon2 or bcrypt hash"),
+            "{err}"
+        );
+        assert!(err.contains("echoport hash-password") && !err.contains("sesame"), "{err}");
+        let err = file_err("account = [\"bob:$argon2id$v=19$m=8,t=1,p=1$\"]\n");
+        assert!(err.starts_with("config file 'PATH': key 'account': account 'bob': malformed argon2 hash"), "{err}");
+        let err = load_err(&["--account", "carol:$2b$10$tooshort"]);
+        assert!(err.contains("account 'carol': malformed bcrypt hash"), "{err}");
+        assert!(load_err(&["--account", "nocolon"]).contains("an account is NAME:HASH"));
+        assert!(load_err(&["--account", ":$2b$"]).contains("the account name must be non-empty"));
+        let err = load_err(&["--oper", "root:$argon2id$junk"]);
+        assert!(err.contains("operator 'root': malformed argon2 hash"), "{err}");
     }
 
     #[test]
@@ -912,16 +1026,20 @@ mod tests {
         assert_eq!(c.stats_interval, d.stats_interval);
     }
 
-    /// workers and log-level are shown commented out; they must be valid once uncommented.
+    /// workers, log-level and account are shown commented out; they must be valid once uncommented.
     #[test]
     fn example_config_file_commented_keys_are_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/echoport.toml");
         let text = std::fs::read_to_string(path).expect("read example config");
         let text = text.replace("# workers = ", "workers = ").replace("# log-level = ", "log-level = ");
+        let text = text.replace("# account = ", "account = ");
         let file = TempConfig::new(&text);
         let c = load(&["--config", file.path()]).expect("uncommented example is valid");
         assert_eq!(c.workers, 8);
         assert_eq!(c.log_level.as_deref(), Some("info"));
+        let accounts = c.chat.account_list();
+        assert_eq!(accounts.len(), 1);
+        assert!(crate::chat::passwords::verify(&accounts[0].1, b"change-me"), "the example hash is of change-me");
     }
 
     #[test]
@@ -1003,12 +1121,12 @@ mod tests {
     fn file_layering_details() {
         let file = TempConfig::new("oper = [\"a:b,c\", \"d:e\"]\nping-interval = 0\n");
         let c = load(&["--config", file.path(), "--ping-timeout=0"]).unwrap();
-        assert_eq!(c.chat.opers, [("a".to_owned(), "b,c".to_owned()), ("d".to_owned(), "e".to_owned())]);
+        assert_eq!(c.chat.oper_list(), [("a".to_owned(), "b,c".to_owned()), ("d".to_owned(), "e".to_owned())]);
         assert_eq!((c.chat.ping_interval, c.chat.ping_timeout), (Duration::from_secs(1), Duration::from_secs(1)));
         let c = load(&["--config", file.path(), "--oper=x:y"]).unwrap();
-        assert_eq!(c.chat.opers, [("x".to_owned(), "y".to_owned())]);
+        assert_eq!(c.chat.oper_list(), [("x".to_owned(), "y".to_owned())]);
         let file = TempConfig::new("oper = []\n");
-        assert_eq!(load(&["--config", file.path()]).unwrap().chat.opers, []);
+        assert_eq!(load(&["--config", file.path()]).unwrap().chat.oper_list(), []);
         assert_eq!(file_err("help = true\n"), "config file 'PATH': unknown key 'help'");
         assert_eq!(file_err("version = true\n"), "config file 'PATH': unknown key 'version'");
 

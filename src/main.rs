@@ -25,6 +25,13 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e, 1),
         },
+        Ok(Invocation::HashPassword) => match hash_password() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e, 1),
+        },
         Err(e) => fail(&e, 2),
     }
 }
@@ -34,6 +41,21 @@ fn serve(config: &Config) -> Result<(), String> {
     let shutdown = Shutdown::new();
     signals::install(&shutdown).map_err(|e| format!("cannot install signal handlers: {e}"))?;
     server.run(shutdown).map(drop).map_err(|e| e.to_string())
+}
+
+/// `echoport hash-password`: the first line of stdin (without its line break) as an argon2id
+/// PHC string. Read from stdin, not an argument, so the password never shows in `ps` or shell
+/// history; not echo-suppressed (pipe it in, or type it where nobody watches).
+fn hash_password() -> Result<String, String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err("no password on stdin (one line expected)".to_owned());
+    }
+    echoport::chat::passwords::hash(password.as_bytes())
 }
 
 /// The first termination signal asks for the graceful drain; a second one exits at once.

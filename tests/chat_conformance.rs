@@ -2839,3 +2839,272 @@ fn bot_mode_test_bot_whox() {
         [P::Is("usernick"), P::Is("#chan"), P::Any, P::Any, P::Any, P::Is("botnick"), P::Like(".*B.*", has_b), P::Any];
     assert_msg(&user, &m, "352", &want);
 }
+
+// ---------------------------------------------------------------------------------------------
+// ---- Accounts: SASL PLAIN (sasl.py) and OPER against hashes ----
+// Accounts come from a config file, as users declare them; the hashes are made here at the
+// lowest argon2 costs (the server checks with whatever costs a hash names). Registration is held
+// off simply by sending AUTHENTICATE before NICK/USER: AUTHENTICATE does not need CAP REQ sasl.
+// ---------------------------------------------------------------------------------------------
+
+/// An argon2id hash of `password` at the lowest costs.
+fn cheap_hash(password: &str) -> String {
+    use argon2::password_hash::PasswordHasher;
+    let params = argon2::Params::new(8, 1, 1, None).expect("valid costs");
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    argon2.hash_password(password.as_bytes()).expect("argon2 hashes").to_string()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64ct::{Base64, Encoding};
+    let mut buf = vec![0; bytes.len() * 4 / 3 + 4];
+    Base64::encode(bytes, &mut buf).expect("buffer large enough").to_owned()
+}
+
+/// A config file, removed on drop.
+struct AccountsFile(std::path::PathBuf);
+
+impl Drop for AccountsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// irctest's registerUser for each (account, password), as a config file for `--config`.
+fn accounts_file(accounts: &[(&str, &str)]) -> AccountsFile {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let items: Vec<String> = accounts.iter().map(|(name, pw)| format!("\"{name}:{}\"", cheap_hash(pw))).collect();
+    let name = format!("echoport-accounts-{}-{}.toml", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let path = std::env::temp_dir().join(name);
+    std::fs::write(&path, format!("account = [{}]\n", items.join(", "))).expect("write the config file");
+    AccountsFile(path)
+}
+
+/// A server with `jilles`/`sesame` (and `accounts`), plus `extra` flags.
+fn sasl_server(accounts: &[(&str, &str)], extra: &[&str]) -> (Server, AccountsFile) {
+    let mut all = vec![("jilles", "sesame")];
+    all.extend_from_slice(accounts);
+    let file = accounts_file(&all);
+    let mut args = vec!["--config", file.0.to_str().expect("UTF-8 temp path")];
+    args.extend_from_slice(extra);
+    (server(&args), file)
+}
+
+/// `AUTHENTICATE PLAIN`, answered with `AUTHENTICATE +` (after the reply to any CAP LS sent).
+fn start_plain(c: &mut Client) {
+    c.send("AUTHENTICATE PLAIN");
+    let m = loop {
+        let m = registration_message(c).expect("an answer to AUTHENTICATE PLAIN");
+        if !m.is("CAP") {
+            break m;
+        }
+    };
+    assert_msg(c, &m, "AUTHENTICATE", &[P::Is("+")]);
+}
+
+/// irctest's confirmSuccessfulAuth: 900 for `account`, then 903.
+fn confirm_successful_auth(c: &mut Client, account: &str) {
+    let m = registration_message(c).expect("900");
+    assert_msg(c, &m, "900", &[P::Any, P::Any, P::Is(account), P::Any]);
+    let m = registration_message(c).expect("903");
+    assert_msg(c, &m, "903", &[P::Any, P::Any]);
+}
+
+// irctest: sasl.py testPlain (and testPlainReAuthenticate's 907 branch)
+#[test]
+fn sasl_plain_success_then_907() {
+    let (s, _file) = sasl_server(&[("foo", "sesame")], &[]);
+    let mut c = add_client(&s, "c");
+    start_plain(&mut c);
+    c.send("AUTHENTICATE amlsbGVzAGppbGxlcwBzZXNhbWU=");
+    confirm_successful_auth(&mut c, "jilles");
+    let burst = c.register("user");
+    assert!(burst.iter().any(|m| m.is("001")), "{}", show(&burst));
+    c.sync();
+    c.send("AUTHENTICATE PLAIN");
+    let m = registration_message(&mut c).expect("907");
+    assert_msg(&c, &m, "907", &[P::Is("user"), P::Any]);
+}
+
+// irctest: sasl.py testPlainNoAuthzid, testPlainNonAscii
+#[test]
+fn sasl_plain_without_authzid_and_with_a_non_ascii_password() {
+    let password = "é".repeat(100);
+    let (s, _file) = sasl_server(&[("foo", &password)], &[]);
+    let mut c = add_client(&s, "c");
+    start_plain(&mut c);
+    c.send("AUTHENTICATE AGppbGxlcwBzZXNhbWU=");
+    confirm_successful_auth(&mut c, "jilles");
+    let mut c = add_client(&s, "d");
+    start_plain(&mut c);
+    c.send(&format!("AUTHENTICATE {}", b64(format!("foo\0foo\0{password}").as_bytes())));
+    confirm_successful_auth(&mut c, "foo");
+}
+
+// irctest: sasl.py testPlainFailure, testRetryAfterFail
+#[test]
+fn sasl_plain_wrong_password_904_then_retry() {
+    let (s, _file) = sasl_server(&[], &[]);
+    let mut c = add_client(&s, "c");
+    start_plain(&mut c);
+    c.send("AUTHENTICATE amlsbGVzAGppbGxlcwBtaWxsZXQ=");
+    let m = registration_message(&mut c).expect("904");
+    assert_msg(&c, &m, "904", &[P::Is("*"), P::Any]);
+    start_plain(&mut c);
+    c.send("AUTHENTICATE amlsbGVzAGppbGxlcwBzZXNhbWU=");
+    confirm_successful_auth(&mut c, "jilles");
+}
+
+// The limit on wrong passwords (README, chat mode): the third closes the connection.
+#[test]
+fn sasl_third_wrong_password_closes_the_connection() {
+    let (s, _file) = sasl_server(&[], &[]);
+    let mut c = add_client(&s, "c");
+    for _ in 0..2 {
+        start_plain(&mut c);
+        c.send("AUTHENTICATE amlsbGVzAGppbGxlcwBtaWxsZXQ=");
+        let m = registration_message(&mut c).expect("904");
+        assert_msg(&c, &m, "904", &[P::Is("*"), P::Any]);
+    }
+    start_plain(&mut c);
+    c.send("AUTHENTICATE amlsbGVzAGppbGxlcwBtaWxsZXQ=");
+    let got = c.expect_closed(WAIT);
+    assert!(got.iter().any(|m| m.is("904")), "{}", show(&got));
+    let error = got.iter().find(|m| m.is("ERROR")).unwrap_or_else(|| c.fail(&format!("no ERROR:\n{}", show(&got))));
+    assert!(error.last().contains("Too many failed authentication attempts"), "{error}");
+}
+
+// irctest: sasl.py testAbort
+#[test]
+fn sasl_abort_906() {
+    let (s, _file) = sasl_server(&[], &[]);
+    let mut c = add_client(&s, "c");
+    start_plain(&mut c);
+    c.send("AUTHENTICATE *");
+    let m = registration_message(&mut c).expect("906");
+    assert_msg(&c, &m, "906", &[P::Is("*"), P::Any]);
+}
+
+// irctest: sasl.py testMechanismNotAvailable, testSaslMechsContent (strict)
+#[test]
+fn sasl_unknown_mechanism_908_then_904() {
+    let (s, _file) = sasl_server(&[], &[]);
+    let mut c = add_client(&s, "c");
+    c.send("AUTHENTICATE FOO");
+    let m = registration_message(&mut c).expect("908");
+    let mech = |s: &str| {
+        s.split(',').all(|m| {
+            (1..=20).contains(&m.len())
+                && m.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        })
+    };
+    assert_msg(&c, &m, "908", &[P::Is("*"), P::Like("([A-Z0-9_-]{1,20})(,[A-Z0-9_-]{1,20})*", mech), P::Any]);
+    assert_eq!(m.param(1), "PLAIN");
+    let m = registration_message(&mut c).expect("904");
+    assert_msg(&c, &m, "904", &[P::Is("*"), P::Any]);
+}
+
+// irctest: sasl.py testPlainLargeEquals400 and testPlainLarge800 (a last chunk of exactly 400
+// bytes is followed by `+`), testPlainLarge (a shorter last chunk ends it), testSaslTooLong
+#[test]
+fn sasl_plain_chunked_payloads() {
+    let equals400 = "bar".repeat(97);
+    let large800 = "x".repeat(592);
+    let large = "bar".repeat(100);
+    let (s, _file) = sasl_server(&[("foo", &equals400), ("big", &large800), ("mid", &large)], &[]);
+    for (account, password, chunks) in [("foo", &equals400, 1), ("big", &large800, 2)] {
+        let auth = b64(format!("{account}\0{account}\0{password}").as_bytes());
+        assert_eq!(auth.len(), 400 * chunks, "bad test");
+        let mut c = add_client(&s, account);
+        start_plain(&mut c);
+        for i in 0..chunks {
+            c.send(&format!("AUTHENTICATE {}", &auth[400 * i..400 * (i + 1)]));
+        }
+        c.send("AUTHENTICATE +");
+        confirm_successful_auth(&mut c, account);
+    }
+    let auth = b64(format!("mid\0mid\0{large}").as_bytes());
+    let mut c = add_client(&s, "mid");
+    start_plain(&mut c);
+    c.send(&format!("AUTHENTICATE {}", &auth[..400]));
+    c.send(&format!("AUTHENTICATE {}", &auth[400..]));
+    confirm_successful_auth(&mut c, "mid");
+
+    let mut c = add_client(&s, "long");
+    start_plain(&mut c);
+    c.send(&format!("AUTHENTICATE {}", "A".repeat(450)));
+    let m = registration_message(&mut c).expect("905");
+    assert_msg(&c, &m, "905", &[P::Is("*"), P::Any]);
+}
+
+// irctest: sasl.py testNickUserDuringSasl and testRegistrationDuringSasl
+#[test]
+fn sasl_registration_during_an_exchange() {
+    let (s, _file) = sasl_server(&[], &[]);
+    let mut c = add_client(&s, "c");
+    c.send("CAP LS 302");
+    start_plain(&mut c);
+    c.send("NICK foo");
+    c.send("USER foo * * :Test");
+    c.send("AUTHENTICATE amlsbGVzAGppbGxlcwBzZXNhbWU=");
+    confirm_successful_auth(&mut c, "jilles");
+    c.send("CAP END");
+    c.expect_numeric("001");
+
+    let mut c = add_client(&s, "d");
+    c.send("CAP LS 302");
+    start_plain(&mut c);
+    c.send("NICK reguser");
+    c.send("USER reguser 0 * :Test");
+    c.send("CAP END");
+    let got = c.collect_until(|m| m.is("001"), WAIT);
+    assert!(got.iter().any(|m| m.is("906")), "an exchange cut short by registration:\n{}", show(&got));
+}
+
+// OPER against an argon2 hash given with --oper (its commas do not split the flag).
+#[test]
+fn oper_with_a_hashed_password() {
+    let oper = format!("root:{}", cheap_hash("rootpw"));
+    let (s, _file) = sasl_server(&[], &["--oper", &oper]);
+    let mut c = connect_client(&s, "boss");
+    c.send("OPER root wrong");
+    let got = c.sync();
+    assert!(got.iter().any(|m| m.is("464")) && !got.iter().any(|m| m.is("381")), "{}", show(&got));
+    c.send("OPER root rootpw");
+    let got = c.sync();
+    assert!(got.iter().any(|m| m.is("381")), "OPER failed:\n{}", show(&got));
+    assert!(got.iter().any(|m| m.is("MODE") && m.param(1) == "+o"), "{}", show(&got));
+    // The plain-text operator of every server in this file still works alongside.
+    let mut d = connect_client(&s, "other");
+    d.send("OPER operuser operpassword");
+    let got = d.sync();
+    assert!(got.iter().any(|m| m.is("381")), "{}", show(&got));
+}
+
+// The slow part runs outside the chat state lock: while one client's deliberately costly hash
+// is being checked, another client's PING is answered.
+#[test]
+fn sasl_check_does_not_stall_other_clients() {
+    use argon2::password_hash::PasswordHasher;
+    let params = argon2::Params::new(64 * 1024, 4, 1, None).expect("valid costs");
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let slow = argon2.hash_password(b"sesame").expect("argon2 hashes").to_string();
+    let started = std::time::Instant::now();
+    assert!(echoport::chat::passwords::verify(&slow, b"sesame"));
+    let cost = started.elapsed();
+    eprintln!("one check of the slow hash: {cost:?}");
+    let s = server(&["--workers", "4", "--account", &format!("slow:{slow}")]);
+    let mut other = connect_client(&s, "other");
+    let mut c = add_client(&s, "c");
+    start_plain(&mut c);
+    c.send(&format!("AUTHENTICATE {}", b64(b"\0slow\0sesame")));
+    std::thread::sleep(cost / 10);
+    let ping = std::time::Instant::now();
+    other.send("PING :meanwhile");
+    other.expect(|m| m.is("PONG") && m.last() == "meanwhile", WAIT);
+    let rtt = ping.elapsed();
+    confirm_successful_auth(&mut c, "slow");
+    // Under the lock, the PONG would wait for the rest of the check (nine tenths of it).
+    assert!(rtt < cost / 2, "PING answered in {rtt:?} during a check of {cost:?}");
+}

@@ -369,3 +369,51 @@ fn config_from_env_and_listen_list_from_env() {
         assert_ne!(addr, "127.0.0.1:0", "the bound port is reported");
     }
 }
+
+// ---- Accounts ----
+
+/// Accounts take hashes only, checked at start-up: the error names the account and never echoes
+/// what looks like a plain password.
+#[test]
+fn config_file_bad_account_hashes() {
+    assert_config_file_fails(
+        "account = [\"alice:$argon2id$v=19$m=8,t=1,p=1$\"]\n",
+        "error: config file 'PATH': key 'account': account 'alice': malformed argon2 hash: \
+         salt too short (minimum 8 bytes)\n",
+    );
+    assert_config_file_fails(
+        "account = [\"bob:sesame\"]\n",
+        "error: config file 'PATH': key 'account': account 'bob': not an argon2 or bcrypt hash \
+         (plain-text passwords are not accepted here; make a hash with `echoport hash-password`)\n",
+    );
+    assert_config_file_fails(
+        "oper = [\"root:$2b$04$bad\"]\n",
+        "error: config file 'PATH': key 'oper': operator 'root': malformed bcrypt hash: \
+         Invalid hash: the hash format is malformed; expected 60 ASCII bytes\n",
+    );
+}
+
+/// `echoport hash-password` hashes one line of stdin; the hash is what `--account` accepts and
+/// it verifies against that line (its line break excluded).
+#[test]
+fn hash_password_reads_stdin_and_prints_an_argon2id_hash() {
+    use std::io::Write;
+    let mut cmd = echoport(&["hash-password"]);
+    cmd.stdin(Stdio::piped());
+    let mut running = Running::spawn(&mut cmd);
+    let mut stdin = running.child.stdin.take().expect("stdin is piped");
+    stdin.write_all(b"s3cret pass\r\n").expect("write the password");
+    drop(stdin);
+    let outcome = running.finish();
+    assert_eq!((outcome.status.code(), outcome.stderr.as_str()), (Some(0), ""), "stdout: {}", outcome.stdout);
+    let hash = outcome.stdout.strip_suffix('\n').expect("one line");
+    assert!(hash.starts_with("$argon2id$v=19$") && !hash.contains('\n'), "{hash}");
+    assert!(echoport::chat::passwords::verify(hash, b"s3cret pass"));
+    assert!(!echoport::chat::passwords::verify(hash, b"s3cret pass\r"));
+    let account = format!("alice:{hash}");
+    echoport::config::load_from(["echoport", "--account", &account]).expect("the hash is a valid --account");
+
+    let outcome = run(&mut echoport(&["hash-password"]));
+    assert_eq!(outcome.stderr, "error: no password on stdin (one line expected)\n");
+    assert_eq!(outcome.status.code(), Some(1));
+}

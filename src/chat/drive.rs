@@ -134,7 +134,7 @@ mod tests {
     use std::sync::Arc;
 
     fn fx(line: &[u8]) -> Effects {
-        Effects { sends: vec![(0, Arc::from(line))], close: Vec::new() }
+        Effects { sends: vec![(0, Arc::from(line))], ..Effects::default() }
     }
 
     #[test]

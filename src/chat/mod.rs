@@ -10,6 +10,7 @@
 mod conn;
 #[doc(hidden)]
 pub mod drive;
+pub mod passwords;
 pub mod server;
 
 pub use server::{ChatConfig, ChatServer, ClientId, Effects, Expired};
@@ -63,7 +64,8 @@ impl Chat {
             server_name: settings.server_name.clone(),
             password: settings.password.clone(),
             motd,
-            opers: settings.opers.clone(),
+            opers: settings.oper_list(),
+            accounts: settings.account_list(),
             network: "echoport".to_owned(),
             max_body: settings.max_line_bytes.saturating_sub(2),
             utf8_only: settings.utf8_only,
@@ -79,6 +81,7 @@ impl Chat {
     /// Queues the lines of `fx` on their connections. Runs under the state lock, so every
     /// client sees lines in the order the server produced them.
     fn apply(&self, st: &State, fx: Effects, pending: &mut Pending) {
+        debug_assert!(fx.verify.is_empty(), "password checks are taken out (to run unlocked) before apply");
         for (id, line) in fx.sends {
             let Some(socket) = st.sockets.get(&id) else { continue };
             let conn = socket.context();
@@ -188,15 +191,17 @@ impl Chat {
         let mut fx = Effects::default();
         let mut pending = Pending::default();
         let mut too_long = 0;
-        let feed = {
+        let (feed, checks) = {
             let mut input = conn.input();
             let mut st = self.lock();
             let feed = input.feed(data, now, |line, truncated| {
                 too_long += u64::from(st.server.handle_line(socket.key(), line, truncated, now, &mut fx));
             });
-            self.apply(&st, std::mem::take(&mut fx), &mut pending);
-            feed
+            let checks = std::mem::take(&mut fx.verify);
+            self.apply(&st, fx, &mut pending);
+            (feed, checks)
         };
+        self.verify(checks, &mut pending);
         if too_long > 0 {
             self.stats.limits.hit_n(Limit::LineTooLong, too_long, peer_ip(socket));
         }
@@ -207,6 +212,25 @@ impl Chat {
         // Re-armed after the sends this input caused were queued and posted.
         if !conn.output().closing() {
             port.post_recv(socket);
+        }
+    }
+
+    /// Checks passwords against their hashes (slow on purpose: argon2 takes tens of ms) with no
+    /// lock held, then gives the state machine the answers. The connection's next receive is
+    /// posted only after this, so a client has one check running at most. An answer can ask for
+    /// another check (a line held behind the first one was a second attempt): that runs too,
+    /// bounded by the lines one receive held and by the failures allowed.
+    fn verify(&self, mut checks: Vec<server::Verify>, pending: &mut Pending) {
+        while !checks.is_empty() {
+            let answers: Vec<(bool, server::Verify)> = checks.into_iter().map(|v| (v.check(), v)).collect();
+            let now = Instant::now();
+            let mut fx = Effects::default();
+            let mut st = self.lock();
+            for (ok, v) in answers {
+                st.server.verified(v.id, v.token, ok, now, &mut fx);
+            }
+            checks = std::mem::take(&mut fx.verify);
+            self.apply(&st, fx, pending);
         }
     }
 

@@ -186,11 +186,6 @@ impl ChatServer {
         }
     }
 
-    /// SASL mechanisms on offer (none until accounts exist).
-    pub(super) fn sasl_mechanisms(&self) -> Option<&'static str> {
-        None
-    }
-
     /// The client's enabled capabilities (none for an unknown id).
     pub(super) fn caps_of(&self, id: ClientId) -> Caps {
         self.clients.get(&id).map(|c| c.caps).unwrap_or_default()

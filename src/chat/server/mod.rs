@@ -43,6 +43,7 @@
 //!   and gives 265/266 with the current and highest counts; WHO takes WHOX fields (354); LIST
 //!   takes the ELIST terms C, M, N, T and U.
 
+mod accounts;
 mod caps;
 mod channels;
 mod clock;
@@ -58,6 +59,7 @@ mod oper;
 mod queries;
 mod registration;
 mod replies;
+mod sasl;
 mod state;
 mod statusmsg;
 mod tags;
@@ -65,6 +67,7 @@ mod tags;
 mod tests;
 mod whowas;
 
+pub use accounts::Verify;
 pub use channels::valid_channel;
 pub use registration::valid_nick;
 
@@ -121,8 +124,10 @@ pub struct ChatConfig {
     pub password: Option<String>,
     /// Message of the day, by line; None answers 422 ERR_NOMOTD.
     pub motd: Option<Vec<String>>,
-    /// (name, password) pairs for OPER.
+    /// (name, password) pairs for OPER; a password starting with `$` is an argon2 or bcrypt hash.
     pub opers: Vec<(String, String)>,
+    /// (name, argon2 or bcrypt hash) pairs for SASL PLAIN; none = no SASL.
+    pub accounts: Vec<(String, String)>,
     /// For 005 NETWORK=. Default `echoport`.
     pub network: String,
     /// The longest line a client may send without its tags and CR LF; longer ones get 417.
@@ -140,6 +145,7 @@ impl Default for ChatConfig {
             password: None,
             motd: None,
             opers: Vec::new(),
+            accounts: Vec::new(),
             network: "echoport".to_owned(),
             max_body: MAX_BODY,
             utf8_only: false,
@@ -166,6 +172,9 @@ pub struct Effects {
     pub sends: Vec<(ClientId, Arc<[u8]>)>,
     /// Close these after their queued sends are flushed (QUIT, ERROR, kill).
     pub close: Vec<ClientId>,
+    /// Passwords to check against hashes with no lock held; each answer goes back through
+    /// [`ChatServer::verified`] (see `accounts.rs`).
+    pub verify: Vec<Verify>,
 }
 
 impl Effects {
@@ -197,6 +206,7 @@ pub struct ChatServer {
     /// An instant and the Unix time (milliseconds) at that instant: converts `Instant`s to
     /// timestamps.
     clock: (Instant, u64),
+    accounts: accounts::Accounts,
     created: String,
     isupport: Vec<Vec<u8>>,
     tagger: Tagger,
@@ -244,6 +254,7 @@ impl ChatServer {
         .map(String::into_bytes)
         .collect();
         ChatServer {
+            accounts: accounts::Accounts::new(&config.accounts),
             created: format_time(unix),
             config,
             clients: HashMap::new(),
@@ -301,6 +312,7 @@ impl ChatServer {
                 last_active: now,
                 last_message: now,
                 ping_sent: None,
+                auth: accounts::Auth::default(),
             },
         );
     }
@@ -314,6 +326,10 @@ impl ChatServer {
         client.last_active = now;
         client.ping_sent = None;
         self.latest = self.latest.max(now);
+        if client.auth.checking() {
+            self.hold_line(id, line, truncated, fx);
+            return false;
+        }
         let registered = client.registered;
         // Lengths as sent: a line cut short by a NUL is still a line that was too long.
         let (tags, body) = split_tags(line);
@@ -342,6 +358,7 @@ impl ChatServer {
         let command = msg.command_upper(&mut buf).unwrap_or(b"");
         match command {
             b"CAP" => self.cmd_cap(id, msg, now, fx),
+            b"AUTHENTICATE" => self.cmd_authenticate(id, msg, fx),
             b"PASS" => self.cmd_pass(id, msg, fx),
             b"NICK" => self.cmd_nick(id, msg, now, fx),
             b"USER" => self.cmd_user(id, msg, now, fx),

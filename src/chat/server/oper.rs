@@ -1,20 +1,36 @@
 //! IRC operators: OPER and KILL.
 
+use std::sync::Arc;
+
 use echoport_irc::{LineBuilder, Message, truncate_utf8};
 
+use super::accounts::Purpose;
 use super::{ChatServer, ClientId, Effects, QUITLEN};
+use crate::chat::passwords;
 
 impl ChatServer {
+    /// A plain-text operator password is compared here; a hashed one is checked by the engine
+    /// off the state lock, and the answer comes back through `verified` (see `accounts.rs`).
     pub(super) fn cmd_oper(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
         let (Some(name), Some(pass)) = (msg.param(0), msg.param(1)) else {
             self.reply(fx, id, "461", &[b"OPER"], "Not enough parameters");
             return;
         };
-        let ok = self.config.opers.iter().any(|(n, p)| n.as_bytes() == name && p.as_bytes() == pass);
-        if !ok {
+        let entries = self.config.opers.iter().filter(|(n, _)| n.as_bytes() == name);
+        let (hashed, plain): (Vec<_>, Vec<_>) = entries.map(|(_, p)| p).partition(|p| passwords::is_hash(p));
+        if plain.iter().any(|p| p.as_bytes() == pass) {
+            self.become_oper(id, fx);
+        } else if let Some(hash) = hashed.first() {
+            let hash = Arc::from(hash.as_str());
+            self.start_check(id, Purpose::Oper, hash, pass.to_vec(), fx);
+        } else {
             self.reply(fx, id, "464", &[], "Password incorrect");
-            return;
+            self.auth_failed(id, fx);
         }
+    }
+
+    /// 381, and `MODE +o` unless the client was an operator already.
+    pub(super) fn become_oper(&mut self, id: ClientId, fx: &mut Effects) {
         self.reply(fx, id, "381", &[], "You are now an IRC operator");
         let c = self.clients.get_mut(&id).unwrap();
         if c.oper {

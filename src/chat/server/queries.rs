@@ -208,6 +208,9 @@ impl ChatServer {
         if c.oper {
             self.reply(fx, id, "313", &[tnick], "is an IRC operator");
         }
+        if let Some(account) = &c.account {
+            self.reply(fx, id, "330", &[tnick, account], "is logged in as");
+        }
         if c.bot {
             self.reply(fx, id, "335", &[tnick], "is a bot");
         }

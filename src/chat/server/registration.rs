@@ -92,6 +92,8 @@ impl ChatServer {
         if c.registered || c.cap_negotiating || c.nick.is_none() || c.user.is_none() {
             return;
         }
+        self.sasl_abort_on_registration(id, fx);
+        let c = &self.clients[&id];
         if let Some(password) = &self.config.password
             && c.pass.as_deref() != Some(password.as_bytes())
         {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use indexmap::IndexMap;
 
 use super::ClientId;
+use super::accounts::Auth;
 use super::caps::Caps;
 use super::lists::ChanLists;
 
@@ -27,7 +28,7 @@ pub(super) struct Client {
     pub(super) caps: Caps,
     /// Sent `CAP LS 302` (or later): capability values and multi-line lists.
     pub(super) cap_302: bool,
-    /// The account logged in to (SASL), if any.
+    /// The account logged in as with SASL, as configured (its spelling).
     pub(super) account: Option<Vec<u8>>,
     pub(super) registered: bool,
     /// `nick!user@host`, kept current once registered.
@@ -50,6 +51,8 @@ pub(super) struct Client {
     /// The last PRIVMSG/NOTICE sent, for WHOIS idle time.
     pub(super) last_message: Instant,
     pub(super) ping_sent: Option<Instant>,
+    /// SASL or OPER authentication under way, and the wrong passwords so far.
+    pub(super) auth: Auth,
 }
 
 impl Client {

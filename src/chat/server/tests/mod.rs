@@ -1,6 +1,7 @@
 //! Unit tests of the chat state machine, one file per area, over the harness below: fake
 //! client ids, a fake clock, and checks that every line sent is well formed.
 
+mod accounts;
 mod case_mapping;
 mod channels;
 mod hostile;
