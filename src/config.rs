@@ -186,6 +186,15 @@ pub struct ChatSettings {
     #[arg(long, env = "ECHOPORT_PING_TIMEOUT", value_name = "DUR", default_value = "60s", value_parser = at_least_a_second)]
     pub ping_timeout: Duration,
 
+    /// Chat: messages kept per channel for CHATHISTORY (IRCv3 draft/chathistory); 0 = none
+    #[arg(long, env = "ECHOPORT_HISTORY", value_name = "N", default_value_t = 0, value_parser = int_in::<usize>(0, 100_000))]
+    pub history: usize,
+
+    /// Chat: bytes of channel history kept, all channels together
+    #[arg(long, env = "ECHOPORT_HISTORY_BYTES", value_name = "BYTES", default_value_t = 64 << 20,
+          value_parser = int_in::<usize>(0, i64::MAX))]
+    pub history_bytes: usize,
+
     /// Chat: refuse text that is not UTF-8 (FAIL ... INVALID_UTF8) and advertise UTF8ONLY;
     /// off relays bytes as they came
     #[arg(long, env = "ECHOPORT_UTF8_ONLY", value_name = "BOOL", default_value_t = false, num_args = 0..=1,

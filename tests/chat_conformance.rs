@@ -3108,3 +3108,46 @@ fn sasl_check_does_not_stall_other_clients() {
     // Under the lock, the PONG would wait for the rest of the check (nine tenths of it).
     assert!(rtt < cost / 2, "PING answered in {rtt:?} during a check of {cost:?}");
 }
+
+// ---- IRCv3 draft/chathistory ----
+
+// irctest: chathistory.py testChathistory[LATEST], testChathistory[BEFORE] (msgid references),
+// testChathistoryNoEventPlayback (only messages are kept)
+#[test]
+fn chathistory_replays_what_members_saw() {
+    let s = server(&["--history", "100"]);
+    let caps = "message-tags server-time echo-message batch labeled-response draft/chathistory";
+    let mut c = connect_with_caps(&s, "bar", caps);
+    join_channel(&mut c, "#chan");
+    let mut echoes = Vec::new();
+    for i in 0..10 {
+        c.send(&format!("TOPIC #chan :topic {i}"));
+        c.send(&format!("PRIVMSG #chan :this is message {i}"));
+        echoes.push(c.expect_cmd("PRIVMSG"));
+    }
+    c.sync();
+    let replay = |c: &mut Client, line: &str| {
+        c.send(line);
+        let open = c.expect_cmd("BATCH");
+        assert!(open.params_match(&["", "chathistory", "#chan"]) || open.param(1) == "chathistory", "{open}");
+        let id = open.param(0).strip_prefix('+').unwrap().to_owned();
+        let got = c.collect_until(|m| m.is("BATCH"), WAIT);
+        let (end, inner) = got.split_last().unwrap();
+        assert_eq!(end.param(0), format!("-{id}"));
+        assert!(inner.iter().all(|m| m.tag("batch") == Some(id.as_str()) && m.is("PRIVMSG")), "{}", show(inner));
+        inner
+            .iter()
+            .map(|m| (m.tag("time").unwrap().to_owned(), m.tag("msgid").unwrap().to_owned(), m.last().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let seen: Vec<_> = echoes
+        .iter()
+        .map(|m| (m.tag("time").unwrap().to_owned(), m.tag("msgid").unwrap().to_owned(), m.last().to_owned()))
+        .collect();
+    assert_eq!(replay(&mut c, "CHATHISTORY LATEST #chan * 100"), seen);
+    assert_eq!(replay(&mut c, "CHATHISTORY LATEST #chan * 5"), seen[5..]);
+    assert_eq!(replay(&mut c, &format!("CHATHISTORY BEFORE #chan msgid={} 100", seen[6].1)), seen[..6]);
+    // Messages sent back to back share a millisecond, so references by time are left to the
+    // unit tests, which run on a fake clock.
+    assert_eq!(replay(&mut c, &format!("CHATHISTORY AFTER #chan msgid={} 3", seen[3].1)), seen[4..7]);
+}

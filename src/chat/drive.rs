@@ -19,7 +19,8 @@ const MAX_LINE_BYTES: usize = MAX_LINE + MAX_CLIENT_TAGS;
 /// What each client enables before registering, so tagged and plain recipients mix.
 const CAPS: [&str; CLIENTS] = [
     "account-notify account-tag away-notify batch cap-notify chghost echo-message extended-join invite-notify \
-     labeled-response message-tags multi-prefix server-time setname userhost-in-names",
+     labeled-response message-tags multi-prefix server-time setname userhost-in-names draft/chathistory \
+     extended-monitor",
     "message-tags echo-message",
     "",
     "server-time labeled-response batch",
@@ -35,6 +36,8 @@ pub fn drive(data: &[u8]) {
         password: None,
         opers: vec![("op".to_owned(), "pw".to_owned())],
         motd: Some(vec!["hello".to_owned()]),
+        history: 8,
+        history_bytes: 4096,
         ..ChatConfig::default()
     };
     let mut server = ChatServer::new(config);

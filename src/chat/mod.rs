@@ -69,6 +69,8 @@ impl Chat {
             network: "echoport".to_owned(),
             max_body: settings.max_line_bytes.saturating_sub(2),
             utf8_only: settings.utf8_only,
+            history: settings.history,
+            history_bytes: settings.history_bytes,
         };
         let state = Mutex::new(State { server: ChatServer::new(config), sockets: HashMap::new() });
         Chat { state, settings, stats }

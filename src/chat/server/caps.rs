@@ -33,6 +33,7 @@ impl Caps {
     pub(super) const SETNAME: Caps = Caps(1 << 14);
     pub(super) const USERHOST_IN_NAMES: Caps = Caps(1 << 15);
     pub(super) const EXTENDED_MONITOR: Caps = Caps(1 << 16);
+    pub(super) const CHATHISTORY: Caps = Caps(1 << 17);
 
     /// The capabilities that add tags to lines a client receives.
     pub(super) const TAGGING: Caps =
@@ -56,13 +57,14 @@ impl Caps {
 }
 
 /// Every capability offered, by name, in the order CAP LS and CAP LIST show them.
-const OFFERED: [(&str, Caps); 17] = [
+const OFFERED: [(&str, Caps); 18] = [
     ("account-notify", Caps::ACCOUNT_NOTIFY),
     ("account-tag", Caps::ACCOUNT_TAG),
     ("away-notify", Caps::AWAY_NOTIFY),
     ("batch", Caps::BATCH),
     ("cap-notify", Caps::CAP_NOTIFY),
     ("chghost", Caps::CHGHOST),
+    ("draft/chathistory", Caps::CHATHISTORY),
     ("echo-message", Caps::ECHO_MESSAGE),
     ("extended-join", Caps::EXTENDED_JOIN),
     ("extended-monitor", Caps::EXTENDED_MONITOR),
@@ -77,9 +79,14 @@ const OFFERED: [(&str, Caps); 17] = [
 ];
 
 impl ChatServer {
-    /// The capabilities this server offers with its configuration (sasl only with accounts).
+    /// The capabilities this server offers with its configuration (sasl only with accounts,
+    /// draft/chathistory only with history kept).
     fn offered(&self) -> impl Iterator<Item = (&'static str, Caps)> + '_ {
-        OFFERED.into_iter().filter(|&(_, c)| c != Caps::SASL || self.sasl_mechanisms().is_some())
+        OFFERED.into_iter().filter(|&(_, c)| match c {
+            Caps::SASL => self.sasl_mechanisms().is_some(),
+            Caps::CHATHISTORY => self.config.history > 0,
+            _ => true,
+        })
     }
 
     /// The value CAP LS 302 shows after `name=`, if any.

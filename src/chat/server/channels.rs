@@ -72,6 +72,7 @@ impl ChatServer {
                         modes: Modes { no_external: true, topic_lock: true, ..Modes::default() },
                         invited: HashSet::new(),
                         lists: Default::default(),
+                        history: Default::default(),
                     },
                 );
                 Member { op: true, voice: false }

@@ -62,6 +62,42 @@ pub(super) fn server_time(unix_ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// The Unix time in milliseconds of a `server-time` timestamp (`2026-12-01T14:20:05.123Z`; the
+/// fraction may have 0 to 9 digits), or None if it is not one.
+pub(super) fn parse_server_time(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let num = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten()
+    };
+    let mut d = date.split('-');
+    let (year, month, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':');
+    let (h, m, sec) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
+    if d.next().is_some() || t.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1970
+    {
+        return None;
+    }
+    if h > 23 || m > 59 || sec > 60 || fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms: u64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let days = days_from_civil(year, month, day);
+    Some(((days * 86_400 + h * 3600 + m * 60 + sec) * 1000) + ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_date`]).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let year_of_era = y % 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    (era * 146_097 + day_of_era).saturating_sub(719_468)
+}
+
 /// (year, month 1-12, day 1-31) of the day `days` after 1970-01-01, proleptic Gregorian.
 fn civil_date(days: u64) -> (u64, u64, u64) {
     // Count from 0000-03-01 so the leap day ends each 4/100/400-year cycle.
@@ -75,4 +111,23 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
     let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_time_round_trips() {
+        for ms in [0, 1_000_000_000_123, 1_764_598_805_123, 951_782_400_000, 4_102_444_799_999] {
+            let text = server_time(ms);
+            assert_eq!(parse_server_time(text.as_bytes()), Some(ms), "{text}");
+        }
+        assert_eq!(parse_server_time(b"2026-12-01T14:20:05Z"), parse_server_time(b"2026-12-01T14:20:05.000Z"));
+        assert_eq!(parse_server_time(b"2026-12-01T14:20:05.1234Z"), parse_server_time(b"2026-12-01T14:20:05.123Z"));
+        for bad in [&b""[..], b"2026-12-01", b"2026-13-01T00:00:00Z", b"2026-12-01T24:00:00Z", b"x026-12-01T00:00:00Z"]
+        {
+            assert_eq!(parse_server_time(bad), None, "{bad:?}");
+        }
+    }
 }

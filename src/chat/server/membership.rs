@@ -102,6 +102,7 @@ impl ChatServer {
             return;
         }
         if let Some(ch) = self.channels.remove(key) {
+            self.forget_history(&ch.history);
             for invitee in ch.invited {
                 self.forget_invite(invitee, key);
             }

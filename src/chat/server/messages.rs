@@ -24,17 +24,17 @@ enum Kind {
 impl ChatServer {
     pub(super) fn cmd_message(&mut self, id: ClientId, msg: &Message, notice: bool, now: Instant, fx: &mut Effects) {
         let kind = if notice { Kind::Notice } else { Kind::Privmsg };
-        self.send_message(id, msg, kind, fx);
+        self.send_message(id, msg, kind, now, fx);
         if let Some(c) = self.clients.get_mut(&id) {
             c.last_message = now;
         }
     }
 
-    pub(super) fn cmd_tagmsg(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
-        self.send_message(id, msg, Kind::Tagmsg, fx);
+    pub(super) fn cmd_tagmsg(&mut self, id: ClientId, msg: &Message, now: Instant, fx: &mut Effects) {
+        self.send_message(id, msg, Kind::Tagmsg, now, fx);
     }
 
-    fn send_message(&mut self, id: ClientId, msg: &Message, kind: Kind, fx: &mut Effects) {
+    fn send_message(&mut self, id: ClientId, msg: &Message, kind: Kind, now: Instant, fx: &mut Effects) {
         let (command, errors): (&[u8], bool) = match kind {
             Kind::Privmsg => (b"PRIVMSG", true),
             Kind::Notice => (b"NOTICE", false),
@@ -89,6 +89,9 @@ impl ChatServer {
                 self.tagger.relay(&line, msg.tags);
                 let need = if kind == Kind::Tagmsg { Caps::MESSAGE_TAGS } else { Caps::default() };
                 self.broadcast_status(fx, &key, &line, Some(id), status, need);
+                if kind != Kind::Tagmsg && status.is_none() {
+                    self.record_history(&key, &line, now);
+                }
                 if echo {
                     fx.send(id, line);
                 }

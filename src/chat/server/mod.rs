@@ -48,6 +48,7 @@ mod caps;
 mod channels;
 mod clock;
 mod elist;
+mod history;
 mod info;
 mod lists;
 mod membership;
@@ -136,6 +137,11 @@ pub struct ChatConfig {
     /// Refuse lines that are not UTF-8 with `FAIL <command> INVALID_UTF8`, and advertise
     /// ISUPPORT UTF8ONLY. Off by default: IRC is a byte protocol, and bytes are relayed as sent.
     pub utf8_only: bool,
+    /// Messages kept per channel for CHATHISTORY; 0 keeps none and offers no
+    /// draft/chathistory.
+    pub history: usize,
+    /// Bytes of history kept, all channels together.
+    pub history_bytes: usize,
 }
 
 impl Default for ChatConfig {
@@ -149,6 +155,8 @@ impl Default for ChatConfig {
             network: "echoport".to_owned(),
             max_body: MAX_BODY,
             utf8_only: false,
+            history: 0,
+            history_bytes: 64 << 20,
         }
     }
 }
@@ -210,6 +218,8 @@ pub struct ChatServer {
     created: String,
     isupport: Vec<Vec<u8>>,
     tagger: Tagger,
+    /// Bytes of channel history held (history.rs), at most `config.history_bytes`.
+    history_bytes: usize,
     /// The latest `now` passed in, for events that come without one.
     latest: Instant,
 }
@@ -251,6 +261,8 @@ impl ChatServer {
         ]
         .into_iter()
         .chain(config.utf8_only.then(|| "UTF8ONLY".to_owned()))
+        .chain((config.history > 0).then(|| format!("CHATHISTORY={}", history::MAX_REPLY)))
+        .chain((config.history > 0).then(|| "MSGREFTYPES=msgid,timestamp".to_owned()))
         .map(String::into_bytes)
         .collect();
         ChatServer {
@@ -271,6 +283,7 @@ impl ChatServer {
             clock: (Instant::now(), unix_ms),
             isupport,
             tagger: Tagger::new(unix_ms),
+            history_bytes: 0,
             latest: Instant::now(),
         }
     }
@@ -364,7 +377,11 @@ impl ChatServer {
             b"USER" => self.cmd_user(id, msg, now, fx),
             b"PING" => self.cmd_ping(id, msg, fx),
             b"PONG" => {}
-            b"TAGMSG" if registered => self.cmd_tagmsg(id, msg, fx),
+            b"TAGMSG" if registered => self.cmd_tagmsg(id, msg, now, fx),
+            // Only for clients that enabled it: its batch needs batch and server-time too.
+            b"CHATHISTORY" if registered && self.caps_of(id).has(Caps::CHATHISTORY) => {
+                self.cmd_chathistory(id, msg, fx)
+            }
             b"SETNAME" if registered => self.cmd_setname(id, msg, fx),
             b"QUIT" => self.cmd_quit(id, msg, fx),
             b"NOTICE" if !registered => {}

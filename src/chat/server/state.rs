@@ -1,7 +1,7 @@
 //! The server's records: clients, channels, their members, topics and modes, with the small
 //! helpers that read them.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 use indexmap::IndexMap;
@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use super::ClientId;
 use super::accounts::Auth;
 use super::caps::Caps;
+use super::history::Entry;
 use super::lists::ChanLists;
 
 /// rfc1459-folded nick or channel name.
@@ -117,6 +118,8 @@ pub(super) struct Channel {
     pub(super) invited: HashSet<ClientId>,
     /// The +b, +e and +I masks.
     pub(super) lists: ChanLists,
+    /// The latest messages, oldest first (history.rs).
+    pub(super) history: VecDeque<Entry>,
 }
 
 impl Channel {

@@ -87,6 +87,27 @@ impl Tagger {
         self.unlabeled.push(index);
     }
 
+    /// The msgid `line` goes out with, chosen now (history keeps it) instead of in the tag pass.
+    pub(super) fn assign_msgid(&mut self, line: &Arc<[u8]>) -> Vec<u8> {
+        let key = Arc::as_ptr(line) as *const u8 as usize;
+        if let Some(id) = self.msgids.get(&key) {
+            return id.clone();
+        }
+        let id = self.id().into_bytes();
+        self.msgids.insert(key, id.clone());
+        id
+    }
+
+    /// The client-only tags `line` relays, in wire form.
+    pub(super) fn client_tags(&self, line: &Arc<[u8]>) -> Option<Vec<u8>> {
+        self.relayed.iter().find(|(l, _)| Arc::ptr_eq(l, line)).map(|(_, t)| t.clone())
+    }
+
+    /// A fresh batch reference: letters and digits only.
+    pub(super) fn batch_id(&mut self) -> String {
+        self.id().replace('-', "")
+    }
+
     fn id(&mut self) -> String {
         self.next_id += 1;
         format!("{}-{}", base36(self.msgid_base), base36(self.next_id))
@@ -171,6 +192,10 @@ impl ChatServer {
         let mut time: Option<Vec<u8>> = None;
         for i in start..fx.sends.len() {
             let Some(c) = self.clients.get(&fx.sends[i].0) else { continue };
+            if fx.sends[i].1.first() == Some(&b'@') {
+                // Built with its tags (history replay): already as the client must see it.
+                continue;
+            }
             let caps = c.caps.and(Caps::TAGGING).with(Caps::LABELED_RESPONSE, false);
             if caps == Caps::default() {
                 continue;
@@ -254,7 +279,7 @@ impl ChatServer {
             }
             [only] => fx.sends[only].1 = with_tag(&fx.sends[only].1, &label_tag),
             [first, .., last] => {
-                let reference = self.tagger.id().replace('-', "");
+                let reference = self.tagger.batch_id();
                 let open = LineBuilder::new(self.server(), b"BATCH")
                     .middle(format!("+{reference}").as_bytes())
                     .middle(b"labeled-response")
@@ -269,7 +294,10 @@ impl ChatServer {
                     if i == first {
                         fx.send(id, with_tag(&open, &label_tag));
                     }
-                    let line = if mine.binary_search(&i).is_ok() { with_tag(&line, &batch_tag) } else { line };
+                    // A line inside a batch of its own (chathistory) stays in that one.
+                    let own_batch = echoport_irc::tags::split_tags(&line).0.windows(6).any(|w| w == b"batch=");
+                    let line =
+                        if mine.binary_search(&i).is_ok() && !own_batch { with_tag(&line, &batch_tag) } else { line };
                     fx.send(to, line);
                     if i == last {
                         fx.send(id, close.clone());

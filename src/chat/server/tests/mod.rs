@@ -4,6 +4,7 @@
 mod accounts;
 mod case_mapping;
 mod channels;
+mod history;
 mod hostile;
 mod ircv3;
 mod lists;
