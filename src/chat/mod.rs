@@ -21,7 +21,7 @@ use crate::port::{Completion, CompletionPort, OpError, Socket};
 use crate::stats::{Stats, WorkerStats, bump};
 use crate::worker::Handler;
 use conn::{Conn, Feed};
-use std::collections::HashMap;
+use server::idhash::IdMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,7 +44,7 @@ pub struct Chat {
 
 struct State {
     server: ChatServer,
-    sockets: HashMap<ClientId, ChatSocket>,
+    sockets: IdMap<ClientId, ChatSocket>,
 }
 
 /// What applying effects left to do once the state lock is released.
@@ -72,7 +72,7 @@ impl Chat {
             history: settings.history,
             history_bytes: settings.history_bytes,
         };
-        let state = Mutex::new(State { server: ChatServer::new(config), sockets: HashMap::new() });
+        let state = Mutex::new(State { server: ChatServer::new(config), sockets: IdMap::default() });
         Chat { state, settings, stats }
     }
 

@@ -1,13 +1,12 @@
 //! Channel commands: JOIN, PART, TOPIC, NAMES, LIST, KICK and INVITE.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use echoport_irc::{LineBuilder, Message, fold, truncate_utf8};
-use indexmap::IndexMap;
 
 use super::caps::Caps;
 use super::elist::ListFilter;
+use super::idhash::{IdIndexMap, IdSet};
 use super::state::{Channel, Member, Modes, Topic};
 use super::{CHANNELLEN, ChatServer, ClientId, Effects, KICKLEN, MAX_CHANNELS, MAX_KICKS, TOPICLEN};
 
@@ -67,10 +66,10 @@ impl ChatServer {
                         name: name.to_vec(),
                         seq: self.next_seq,
                         created: unix,
-                        members: IndexMap::new(),
+                        members: IdIndexMap::default(),
                         topic: None,
                         modes: Modes { no_external: true, topic_lock: true, ..Modes::default() },
-                        invited: HashSet::new(),
+                        invited: IdSet::default(),
                         lists: Default::default(),
                         history: Default::default(),
                     },

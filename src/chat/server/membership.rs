@@ -3,10 +3,9 @@
 //! Each step is O(1) (amortised) per membership touched, whatever the size of the channel: a
 //! 20,000-member channel emptying costs its fan-out, not a scan per departure.
 
-use std::collections::HashSet;
-
 use echoport_irc::{LineBuilder, fold};
 
+use super::idhash::IdSet;
 use super::state::{Key, Member};
 use super::{ChatServer, ClientId, Effects};
 
@@ -35,7 +34,7 @@ impl ChatServer {
         };
         let big = chans.swap_remove(big);
         let mut peers: Vec<ClientId> = big.members.keys().copied().filter(|&m| m != id).collect();
-        let mut seen = HashSet::new();
+        let mut seen = IdSet::default();
         for ch in chans {
             for &m in ch.members.keys() {
                 if m != id && !big.has(m) && seen.insert(m) {

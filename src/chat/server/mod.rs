@@ -49,6 +49,7 @@ mod channels;
 mod clock;
 mod elist;
 mod history;
+pub mod idhash;
 mod info;
 mod lists;
 mod membership;
@@ -82,6 +83,7 @@ use echoport_irc::{LineBuilder, MAX_BODY, MAX_CLIENT_TAGS, Message, sanitize};
 
 use caps::Caps;
 use clock::format_time;
+use idhash::IdMap;
 use lists::MAXLIST;
 use monitor::{MONITOR_LIMIT, Monitors};
 use state::{Channel, Client, Key};
@@ -194,13 +196,13 @@ impl Effects {
 /// The chat server's whole state.
 pub struct ChatServer {
     config: ChatConfig,
-    clients: HashMap<ClientId, Client>,
+    clients: IdMap<ClientId, Client>,
     nicks: HashMap<Key, ClientId>,
     channels: HashMap<Key, Channel>,
     /// The channels holding an invitation for each client that has one (the other side of
     /// `Channel::invited`), so a departing client's invitations go without a scan. Clients never
     /// invited have no entry.
-    invites: HashMap<ClientId, HashSet<Key>>,
+    invites: IdMap<ClientId, HashSet<Key>>,
     /// Who MONITORs which nick, both ways.
     monitors: Monitors,
     next_seq: u64,
@@ -269,10 +271,10 @@ impl ChatServer {
             accounts: accounts::Accounts::new(&config.accounts),
             created: format_time(unix),
             config,
-            clients: HashMap::new(),
+            clients: IdMap::default(),
             nicks: HashMap::new(),
             channels: HashMap::new(),
-            invites: HashMap::new(),
+            invites: IdMap::default(),
             monitors: Monitors::default(),
             next_seq: 0,
             registered: 0,

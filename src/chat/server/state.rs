@@ -1,15 +1,14 @@
 //! The server's records: clients, channels, their members, topics and modes, with the small
 //! helpers that read them.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
-
-use indexmap::IndexMap;
 
 use super::ClientId;
 use super::accounts::Auth;
 use super::caps::Caps;
 use super::history::Entry;
+use super::idhash::{IdIndexMap, IdSet};
 use super::lists::ChanLists;
 
 /// rfc1459-folded nick or channel name.
@@ -111,11 +110,11 @@ pub(super) struct Channel {
     /// member" are O(1) and a broadcast walks one dense array. The order is joining order until
     /// someone leaves: the member listed last then takes the leaver's place (`swap_remove`;
     /// never `shift_remove`, which is O(n) per leave). NAMES and `WHO #chan` follow this order.
-    pub(super) members: IndexMap<ClientId, Member>,
+    pub(super) members: IdIndexMap<ClientId, Member>,
     pub(super) topic: Option<Topic>,
     pub(super) modes: Modes,
     /// Invited and not joined yet; mirrored by [`ChatServer::invites`](super::ChatServer).
-    pub(super) invited: HashSet<ClientId>,
+    pub(super) invited: IdSet<ClientId>,
     /// The +b, +e and +I masks.
     pub(super) lists: ChanLists,
     /// The latest messages, oldest first (history.rs).

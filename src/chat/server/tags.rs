@@ -8,7 +8,6 @@
 //! broadcast builds one tagged line per distinct set of tagging capabilities among its
 //! recipients, not one per recipient, and every recipient of one message sees the same `msgid`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use echoport_irc::{LineBuilder, MAX_TAGS};
 
 use super::caps::Caps;
 use super::clock::server_time;
+use super::idhash::IdMap;
 use super::{ChatServer, ClientId, Effects};
 
 /// The longest `label` a client may send; longer ones are ignored (the spec allows 64).
@@ -46,10 +46,10 @@ pub(super) struct Tagger {
     unlabeled: Vec<usize>,
     /// Tagged lines by (plain line's address, recipient's tagging caps). The plain line is kept
     /// alive with it so no address is reused within the event.
-    cache: HashMap<LineKey, (Line, Line)>,
+    cache: IdMap<LineKey, (Line, Line)>,
     /// The last cache hit: a broadcast sends one line to many recipients in a row.
     last: Option<(LineKey, Line)>,
-    msgids: HashMap<usize, Vec<u8>>,
+    msgids: IdMap<usize, Vec<u8>>,
     /// Unique within this server's life; `msgid_base` (its start time) makes ids unique across
     /// restarts too.
     next_id: u64,
