@@ -7,8 +7,18 @@ use super::{ChatServer, ClientId, Effects, VERSION};
 
 /// The HELP topics: each command the server answers, with a line or two on how to use it.
 const HELP: &[(&str, &[&str])] = &[
+    ("AUTHENTICATE", &["AUTHENTICATE PLAIN", "SASL PLAIN login to an account, before registering."]),
     ("AWAY", &["AWAY [:<message>]", "Marks you as away with <message>, or back without one."]),
-    ("CAP", &["CAP LS|LIST|REQ|END", "Capability negotiation (none are offered yet)."]),
+    ("CAP", &["CAP LS [302]|LIST|REQ :<caps>|END", "IRCv3 capability negotiation: CAP LS lists what is offered."]),
+    (
+        "CHATHISTORY",
+        &[
+            "CHATHISTORY LATEST|BEFORE|AFTER|AROUND <channel> <*|msgid=|timestamp=> <limit>",
+            "CHATHISTORY BETWEEN <channel> <ref> <ref> <limit>, CHATHISTORY TARGETS <ts> <ts> <limit>",
+            "Replays a channel's recent messages (draft/chathistory, when the server keeps history).",
+        ],
+    ),
+    ("CHGHOST", &["CHGHOST <nick> <user> <host>", "Changes a user's user name and host (IRC operators only)."]),
     ("HELP", &["HELP [<topic>]", "Shows help on a command; HELP alone lists the topics."]),
     ("INFO", &["INFO", "Shows information about this server."]),
     ("INVITE", &["INVITE <nick> <channel>", "Invites <nick> to <channel> (operators only if +i)."]),
@@ -27,7 +37,11 @@ const HELP: &[(&str, &[&str])] = &[
         ],
     ),
     ("LUSERS", &["LUSERS", "Shows how many users, operators and channels there are."]),
-    ("MODE", &["MODE <nick> [+|-iw]", "MODE <channel> [+|-imnstklov [<args>]]", "Shows or changes modes."]),
+    (
+        "MODE",
+        &["MODE <nick> [+|-iwB]", "MODE <channel> [+|-imnstklovbeI [<args>]]", "Shows or changes modes and lists."],
+    ),
+    ("MONITOR", &["MONITOR +|- <nick>{,<nick>}, MONITOR C|L|S", "Tells you when nicks come online and go."]),
     ("MOTD", &["MOTD", "Shows the message of the day."]),
     ("NAMES", &["NAMES [<channel>{,<channel>}]", "Lists the members of channels."]),
     ("NICK", &["NICK <nick>", "Sets or changes your nick."]),
@@ -38,6 +52,8 @@ const HELP: &[(&str, &[&str])] = &[
     ("PING", &["PING <token>", "Asks the server to answer PONG <token>."]),
     ("PRIVMSG", &["PRIVMSG <target>{,<target>} :<text>", "Sends <text> to users or channels."]),
     ("QUIT", &["QUIT [:<reason>]", "Disconnects you."]),
+    ("SETNAME", &["SETNAME :<real name>", "Changes your real name."]),
+    ("TAGMSG", &["TAGMSG <target>", "Sends only message tags (to clients with message-tags)."]),
     ("TIME", &["TIME", "Shows the server's time."]),
     ("TOPIC", &["TOPIC <channel> [:<topic>]", "Shows or sets a channel's topic."]),
     ("USER", &["USER <user> 0 * :<real name>", "Registers your user name and real name."]),

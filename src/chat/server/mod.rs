@@ -27,7 +27,7 @@
 //!   the sender's client-only tags on relayed messages (message-tags), `account` (account-tag),
 //!   `bot`, and the label (labeled-response: the label on a single reply, a `labeled-response`
 //!   batch around several, `ACK` for none; a message to oneself labels only the echo).
-//!   `chghost` is offered but never sent: hosts here never change.
+//!   A host changes only by an operator's CHGHOST; peers with chghost are told.
 //! - `NAMES a,b` answers 353 for each visible channel, then one 366 naming the argument as sent
 //!   (as irctest expects for multi-target NAMES); `NAMES` alone lists every visible channel and
 //!   ends with `366 * `.
@@ -106,6 +106,8 @@ pub const AWAYLEN: usize = 200;
 pub const USERLEN: usize = 10;
 /// Longest channel key (ISUPPORT KEYLEN).
 pub const KEYLEN: usize = 23;
+/// Longest host CHGHOST sets (ISUPPORT HOSTLEN).
+pub const HOSTLEN: usize = 63;
 /// Longest real name kept from USER.
 pub const REALLEN: usize = 100;
 /// Longest QUIT (or KILL) reason kept.
@@ -247,6 +249,7 @@ impl ChatServer {
             format!("AWAYLEN={AWAYLEN}"),
             format!("USERLEN={USERLEN}"),
             format!("KEYLEN={KEYLEN}"),
+            format!("HOSTLEN={HOSTLEN}"),
             "MODES=12".to_owned(),
             format!(
                 "TARGMAX=JOIN:,PART:,NAMES:,LIST:,WHOIS:1,KICK:{MAX_KICKS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}"
@@ -404,6 +407,7 @@ impl ChatServer {
             b"AWAY" => self.cmd_away(id, msg, fx),
             b"OPER" => self.cmd_oper(id, msg, fx),
             b"KILL" => self.cmd_kill(id, msg, fx),
+            b"CHGHOST" => self.cmd_chghost(id, msg, fx),
             b"TIME" => self.cmd_time(id, msg, now, fx),
             b"MOTD" => self.send_motd(id, fx),
             b"LUSERS" => self.send_lusers(id, fx),

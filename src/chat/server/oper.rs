@@ -1,11 +1,13 @@
-//! IRC operators: OPER and KILL.
+//! IRC operators: OPER, KILL and CHGHOST.
 
 use std::sync::Arc;
 
 use echoport_irc::{LineBuilder, Message, truncate_utf8};
 
 use super::accounts::Purpose;
-use super::{ChatServer, ClientId, Effects, QUITLEN};
+use super::caps::Caps;
+use super::state::make_prefix;
+use super::{ChatServer, ClientId, Effects, HOSTLEN, QUITLEN, USERLEN};
 use crate::chat::passwords;
 
 impl ChatServer {
@@ -41,6 +43,38 @@ impl ChatServer {
         let nick = c.nick_or_star().to_vec();
         let line = LineBuilder::new(&c.prefix, b"MODE").middle(&nick).middle(b"+o").finish();
         fx.send(id, line);
+    }
+
+    /// CHGHOST <nick> <user> <host>: a new user name and host for a user (a cloak, say). Peers
+    /// that enabled chghost see `CHGHOST`; the others see nothing (their next line from the
+    /// user simply shows the new prefix).
+    pub(super) fn cmd_chghost(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        if !self.clients[&id].oper {
+            self.reply(fx, id, "481", &[], "Permission Denied- You're not an IRC operator");
+            return;
+        }
+        let (Some(nick), Some(user), Some(host)) = (msg.nonempty(0), msg.nonempty(1), msg.nonempty(2)) else {
+            self.reply(fx, id, "461", &[b"CHGHOST"], "Not enough parameters");
+            return;
+        };
+        let Some(t) = self.find_nick(nick) else {
+            self.reply(fx, id, "401", &[nick], "No such nick/channel");
+            return;
+        };
+        let word = |w: &[u8], max: usize| {
+            w.len() <= max && !w.starts_with(b":") && w.iter().all(|&b| b.is_ascii_graphic() && b != b'@' && b != b'!')
+        };
+        if !word(user, USERLEN) || !word(host, HOSTLEN) {
+            self.fail(fx, id, b"CHGHOST", b"INVALID_PARAMS", &[], "Invalid user name or host");
+            return;
+        }
+        let c = self.clients.get_mut(&t).unwrap();
+        let old = std::mem::take(&mut c.prefix);
+        c.user = Some(user.to_vec());
+        c.host = String::from_utf8_lossy(host).into_owned();
+        c.prefix = make_prefix(c.nick_or_star(), user, &c.host);
+        let line = LineBuilder::new(&old, b"CHGHOST").middle(user).middle(host).finish();
+        self.notify_peers(fx, t, &line, Caps::CHGHOST, true);
     }
 
     pub(super) fn cmd_kill(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {

@@ -289,3 +289,24 @@ fn extended_monitor_tells_watchers_outside_shared_channels() {
     let fx = h.send(2, "AWAY");
     assert_eq!(lines(&fx, 1), [":bob!bob@10.0.0.2 AWAY"]);
 }
+
+#[test]
+fn an_operator_s_chghost_reaches_peers_with_the_capability() {
+    let mut h = with_oper();
+    register_with(&mut h, 1, "alice", "chghost");
+    h.register(2, "bob");
+    h.register(3, "carol");
+    h.send(1, "JOIN #c");
+    h.send(2, "JOIN #c");
+    h.send(3, "JOIN #c");
+    let fx = h.send(2, "CHGHOST carol cloak users.example");
+    assert_eq!(cmds(&fx, 2), ["481"]);
+    h.send(2, "OPER operuser operpassword");
+    let fx = h.send(2, "CHGHOST carol cloak users.example");
+    assert_eq!(lines(&fx, 1), [":carol!carol@10.0.0.3 CHGHOST cloak users.example"]);
+    assert!(lines(&fx, 3).is_empty() && lines(&fx, 2).is_empty(), "no chghost capability");
+    let fx = h.send(3, "PRIVMSG #c :new me");
+    assert_eq!(lines(&fx, 1), [":carol!cloak@users.example PRIVMSG #c :new me"]);
+    let fx = h.send(2, "CHGHOST carol bad@user host");
+    assert_eq!(cmds(&fx, 2), ["FAIL"]);
+}

@@ -370,7 +370,10 @@ fn help_and_helpop() {
         let fx = h.send(1, command);
         let got = lines(&fx, 1);
         assert_eq!(got[0], ":irc.test 704 nick * :Help topics (HELP <topic>):");
-        assert!(got[1].starts_with(":irc.test 705 nick * :AWAY CAP HELP INFO "), "{got:?}");
+        assert!(
+            got[1].starts_with(":irc.test 705 nick * :AUTHENTICATE AWAY CAP CHATHISTORY CHGHOST HELP INFO "),
+            "{got:?}"
+        );
         assert_eq!(got[2], ":irc.test 706 nick * :End of /HELP");
         let fx = h.send(1, &format!("{command} privmsg"));
         assert_eq!(

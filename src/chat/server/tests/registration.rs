@@ -29,7 +29,7 @@ fn registration_nick_then_user() {
     );
     assert_eq!(
         got[5],
-        ":irc.test 005 alice MODES=12 TARGMAX=JOIN:,PART:,NAMES:,LIST:,WHOIS:1,KICK:4,\
+        ":irc.test 005 alice HOSTLEN=63 MODES=12 TARGMAX=JOIN:,PART:,NAMES:,LIST:,WHOIS:1,KICK:4,\
          PRIVMSG:4,NOTICE:4 EXCEPTS=e INVEX=I EXTBAN=,m MAXLIST=beI:100 MONITOR=100 STATUSMSG=@+ BOT=B ELIST=CMNTU WHOX \
          :are supported by this server"
     );
