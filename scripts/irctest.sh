@@ -81,16 +81,21 @@ fi
 export PATH=$ROOT/$ERGO_BIN:$PATH
 if [[ " $SERVERS " == *" ergo "* ]] && ! command -v ergo >/dev/null; then
   go=$(command -v go || true)
-  # Debian's golang-1.NN-go packages do not put go on PATH; the glob sorts 1.19 before 1.21.
-  for g in /usr/lib/go-1.*/bin/go; do [ -n "$go" ] || [ ! -x "$g" ] || go=$g; done
+  if [ -z "$go" ]; then
+    # Debian's golang-1.NN-go packages do not put go on PATH; the last in glob order is the
+    # newest (1.19 sorts before 1.21).
+    for g in /usr/lib/go-1.*/bin/go; do if [ -x "$g" ]; then go=$g; fi; done
+  fi
   if [ -n "$go" ]; then
-    if [ ! -d "$ERGO_SRC" ]; then
-      git -c advice.detachedHead=false clone -q --depth 1 --branch "$ERGO_TAG" "$ERGO_GIT" "$ERGO_SRC"
-    fi
-    # Offline, from the sources vendored in the tag.
-    (cd "$ERGO_SRC" && GOFLAGS=-mod=vendor GOPROXY=off GOPATH=$ROOT/target/go \
-      GOCACHE=$ROOT/target/go-cache "$go" build -o "$ROOT/$ERGO_BIN/ergo" \
-      -ldflags "-X main.version=$ERGO_TAG -X main.commit=$(git rev-parse HEAD)" .)
+    src=$ERGO_GIT
+    [ ! -d "$src" ] || src=file://$(cd "$src" && pwd) # a local clone ignores --depth otherwise
+    # Offline, from the sources vendored in the tag; a failure only leaves Ergo out.
+    { [ -d "$ERGO_SRC" ] ||
+      git -c advice.detachedHead=false clone -q --depth 1 --branch "$ERGO_TAG" "$src" "$ERGO_SRC"; } &&
+      (cd "$ERGO_SRC" && GOFLAGS=-mod=vendor GOPROXY=off GOPATH=$ROOT/target/go \
+        GOCACHE=$ROOT/target/go-cache "$go" build -o "$ROOT/$ERGO_BIN/ergo" \
+        -ldflags "-X main.version=$ERGO_TAG -X main.commit=$(git rev-parse HEAD)" .) ||
+      echo "ergo: could not clone or build $ERGO_TAG from $ERGO_GIT" >&2
   fi
 fi
 
@@ -122,7 +127,10 @@ for s in $SERVERS; do
   bin=$s
   [ "$s" = echoport ] && bin=$IRCTEST_ECHOPORT_BIN
   if ! command -v "$bin" >/dev/null; then
-    echo "$s: not installed, skipped (ergo: needs Go >= 1.19; inspircd/ngircd: apt-get install $s)" >&2
+    case $s in
+      ergo) echo "ergo: skipped, no ergo on PATH and none built (needs Go >= 1.19 and $ERGO_GIT)" >&2 ;;
+      *) echo "$s: skipped, not installed (apt-get install $s; as root this script does it)" >&2 ;;
+    esac
     continue
   fi
   servers+=("$s=$(version "$s")")

@@ -73,6 +73,9 @@ def main(argv):
                 skipped.append(f"{len(tests):4d}  {reason}")
                 skipped += [f"        {t}" for t in tests]
 
+    if not servers:
+        print("no server ran")
+        return
     print(f"irctest {commit[:12]}: passed / failed / skipped")
     print("| selection | " + " | ".join(label for _, label in servers) + " |")
     print("|---" * (len(servers) + 1) + "|")
