@@ -8,7 +8,8 @@ What irctest may assume of the server is declared below and nowhere else. Each d
 the skips of its tests into failures when the server does not deliver, so declare a feature only
 once it works: a capability in `capabilities` (irctest.specifications.Capabilities), a SASL
 mechanism in `supported_sasl_mechanisms`, an ISUPPORT token in `isupport` (checked by
-server_tests/isupport.py), an optional behaviour in `optional_behaviors`.
+server_tests/isupport.py), an optional behaviour in `optional_behaviors`. The mute extban's tests
+run only when `extban_mute_char` names its letter.
 """
 import os
 from pathlib import Path
@@ -36,6 +37,7 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
     capabilities: FrozenSet[Capabilities] = frozenset()
     optional_behaviors: FrozenSet[OptionalBehaviors] = frozenset()
     isupport: Dict[str, Union[str, patma.Operator, None]] = {}
+    extban_mute_char: Optional[str] = None  # "m" once +b m:<mask> works
 
     def run(
         self,
