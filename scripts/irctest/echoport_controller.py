@@ -1,0 +1,89 @@
+"""irctest controller for echoport in chat mode (pytest --controller echoport_controller).
+
+echoport takes everything on its command line, so there is no config file: the name and the
+operator irctest's tests expect (My.Little.Server, operuser/operpassword), flood control off as
+upstream configures every server, and the password when a test asks for one.
+
+What irctest may assume of the server is declared below and nowhere else. Each declaration turns
+the skips of its tests into failures when the server does not deliver, so declare a feature only
+once it works: a capability in `capabilities` (irctest.specifications.Capabilities), a SASL
+mechanism in `supported_sasl_mechanisms`, an ISUPPORT token in `isupport` (checked by
+server_tests/isupport.py), an optional behaviour in `optional_behaviors`. The mute extban's tests
+run only when `extban_mute_char` names its letter.
+"""
+import os
+from pathlib import Path
+import shutil
+from typing import Dict, FrozenSet, Optional, Set, Type, Union
+
+from irctest import patma
+from irctest.basecontrollers import BaseServerController, DirectoryBasedController
+from irctest.runner import NotImplementedByController
+from irctest.specifications import Capabilities, OptionalBehaviors
+
+from common import Loopback, Reaper
+
+# scripts/irctest.sh sets it; the default is the release build of this checkout.
+BINARY = os.environ.get(
+    "IRCTEST_ECHOPORT_BIN",
+    str(Path(__file__).resolve().parents[2] / "target" / "release" / "echoport"),
+)
+
+
+class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedController):
+    software_name = "echoport"
+    supports_sts = False
+    supported_sasl_mechanisms: Set[str] = set()  # SASL PLAIN, once it works: {"PLAIN"}
+    capabilities: FrozenSet[Capabilities] = frozenset()
+    optional_behaviors: FrozenSet[OptionalBehaviors] = frozenset()
+    isupport: Dict[str, Union[str, patma.Operator, None]] = {}
+    extban_mute_char: Optional[str] = None  # "m" once +b m:<mask> works
+
+    def run(
+        self,
+        hostname: str,
+        port: int,
+        *,
+        password: Optional[str],
+        ssl: bool,
+        run_services: bool,
+        faketime: Optional[str] = None,
+        websocket_hostname: Optional[str] = None,
+        websocket_port: Optional[int] = None,
+    ) -> None:
+        if ssl:
+            raise NotImplementedByController("TLS")
+        if websocket_hostname is not None or websocket_port is not None:
+            raise NotImplementedByController("Websocket")
+        if run_services:
+            raise NotImplementedByController("services")
+        assert self.proc is None
+        self.hostname = hostname
+        self.port = port
+        command = [
+            BINARY,
+            "--mode", "chat",
+            "--listen", f"{hostname}:{port}",
+            "--server-name", "My.Little.Server",
+            "--flood-rate", "0",
+            "--oper", "operuser:operpassword",
+            "--stats-interval", "0",
+        ]
+        if password is not None:
+            command += ["--password", password]
+        # As upstream's controllers do: faketime speeds the server's clock up for the tests that
+        # wait minutes (LIST C</T< filters) and is skipped where it is not installed.
+        if faketime and shutil.which("faketime"):
+            command = ["faketime", "-f", faketime, *command]
+            self.faketime_enabled = True
+        # Every flag has an ECHOPORT_* variable, and the flags above win over them, but one set
+        # in the caller's shell for another purpose (say ECHOPORT_CONFIG) would still leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ECHOPORT_")}
+        self.proc = self.execute(command, env=env)
+        # Ready once it answers a registration-less QUIT on the port (upstream's helper), so a
+        # server that dies at startup fails here with its exit status, not in a test's client.
+        self.wait_for_port()
+
+
+def get_irctest_controller_class() -> Type[EchoportController]:
+    return EchoportController
