@@ -4,16 +4,19 @@ echoport takes everything on its command line, so there is no config file: the n
 operator irctest's tests expect (My.Little.Server, operuser/operpassword), flood control off as
 upstream configures every server, and the password when a test asks for one.
 
-What irctest may assume of the server is declared below and nowhere else. Each declaration turns
+What irctest may assume of the server is declared below and nowhere else (chathistory, UTF8ONLY and
+one account are switched on with their flags, as upstream's Ergo config switches them on). Each declaration turns
 the skips of its tests into failures when the server does not deliver, so declare a feature only
 once it works: a capability in `capabilities` (irctest.specifications.Capabilities), a SASL
 mechanism in `supported_sasl_mechanisms`, an ISUPPORT token in `isupport` (checked by
 server_tests/isupport.py), an optional behaviour in `optional_behaviors`. The mute extban's tests
 run only when `extban_mute_char` names its letter.
 """
+import functools
 import os
 from pathlib import Path
 import shutil
+import subprocess
 from typing import Dict, FrozenSet, Optional, Set, Type, Union
 
 from irctest import patma
@@ -30,14 +33,49 @@ BINARY = os.environ.get(
 )
 
 
+@functools.lru_cache(maxsize=None)
+def account_hash() -> str:
+    """An argon2 hash for the one account the server is given, made once by the binary itself.
+
+    irctest registers accounts through services (its registerUser), which echoport does not
+    have: its accounts come from the config. One account makes the server offer `sasl`, as a
+    deployment with accounts does; tests that need their own accounts are services tests.
+    """
+    out = subprocess.run(
+        [BINARY, "hash-password"], input=b"irctest-unused\n", capture_output=True, check=True, timeout=60
+    )
+    return out.stdout.decode().strip()
+
+
 class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedController):
     software_name = "echoport"
     supports_sts = False
-    supported_sasl_mechanisms: Set[str] = set()  # SASL PLAIN, once it works: {"PLAIN"}
-    capabilities: FrozenSet[Capabilities] = frozenset()
-    optional_behaviors: FrozenSet[OptionalBehaviors] = frozenset()
+    supported_sasl_mechanisms: Set[str] = {"PLAIN"}
+    capabilities: FrozenSet[Capabilities] = frozenset(
+        {
+            Capabilities.ACCOUNT_TAG,
+            Capabilities.AWAY_NOTIFY,
+            Capabilities.BATCH,
+            Capabilities.ECHO_MESSAGE,
+            Capabilities.EXTENDED_JOIN,
+            Capabilities.EXTENDED_MONITOR,
+            Capabilities.LABELED_RESPONSE,
+            Capabilities.MESSAGE_TAGS,
+            Capabilities.MULTI_PREFIX,
+            Capabilities.SERVER_TIME,
+            Capabilities.SETNAME,
+        }
+    )
+    optional_behaviors: FrozenSet[OptionalBehaviors] = frozenset(
+        {
+            OptionalBehaviors.BAN_EXCEPTION_MODE,
+            OptionalBehaviors.CAP_REQ_MINUS,
+            OptionalBehaviors.INVITE_EXCEPTION_MODE,
+            OptionalBehaviors.INVITE_OVERRIDES_LIMIT,
+        }
+    )
     isupport: Dict[str, Union[str, patma.Operator, None]] = {}
-    extban_mute_char: Optional[str] = None  # "m" once +b m:<mask> works
+    extban_mute_char: Optional[str] = "m"
 
     def run(
         self,
@@ -68,6 +106,11 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
             "--flood-rate", "0",
             "--oper", "operuser:operpassword",
             "--stats-interval", "0",
+            # Off by default; on here as Ergo's irctest config has them: history for
+            # draft/chathistory, UTF8ONLY, and an account so that sasl is offered.
+            "--history", "1000",
+            "--utf8-only",
+            "--account", f"irctest-unused:{account_hash()}",
         ]
         if password is not None:
             command += ["--password", password]
