@@ -150,6 +150,10 @@ pub struct ChatSettings {
     #[arg(long, env = "ECHOPORT_SERVER_NAME", value_name = "NAME", default_value = "echoport", value_parser = parse_server_name)]
     pub server_name: String,
 
+    /// Chat: the server's description (LINKS, WHOIS 312); unset = "echoport IRC server"
+    #[arg(long, env = "ECHOPORT_SERVER_INFO", value_name = "TEXT", value_parser = parse_server_info)]
+    pub server_info: Option<String>,
+
     /// Chat: message-of-the-day file; unset = none
     #[arg(long, env = "ECHOPORT_MOTD", value_name = "FILE")]
     pub motd: Option<PathBuf>,
@@ -543,6 +547,14 @@ fn parse_password(s: &str) -> Result<String, String> {
     irc_word(s, "the password")
 }
 
+/// Any text that fits a trailing parameter: no CR, LF or NUL, at most 100 bytes.
+fn parse_server_info(s: &str) -> Result<String, String> {
+    if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) || s.len() > 100 {
+        return Err("the server info must be one line of at most 100 bytes".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_server_name(s: &str) -> Result<String, String> {
     irc_word(s.trim(), "the server name")
 }
@@ -841,6 +853,13 @@ mod tests {
         assert_eq!(c.listen, vec!["127.0.0.1:6667".parse().unwrap()]);
         assert_eq!((c.chat.flood_rate, c.chat.oper_list().len()), (2.5, 1));
         assert_eq!(c.chat.motd.as_deref(), Some(Path::new("/m")));
+    }
+
+    #[test]
+    fn server_info_is_one_short_line() {
+        assert_eq!(load(&[]).unwrap().chat.server_info, None);
+        assert_eq!(load(&["--server-info", "test server"]).unwrap().chat.server_info.as_deref(), Some("test server"));
+        assert!(load_err(&["--server-info", &"x".repeat(101)]).contains("at most 100 bytes"));
     }
 
     #[test]

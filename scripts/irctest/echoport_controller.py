@@ -103,6 +103,7 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
             "--mode", "chat",
             "--listen", f"{hostname}:{port}",
             "--server-name", "My.Little.Server",
+            "--server-info", "test server",
             "--flood-rate", "0",
             "--oper", "operuser:operpassword",
             "--stats-interval", "0",

@@ -67,6 +67,7 @@ impl Chat {
             opers: settings.oper_list(),
             accounts: settings.account_list(),
             network: "echoport".to_owned(),
+            server_info: settings.server_info.clone(),
             max_body: settings.max_line_bytes.saturating_sub(2),
             utf8_only: settings.utf8_only,
             history: settings.history,

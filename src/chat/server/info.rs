@@ -75,7 +75,10 @@ const HELP: &[(&str, &[&str])] = &[
 impl ChatServer {
     /// What LINKS and WHOWAS show as the server's description.
     pub(super) fn server_info(&self) -> String {
-        format!("{} IRC server", self.config.network)
+        match &self.config.server_info {
+            Some(info) => info.clone(),
+            None => format!("{} IRC server", self.config.network),
+        }
     }
 
     /// 251-255 and 265/266. Counts only registered clients as users (and in 255 "I have N

@@ -135,6 +135,8 @@ pub struct ChatConfig {
     pub accounts: Vec<(String, String)>,
     /// For 005 NETWORK=. Default `echoport`.
     pub network: String,
+    /// The server's description (LINKS, WHOIS 312); None says "<network> IRC server".
+    pub server_info: Option<String>,
     /// The longest line a client may send without its tags and CR LF; longer ones get 417.
     /// Default (and most) [`MAX_BODY`].
     pub max_body: usize,
@@ -157,6 +159,7 @@ impl Default for ChatConfig {
             opers: Vec::new(),
             accounts: Vec::new(),
             network: "echoport".to_owned(),
+            server_info: None,
             max_body: MAX_BODY,
             utf8_only: false,
             history: 0,

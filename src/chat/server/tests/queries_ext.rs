@@ -439,3 +439,17 @@ fn wallops_to_users_with_w() {
     assert_eq!(recipients(&fx), [1, 3]);
     assert_eq!(lines(&h.send(1, "MODE nick1"), 1), [":irc.test 221 nick1 +iow"]);
 }
+
+#[test]
+fn server_info_is_the_description_in_links_and_whois() {
+    let mut h = H::with(ChatConfig {
+        server_name: "irc.test".to_owned(),
+        server_info: Some("test server".to_owned()),
+        ..ChatConfig::default()
+    });
+    h.register(1, "nick");
+    let fx = h.send(1, "LINKS");
+    assert_eq!(lines(&fx, 1)[0], ":irc.test 364 nick irc.test irc.test :0 test server");
+    let fx = h.send(1, "WHOIS nick");
+    assert!(lines(&fx, 1).contains(&":irc.test 312 nick nick irc.test :test server".to_owned()), "{:?}", lines(&fx, 1));
+}
