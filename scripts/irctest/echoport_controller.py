@@ -71,10 +71,28 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
             OptionalBehaviors.BAN_EXCEPTION_MODE,
             OptionalBehaviors.CAP_REQ_MINUS,
             OptionalBehaviors.INVITE_EXCEPTION_MODE,
+            OptionalBehaviors.INVITE_LIST,
             OptionalBehaviors.INVITE_OVERRIDES_LIMIT,
+            OptionalBehaviors.NO_CTCP,
         }
     )
-    isupport: Dict[str, Union[str, patma.Operator, None]] = {}
+    # What 005 says with the flags below (isupport.py testValues checks each).
+    isupport: Dict[str, Union[str, patma.Operator, None]] = {
+        "BOT": "B",
+        "CASEMAPPING": "rfc1459",
+        "CHANMODES": "beI,k,l,Cimnst",
+        "CHATHISTORY": patma.ANYSTR,
+        "ELIST": "CMNTU",
+        "EXCEPTS": "e",
+        "INVEX": "I",
+        "MONITOR": patma.ANYSTR,
+        "MSGREFTYPES": "msgid,timestamp",
+        "PREFIX": "(ov)@+",
+        "STATUSMSG": "@+",
+        "TARGMAX": patma.ANYSTR,
+        "UTF8ONLY": None,
+        "WHOX": None,
+    }
     extban_mute_char: Optional[str] = "m"
 
     def run(

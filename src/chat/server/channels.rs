@@ -300,6 +300,18 @@ impl ChatServer {
     }
 
     pub(super) fn cmd_invite(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        if msg.is_empty() {
+            // INVITE alone lists the channels one is invited to (336, 337).
+            let mut names: Vec<&Channel> =
+                self.invites.get(&id).into_iter().flatten().filter_map(|k| self.channels.get(k)).collect();
+            names.sort_unstable_by_key(|ch| ch.seq);
+            for ch in names {
+                let line = self.numeric(id, "336").middle(&ch.name).finish();
+                fx.send(id, line);
+            }
+            self.reply(fx, id, "337", &[], "End of /INVITE list");
+            return;
+        }
         let (Some(nick), Some(chan)) = (msg.nonempty(0), msg.nonempty(1)) else {
             self.reply(fx, id, "461", &[b"INVITE"], "Not enough parameters");
             return;

@@ -39,7 +39,7 @@ const HELP: &[(&str, &[&str])] = &[
     ("LUSERS", &["LUSERS", "Shows how many users, operators and channels there are."]),
     (
         "MODE",
-        &["MODE <nick> [+|-iwB]", "MODE <channel> [+|-imnstklovbeI [<args>]]", "Shows or changes modes and lists."],
+        &["MODE <nick> [+|-iwB]", "MODE <channel> [+|-Cimnstklovbe [<args>]]", "Shows or changes modes and lists."],
     ),
     ("MONITOR", &["MONITOR +|- <nick>{,<nick>}, MONITOR C|L|S", "Tells you when nicks come online and go."]),
     ("MOTD", &["MOTD", "Shows the message of the day."]),

@@ -85,6 +85,13 @@ impl ChatServer {
                     }
                     continue;
                 }
+                // +C: a CTCP (text in \x01) is refused, but for ACTION (/me).
+                if ch.modes.no_ctcp && text.is_some_and(|t| t.starts_with(b"\x01") && !t.starts_with(b"\x01ACTION")) {
+                    if errors {
+                        self.reply(fx, id, "404", &[&ch.name], "Cannot send to channel (+C)");
+                    }
+                    continue;
+                }
                 let line = build(&sender.prefix, &status_target(status, &ch.name));
                 self.tagger.relay(&line, msg.tags);
                 let need = if kind == Kind::Tagmsg { Caps::MESSAGE_TAGS } else { Caps::default() };

@@ -245,7 +245,7 @@ impl ChatServer {
             format!("CHANNELLEN={CHANNELLEN}"),
             format!("TOPICLEN={TOPICLEN}"),
             "PREFIX=(ov)@+".to_owned(),
-            "CHANMODES=beI,k,l,imnst".to_owned(),
+            "CHANMODES=beI,k,l,Cimnst".to_owned(),
             format!("NETWORK={}", config.network),
             format!("CHANLIMIT=#:{MAX_CHANNELS}"),
             format!("KICKLEN={KICKLEN}"),

@@ -1,4 +1,4 @@
-//! MODE: a user's own modes (+i, +w, +B, -o) and channel modes (+imnst, +k, +l, +o, +v, and the
+//! MODE: a user's own modes (+i, +w, +B, -o) and channel modes (+Cimnst, +k, +l, +o, +v, and the
 //! +b/+e/+I lists, whose matching is in lists.rs).
 
 use std::sync::Arc;
@@ -147,7 +147,7 @@ impl ChatServer {
                         }
                     }
                 },
-                b'i' | b'm' | b'n' | b's' | b't' | b'k' | b'l' | b'o' | b'v' => {
+                b'C' | b'i' | b'm' | b'n' | b's' | b't' | b'k' | b'l' | b'o' | b'v' => {
                     let arg = match m {
                         b'k' | b'o' | b'v' => args.next(),
                         b'l' if adding => args.next(),
@@ -203,6 +203,7 @@ impl ChatServer {
             b'n' => Some(&mut m.no_external),
             b's' => Some(&mut m.secret),
             b't' => Some(&mut m.topic_lock),
+            b'C' => Some(&mut m.no_ctcp),
             _ => None,
         };
         if let Some(flag) = flag {

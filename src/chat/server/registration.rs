@@ -125,7 +125,7 @@ impl ChatServer {
             .middle(server.as_bytes())
             .middle(VERSION.as_bytes())
             .middle(b"Biow")
-            .middle(b"Ibeiklmnostv")
+            .middle(b"CIbeiklmnostv")
             .middle(b"Ibeklov")
             .finish();
         fx.send(id, line);

@@ -97,6 +97,8 @@ pub(super) struct Modes {
     pub(super) no_external: bool,
     pub(super) secret: bool,
     pub(super) topic_lock: bool,
+    /// +C: no CTCP to the channel but ACTION (/me).
+    pub(super) no_ctcp: bool,
     pub(super) key: Option<Vec<u8>>,
     pub(super) limit: Option<usize>,
 }
@@ -143,6 +145,7 @@ impl Channel {
             (m.no_external, b'n'),
             (m.secret, b's'),
             (m.topic_lock, b't'),
+            (m.no_ctcp, b'C'),
             (m.key.is_some(), b'k'),
             (m.limit.is_some(), b'l'),
         ] {

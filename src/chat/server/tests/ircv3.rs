@@ -310,3 +310,24 @@ fn an_operator_s_chghost_reaches_peers_with_the_capability() {
     let fx = h.send(2, "CHGHOST carol bad@user host");
     assert_eq!(cmds(&fx, 2), ["FAIL"]);
 }
+
+#[test]
+fn invite_alone_lists_invitations_and_plus_c_refuses_ctcp_but_action() {
+    let mut h = H::new();
+    h.register(1, "foo");
+    h.register(2, "bar");
+    h.send(1, "JOIN #chan");
+    h.send(1, "INVITE bar #chan");
+    let fx = h.send(2, "INVITE");
+    assert_eq!(lines(&fx, 2), [":irc.test 336 bar #chan", ":irc.test 337 bar :End of /INVITE list"]);
+    h.send(2, "JOIN #chan");
+    let fx = h.send(2, "INVITE");
+    assert_eq!(cmds(&fx, 2), ["337"]);
+    let fx = h.send(1, "MODE #chan +C");
+    assert_eq!(lines(&fx, 2), [":foo!foo@10.0.0.1 MODE #chan +C"]);
+    let fx = h.send(2, "PRIVMSG #chan :\x01ACTION waves\x01");
+    assert_eq!(recipients(&fx), [1]);
+    let fx = h.send(2, "PRIVMSG #chan :\x01PING 1\x01");
+    assert_eq!(lines(&fx, 2), [":irc.test 404 bar #chan :Cannot send to channel (+C)"]);
+    assert_eq!(recipients(&fx), [2]);
+}

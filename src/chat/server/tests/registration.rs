@@ -20,11 +20,11 @@ fn registration_nick_then_user() {
     assert_eq!(got[0], ":irc.test 001 alice :Welcome to the echoport IRC Network alice!al@10.0.0.1");
     assert_eq!(got[1], format!(":irc.test 002 alice :Your host is irc.test, running version {VERSION}"));
     assert!(got[2].starts_with(":irc.test 003 alice :This server was created "));
-    assert_eq!(got[3], format!(":irc.test 004 alice irc.test {VERSION} Biow Ibeiklmnostv Ibeklov"));
+    assert_eq!(got[3], format!(":irc.test 004 alice irc.test {VERSION} Biow CIbeiklmnostv Ibeklov"));
     assert_eq!(
         got[4],
         ":irc.test 005 alice CASEMAPPING=rfc1459 CHANTYPES=# NICKLEN=30 CHANNELLEN=50 \
-         TOPICLEN=390 PREFIX=(ov)@+ CHANMODES=beI,k,l,imnst NETWORK=echoport CHANLIMIT=#:50 \
+         TOPICLEN=390 PREFIX=(ov)@+ CHANMODES=beI,k,l,Cimnst NETWORK=echoport CHANLIMIT=#:50 \
          KICKLEN=255 AWAYLEN=200 USERLEN=10 KEYLEN=23 :are supported by this server"
     );
     assert_eq!(
