@@ -34,6 +34,8 @@ fn content() -> impl Strategy<Value = Vec<u8>> {
         "TAGMSG",
         "SETNAME",
         "CHATHISTORY",
+        "MARKREAD",
+        "CHGHOST",
         "MONITOR",
         "WHOWAS",
     ]);

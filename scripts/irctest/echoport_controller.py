@@ -62,6 +62,7 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
             Capabilities.LABELED_RESPONSE,
             Capabilities.MESSAGE_TAGS,
             Capabilities.MULTI_PREFIX,
+            Capabilities.READ_MARKER,
             Capabilities.SERVER_TIME,
             Capabilities.SETNAME,
         }

@@ -34,6 +34,7 @@ impl Caps {
     pub(super) const USERHOST_IN_NAMES: Caps = Caps(1 << 15);
     pub(super) const EXTENDED_MONITOR: Caps = Caps(1 << 16);
     pub(super) const CHATHISTORY: Caps = Caps(1 << 17);
+    pub(super) const READ_MARKER: Caps = Caps(1 << 18);
 
     /// The capabilities that add tags to lines a client receives.
     pub(super) const TAGGING: Caps =
@@ -57,7 +58,7 @@ impl Caps {
 }
 
 /// Every capability offered, by name, in the order CAP LS and CAP LIST show them.
-const OFFERED: [(&str, Caps); 18] = [
+const OFFERED: [(&str, Caps); 19] = [
     ("account-notify", Caps::ACCOUNT_NOTIFY),
     ("account-tag", Caps::ACCOUNT_TAG),
     ("away-notify", Caps::AWAY_NOTIFY),
@@ -65,6 +66,7 @@ const OFFERED: [(&str, Caps); 18] = [
     ("cap-notify", Caps::CAP_NOTIFY),
     ("chghost", Caps::CHGHOST),
     ("draft/chathistory", Caps::CHATHISTORY),
+    ("draft/read-marker", Caps::READ_MARKER),
     ("echo-message", Caps::ECHO_MESSAGE),
     ("extended-join", Caps::EXTENDED_JOIN),
     ("extended-monitor", Caps::EXTENDED_MONITOR),

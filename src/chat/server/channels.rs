@@ -84,6 +84,7 @@ impl ChatServer {
             self.send_topic(id, ch, topic, fx);
         }
         self.send_names(id, ch, fx);
+        self.markread_on_join(id, &ch.name, &ckey, fx);
         self.reply(fx, id, "366", &[&ch.name], "End of NAMES list");
     }
 

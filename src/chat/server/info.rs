@@ -37,6 +37,7 @@ const HELP: &[(&str, &[&str])] = &[
         ],
     ),
     ("LUSERS", &["LUSERS", "Shows how many users, operators and channels there are."]),
+    ("MARKREAD", &["MARKREAD <target> [timestamp=<time>]", "Gets or sets how far you have read a target."]),
     (
         "MODE",
         &["MODE <nick> [+|-iwB]", "MODE <channel> [+|-Cimnstklovbe [<args>]]", "Shows or changes modes and lists."],

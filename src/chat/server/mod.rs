@@ -52,6 +52,7 @@ mod history;
 pub mod idhash;
 mod info;
 mod lists;
+mod markread;
 mod membership;
 mod messages;
 mod modes;
@@ -334,6 +335,7 @@ impl ChatServer {
                 last_message: now,
                 ping_sent: None,
                 auth: accounts::Auth::default(),
+                read_markers: Vec::new(),
             },
         );
     }
@@ -387,6 +389,7 @@ impl ChatServer {
             b"PONG" => {}
             b"TAGMSG" if registered => self.cmd_tagmsg(id, msg, now, fx),
             // Only for clients that enabled it: its batch needs batch and server-time too.
+            b"MARKREAD" if registered && self.caps_of(id).has(Caps::READ_MARKER) => self.cmd_markread(id, msg, fx),
             b"CHATHISTORY" if registered && self.caps_of(id).has(Caps::CHATHISTORY) => {
                 self.cmd_chathistory(id, msg, fx)
             }

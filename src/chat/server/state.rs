@@ -51,6 +51,9 @@ pub(super) struct Client {
     /// The last PRIVMSG/NOTICE sent, for WHOIS idle time.
     pub(super) last_message: Instant,
     pub(super) ping_sent: Option<Instant>,
+    /// draft/read-marker: targets (folded) and the time read up to, oldest set first; at most
+    /// [`MAX_MARKERS`](super::markread::MAX_MARKERS).
+    pub(super) read_markers: Vec<(Key, u64)>,
     /// SASL or OPER authentication under way, and the wrong passwords so far.
     pub(super) auth: Auth,
 }

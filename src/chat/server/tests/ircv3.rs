@@ -331,3 +331,33 @@ fn invite_alone_lists_invitations_and_plus_c_refuses_ctcp_but_action() {
     assert_eq!(lines(&fx, 2), [":irc.test 404 bar #chan :Cannot send to channel (+C)"]);
     assert_eq!(recipients(&fx), [2]);
 }
+
+#[test]
+fn read_markers_only_increase_and_come_with_a_join() {
+    let mut h = H::new();
+    register_with(&mut h, 1, "alice", "draft/read-marker");
+    let fx = h.send(1, "MARKREAD #nosuchtarget");
+    assert_eq!(lines(&fx, 1), [":irc.test MARKREAD #nosuchtarget *"]);
+    let fx = h.send(1, "JOIN #test");
+    assert_eq!(cmds(&fx, 1), ["JOIN", "353", "MARKREAD", "366"]);
+    let fx = h.send(1, "MARKREAD #Test timestamp=2019-06-01T12:00:00.000Z");
+    assert_eq!(lines(&fx, 1), [":irc.test MARKREAD #Test timestamp=2019-06-01T12:00:00.000Z"]);
+    let fx = h.send(1, "MARKREAD #test timestamp=2019-01-01T00:00:00.000Z");
+    assert_eq!(lines(&fx, 1), [":irc.test MARKREAD #test timestamp=2019-06-01T12:00:00.000Z"], "never decreases");
+    h.send(1, "PART #test");
+    let fx = h.send(1, "JOIN #test");
+    assert!(lines(&fx, 1).contains(&":irc.test MARKREAD #test timestamp=2019-06-01T12:00:00.000Z".to_owned()));
+    for bad in ["MARKREAD #test *", "MARKREAD #test timestamp=not-a-timestamp"] {
+        let fx = h.send(1, bad);
+        assert!(lines(&fx, 1)[0].starts_with(":irc.test FAIL MARKREAD INVALID_PARAMS #test "), "{bad}");
+    }
+    let fx = h.send(1, "MARKREAD");
+    assert!(lines(&fx, 1)[0].starts_with(":irc.test FAIL MARKREAD NEED_MORE_PARAMS "));
+    for i in 0..100 {
+        h.send(1, &format!("MARKREAD #c{i} timestamp=2020-01-01T00:00:00.000Z"));
+    }
+    assert_eq!(h.s.clients[&1].read_markers.len(), markread::MAX_MARKERS, "bounded");
+    h.register(2, "bob");
+    let fx = h.send(2, "MARKREAD #test");
+    assert_eq!(cmds(&fx, 2), ["421"], "only with the capability");
+}

@@ -112,7 +112,7 @@ fn cmds(fx: &Effects, id: ClientId) -> Vec<String> {
 }
 
 /// Every capability offered without accounts, as CAP LS lists them.
-const OFFERED: &str = "account-notify account-tag away-notify batch cap-notify chghost echo-message extended-join \
+const OFFERED: &str = "account-notify account-tag away-notify batch cap-notify chghost draft/read-marker echo-message extended-join \
                        extended-monitor invite-notify labeled-response message-tags multi-prefix server-time setname userhost-in-names";
 
 fn recipients(fx: &Effects) -> Vec<ClientId> {
