@@ -35,6 +35,7 @@ fn content() -> impl Strategy<Value = Vec<u8>> {
         "SETNAME",
         "CHATHISTORY",
         "MARKREAD",
+        "REDACT",
         "CHGHOST",
         "MONITOR",
         "WHOWAS",

@@ -20,7 +20,7 @@ const MAX_LINE_BYTES: usize = MAX_LINE + MAX_CLIENT_TAGS;
 const CAPS: [&str; CLIENTS] = [
     "account-notify account-tag away-notify batch cap-notify chghost echo-message extended-join invite-notify \
      labeled-response message-tags multi-prefix server-time setname userhost-in-names draft/chathistory \
-     extended-monitor draft/read-marker",
+     extended-monitor draft/read-marker draft/message-redaction",
     "message-tags echo-message",
     "",
     "server-time labeled-response batch",

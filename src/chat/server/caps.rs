@@ -35,6 +35,7 @@ impl Caps {
     pub(super) const EXTENDED_MONITOR: Caps = Caps(1 << 16);
     pub(super) const CHATHISTORY: Caps = Caps(1 << 17);
     pub(super) const READ_MARKER: Caps = Caps(1 << 18);
+    pub(super) const MESSAGE_REDACTION: Caps = Caps(1 << 19);
 
     /// The capabilities that add tags to lines a client receives.
     pub(super) const TAGGING: Caps =
@@ -58,7 +59,7 @@ impl Caps {
 }
 
 /// Every capability offered, by name, in the order CAP LS and CAP LIST show them.
-const OFFERED: [(&str, Caps); 19] = [
+const OFFERED: [(&str, Caps); 20] = [
     ("account-notify", Caps::ACCOUNT_NOTIFY),
     ("account-tag", Caps::ACCOUNT_TAG),
     ("away-notify", Caps::AWAY_NOTIFY),
@@ -66,6 +67,7 @@ const OFFERED: [(&str, Caps); 19] = [
     ("cap-notify", Caps::CAP_NOTIFY),
     ("chghost", Caps::CHGHOST),
     ("draft/chathistory", Caps::CHATHISTORY),
+    ("draft/message-redaction", Caps::MESSAGE_REDACTION),
     ("draft/read-marker", Caps::READ_MARKER),
     ("echo-message", Caps::ECHO_MESSAGE),
     ("extended-join", Caps::EXTENDED_JOIN),
@@ -82,11 +84,12 @@ const OFFERED: [(&str, Caps); 19] = [
 
 impl ChatServer {
     /// The capabilities this server offers with its configuration (sasl only with accounts,
-    /// draft/chathistory only with history kept).
+    /// draft/chathistory and draft/message-redaction only with history kept).
     fn offered(&self) -> impl Iterator<Item = (&'static str, Caps)> + '_ {
         OFFERED.into_iter().filter(|&(_, c)| match c {
             Caps::SASL => self.sasl_mechanisms().is_some(),
-            Caps::CHATHISTORY => self.config.history > 0,
+            // Both work on the history: a redaction needs the message to still be there.
+            Caps::CHATHISTORY | Caps::MESSAGE_REDACTION => self.config.history > 0,
             _ => true,
         })
     }

@@ -35,11 +35,17 @@ pub(super) struct Entry {
     line: Arc<[u8]>,
     /// The sender's client-only tags, in wire form.
     client_tags: Option<Box<[u8]>>,
+    /// The sender's nick, folded: who may REDACT it besides the channel's operators.
+    sender: Box<[u8]>,
 }
 
 impl Entry {
     fn bytes(&self) -> usize {
-        self.line.len() + self.msgid.len() + self.client_tags.as_ref().map_or(0, |t| t.len()) + ENTRY_OVERHEAD
+        self.line.len()
+            + self.msgid.len()
+            + self.client_tags.as_ref().map_or(0, |t| t.len())
+            + self.sender.len()
+            + ENTRY_OVERHEAD
     }
 }
 
@@ -80,11 +86,12 @@ fn locate(h: &VecDeque<Entry>, r: &Ref) -> Option<(usize, usize)> {
 impl ChatServer {
     /// Keeps a message just relayed to channel `key` (if history is on), with the msgid its
     /// recipients get.
-    pub(super) fn record_history(&mut self, key: &[u8], line: &Arc<[u8]>, now: Instant) {
+    pub(super) fn record_history(&mut self, key: &[u8], line: &Arc<[u8]>, sender: ClientId, now: Instant) {
         if self.config.history == 0 {
             return;
         }
         let entry = Entry {
+            sender: fold(&self.nick_of(sender)),
             unix_ms: self.unix_ms(now),
             msgid: self.tagger.assign_msgid(line).into(),
             line: line.clone(),
@@ -205,6 +212,38 @@ impl ChatServer {
             fx.send(id, Arc::from(line));
         }
         fx.send(id, close);
+    }
+
+    /// REDACT <channel> <msgid> [:<reason>] (IRCv3 draft/message-redaction): the sender or a
+    /// channel operator takes back a message still in the channel's history. It leaves the
+    /// history, and members that enabled the capability are told; the others keep what they saw.
+    pub(super) fn cmd_redact(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
+        let (Some(target), Some(msgid)) = (msg.nonempty(0), msg.nonempty(1)) else {
+            self.fail(fx, id, b"REDACT", b"NEED_MORE_PARAMS", &[], "Missing parameters");
+            return;
+        };
+        let key = fold(target);
+        let Some(ch) = self.channels.get(&key).filter(|ch| ch.has(id)) else {
+            self.fail(fx, id, b"REDACT", b"INVALID_TARGET", &[target], "No such channel, or not a member");
+            return;
+        };
+        let Some(i) = ch.history.iter().position(|e| *e.msgid == *msgid) else {
+            self.fail(fx, id, b"REDACT", b"UNKNOWN_MSGID", &[target, msgid], "No such message to redact");
+            return;
+        };
+        if !ch.is_op(id) && *ch.history[i].sender != *fold(&self.nick_of(id)) {
+            self.fail(fx, id, b"REDACT", b"REDACT_FORBIDDEN", &[target, msgid], "You may not redact that message");
+            return;
+        }
+        let b = LineBuilder::new(&self.clients[&id].prefix, b"REDACT").middle(&ch.name).middle(msgid);
+        let line = match msg.nonempty(2) {
+            Some(reason) => b.trailing(reason),
+            None => b.finish(),
+        };
+        self.broadcast_to(fx, &key, &line, None, Caps::MESSAGE_REDACTION);
+        if let Some(e) = self.channels.get_mut(&key).and_then(|ch| ch.history.remove(i)) {
+            self.history_bytes -= e.bytes();
+        }
     }
 
     /// CHATHISTORY TARGETS <from> <to> <limit>: the client's channels with a message kept

@@ -53,6 +53,7 @@ const HELP: &[(&str, &[&str])] = &[
     ("PING", &["PING <token>", "Asks the server to answer PONG <token>."]),
     ("PRIVMSG", &["PRIVMSG <target>{,<target>} :<text>", "Sends <text> to users or channels."]),
     ("QUIT", &["QUIT [:<reason>]", "Disconnects you."]),
+    ("REDACT", &["REDACT <channel> <msgid> [:<reason>]", "Takes back a message (yours, or any as channel operator)."]),
     ("SETNAME", &["SETNAME :<real name>", "Changes your real name."]),
     ("TAGMSG", &["TAGMSG <target>", "Sends only message tags (to clients with message-tags)."]),
     ("TIME", &["TIME", "Shows the server's time."]),

@@ -97,7 +97,7 @@ impl ChatServer {
                 let need = if kind == Kind::Tagmsg { Caps::MESSAGE_TAGS } else { Caps::default() };
                 self.broadcast_status(fx, &key, &line, Some(id), status, need);
                 if kind != Kind::Tagmsg && status.is_none() {
-                    self.record_history(&key, &line, now);
+                    self.record_history(&key, &line, id, now);
                 }
                 if echo {
                     fx.send(id, line);

@@ -389,6 +389,7 @@ impl ChatServer {
             b"PONG" => {}
             b"TAGMSG" if registered => self.cmd_tagmsg(id, msg, now, fx),
             // Only for clients that enabled it: its batch needs batch and server-time too.
+            b"REDACT" if registered && self.caps_of(id).has(Caps::MESSAGE_REDACTION) => self.cmd_redact(id, msg, fx),
             b"MARKREAD" if registered && self.caps_of(id).has(Caps::READ_MARKER) => self.cmd_markread(id, msg, fx),
             b"CHATHISTORY" if registered && self.caps_of(id).has(Caps::CHATHISTORY) => {
                 self.cmd_chathistory(id, msg, fx)

@@ -136,3 +136,39 @@ fn without_history_nothing_is_offered_or_kept() {
     let fx = h.send(1, "CHATHISTORY LATEST #c * 10");
     assert_eq!(cmds(&fx, 1), ["421"]);
 }
+
+#[test]
+fn redact_takes_a_message_out_of_history_for_its_sender_or_an_operator() {
+    let mut h = with_history(100, 1 << 20);
+    let m = setup(&mut h, 3);
+    // bob (not an operator) with the capability, carol without it.
+    h.send(2, "CAP REQ :draft/message-redaction message-tags");
+    h.register(3, "carol");
+    h.send(3, "JOIN #c");
+    h.send(1, "CAP REQ :draft/message-redaction");
+    let fx = h.send(2, &format!("REDACT #c {}", m[0].1));
+    assert_eq!(
+        lines(&fx, 2),
+        [format!(":irc.test FAIL REDACT REDACT_FORBIDDEN #c {} :You may not redact that message", m[0].1)]
+    );
+    let fx = h.send(1, &format!("REDACT #c {} :oops", m[0].1));
+    assert_eq!(recipients(&fx), [1, 2], "members with the capability; carol keeps what she saw");
+    assert!(
+        lines(&fx, 2)[0].ends_with(&format!(":alice!alice@10.0.0.1 REDACT #c {} :oops", m[0].1)),
+        "{:?}",
+        lines(&fx, 2)
+    );
+    assert_eq!(replay(&mut h, "CHATHISTORY LATEST #c * 10"), texts(1..3), "gone from the history");
+    let fx = h.send(1, &format!("REDACT #c {}", m[0].1));
+    assert!(lines(&fx, 1)[0].contains("FAIL REDACT UNKNOWN_MSGID #c "), "{:?}", lines(&fx, 1));
+    let fx = h.send(1, "REDACT #nope x");
+    assert!(lines(&fx, 1)[0].contains("FAIL REDACT INVALID_TARGET #nope "));
+    // bob may redact his own.
+    h.now += Duration::from_millis(10);
+    let fx = h.send(2, "PRIVMSG #c :mine");
+    let id = lines(&fx, 1)[0].split("msgid=").nth(1).unwrap().split([';', ' ']).next().unwrap().to_owned();
+    let fx = h.send(2, &format!("REDACT #c {id}"));
+    assert_eq!(cmds(&fx, 2), ["REDACT"]);
+    let carol = h.send(3, "PING x");
+    assert_eq!(cmds(&carol, 3), ["PONG"]);
+}
