@@ -2312,6 +2312,13 @@ fn ban_test_ban_list() {
     c.send("MODE #chan +b bar!*@*");
     next_is(&mut c, "MODE");
     c.send("MODE #chan +b");
+    expect_one_list_entry(&mut c, "367", "368");
+}
+
+/// The reply to a list query (`MODE #chan +b`, `+e`, `+I`) when the list holds `bar!*@*`, set
+/// by chanop: one `entry` line with setter and time, then `end`.
+#[track_caller]
+fn expect_one_list_entry(c: &mut Client, entry: &str, end: &str) {
     let m = c.next(WAIT);
     let want = [
         P::Is("chanop"),
@@ -2320,9 +2327,9 @@ fn ban_test_ban_list() {
         P::Like("chanop(!.*@.*)?", chanop_prefix),
         P::Like("[0-9]+", is_digits),
     ];
-    assert_msg(&c, &m, "367", &want);
+    assert_msg(c, &m, entry, &want);
     let m = c.next(WAIT);
-    assert_msg(&c, &m, "368", &[P::Is("chanop"), P::Is("#chan"), P::Any]);
+    assert_msg(c, &m, end, &[P::Is("chanop"), P::Is("#chan"), P::Any]);
 }
 
 // irctest: chmodes/ban.py testBanException (with its CHANMODES/EXCEPTS checks)
@@ -2409,17 +2416,7 @@ fn invite_exception_test_invite_exception_list() {
     chanop.send(&format!("MODE #chan +{mode} bar!*@*"));
     next_is(&mut chanop, "MODE");
     chanop.send(&format!("MODE #chan +{mode}"));
-    let m = chanop.next(WAIT);
-    let want = [
-        P::Is("chanop"),
-        P::Is("#chan"),
-        P::Is("bar!*@*"),
-        P::Like("chanop(!.*@.*)?", chanop_prefix),
-        P::Like("[0-9]+", is_digits),
-    ];
-    assert_msg(&chanop, &m, "346", &want);
-    let m = chanop.next(WAIT);
-    assert_msg(&chanop, &m, "347", &[P::Is("chanop"), P::Is("#chan"), P::Any]);
+    expect_one_list_entry(&mut chanop, "346", "347");
 }
 
 // irctest: chmodes/invite_exception.py testInviteExceptionWithoutInviteOnly,

@@ -2,8 +2,9 @@
 
 use super::*;
 
-/// The set-up of irctest's WHO tests.
-fn who_setup() -> H {
+/// The set-up of irctest's WHO tests (who.py): coolNick (myusernam, "My UniqueReal Name") and
+/// otherNick in #chan.
+pub(super) fn who_setup() -> H {
     let mut h = with_oper();
     h.connect(1);
     h.send(1, "NICK coolNick");

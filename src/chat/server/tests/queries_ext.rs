@@ -1,19 +1,8 @@
 //! WHOX, LIST with ELIST terms, WHOWAS, LUSERS, INFO, HELP, LINKS and WALLOPS (+w), after
 //! irctest's who.py, list.py, whowas.py, lusers.py, info.py, help.py, links.py and wallops.py.
 
+use super::queries::who_setup;
 use super::*;
-
-/// who.py's set-up: coolNick (myusernam, "My UniqueReal Name") and otherNick in #chan.
-fn who_setup() -> H {
-    let mut h = with_oper();
-    h.connect(1);
-    h.send(1, "NICK coolNick");
-    h.send(1, "USER myusernam 0 * :My UniqueReal Name");
-    h.send(1, "JOIN #chan");
-    h.register(2, "otherNick");
-    h.send(2, "JOIN #chan");
-    h
-}
 
 fn end_of_who(mask: &str) -> String {
     format!(":irc.test 315 otherNick {mask} :End of WHO list")
