@@ -1456,11 +1456,8 @@ fn whox_one_char() {
     let s = server(&[]);
     let (_c1, mut c2) = who_init(&s);
     for c in "cuihsnfdlaor".chars() {
-        c2.send(&format!("WHO coolNick %{c}"));
-        let got = c2.sync();
-        assert_eq!(got.len(), 2, "%{c}: unexpected number of messages: {}", show(&got));
-        assert_msg(&c2, &got[0], "354", &[P::Is("otherNick"), P::Like(".+", |s| !s.is_empty())]);
-        assert_msg(&c2, &got[1], "315", &[P::Is("otherNick"), P::NoCase("coolNick"), P::Any]);
+        let query = format!("WHO coolNick %{c}");
+        whox_one_reply(&mut c2, &query, &[P::Is("otherNick"), P::Like(".+", |s| !s.is_empty())]);
     }
 }
 
@@ -1469,11 +1466,7 @@ fn whox_one_char() {
 fn whox_token() {
     let s = server(&[]);
     let (_c1, mut c2) = who_init(&s);
-    c2.send("WHO coolNick %tn,321");
-    let got = c2.sync();
-    assert_eq!(got.len(), 2, "unexpected number of messages: {}", show(&got));
-    assert_msg(&c2, &got[0], "354", &[P::Is("otherNick"), P::Is("321"), P::Is("coolNick")]);
-    assert_msg(&c2, &got[1], "315", &[P::Is("otherNick"), P::NoCase("coolNick"), P::Any]);
+    whox_one_reply(&mut c2, "WHO coolNick %tn,321", &[P::Is("otherNick"), P::Is("321"), P::Is("coolNick")]);
 }
 
 // irctest: who.py testWhoxNoAccount (WhoServicesTestCase; no services needed without an account)
@@ -1481,11 +1474,17 @@ fn whox_token() {
 fn whox_no_account() {
     let s = server(&[]);
     let (_c1, mut c2) = who_init(&s);
-    c2.send("WHO coolNick %na");
+    whox_one_reply(&mut c2, "WHO coolNick %na", &[P::Is("otherNick"), P::Is("coolNick"), P::Is("0")]);
+}
+
+/// Sends a WHOX query about coolNick and checks its one 354 line, then the 315.
+#[track_caller]
+fn whox_one_reply(c2: &mut Client, query: &str, want: &[P]) {
+    c2.send(query);
     let got = c2.sync();
-    assert_eq!(got.len(), 2, "unexpected number of messages: {}", show(&got));
-    assert_msg(&c2, &got[0], "354", &[P::Is("otherNick"), P::Is("coolNick"), P::Is("0")]);
-    assert_msg(&c2, &got[1], "315", &[P::Is("otherNick"), P::NoCase("coolNick"), P::Any]);
+    assert_eq!(got.len(), 2, "{query}: unexpected number of messages: {}", show(&got));
+    assert_msg(c2, &got[0], "354", want);
+    assert_msg(c2, &got[1], "315", &[P::Is("otherNick"), P::NoCase("coolNick"), P::Any]);
 }
 
 #[test]
