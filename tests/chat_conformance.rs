@@ -3081,7 +3081,10 @@ fn oper_with_a_hashed_password() {
 // The slow part runs outside the chat state lock. An operator's deliberately costly hash (about a
 // second) is being checked while a channel peer speaks: the peer's message reaches the checking
 // client before its 381. Under the lock the message could only be handled after the check, and
-// the 381 would come first on that same connection. The proof is an order, not a time.
+// the 381 would come first on that same connection. The proof is an order, not a time. On epoll
+// the worker hands the reactor to another thread first (CompletionPort::blocking); on io_uring a
+// ring is its owner's, so the claim holds across rings: the two clients, connected one after the
+// other, are on different rings on any box with two cores or more.
 #[test]
 fn a_slow_hash_check_does_not_stall_other_clients() {
     use argon2::password_hash::PasswordHasher;

@@ -204,7 +204,7 @@ impl Chat {
             self.apply(&st, fx, &mut pending);
             (feed, checks)
         };
-        self.verify(checks, &mut pending);
+        self.verify(port, checks, &mut pending);
         if too_long > 0 {
             self.stats.limits.hit_n(Limit::LineTooLong, too_long, peer_ip(socket));
         }
@@ -223,7 +223,10 @@ impl Chat {
     /// posted only after this, so a client has one check running at most. An answer can ask for
     /// another check (a line held behind the first one was a second attempt): that runs too,
     /// bounded by the lines one receive held and by the failures allowed.
-    fn verify(&self, mut checks: Vec<server::Verify>, pending: &mut Pending) {
+    fn verify(&self, port: &Port, mut checks: Vec<server::Verify>, pending: &mut Pending) {
+        if !checks.is_empty() {
+            port.blocking();
+        }
         while !checks.is_empty() {
             let answers: Vec<(bool, server::Verify)> = checks.into_iter().map(|v| (v.check(), v)).collect();
             let now = Instant::now();

@@ -257,6 +257,18 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         backend!(self, b => b.post_user(value))
     }
 
+    /// Says that the calling worker is about to spend long in one handler (a password hash),
+    /// so that other threads take over the work that would wait behind it where the backend
+    /// can: epoll hands the reactor and the worker's queued sockets to others; io_uring cannot
+    /// (a ring is its owner's), so the sockets on the caller's ring wait.
+    pub fn blocking(&self) {
+        match &self.shared.backend {
+            Backend::Epoll(b) => b.blocking(self),
+            #[cfg(target_os = "linux")]
+            Backend::Uring(b) => b.blocking(),
+        }
+    }
+
     /// Tasks waiting in the backend's shared queue: a backlog metric.
     pub fn queue_depth(&self) -> usize {
         backend!(self, b => b.queue_depth())

@@ -136,6 +136,20 @@ impl<C: Send + Sync + 'static> Epoll<C> {
         }
     }
 
+    /// The calling worker is about to spend long in one handler (a password hash): the sockets
+    /// in its private queue go to the shared one, and threads are woken for them and for the
+    /// reactor's turn (a turn that found one event wakes nobody: see `run_reactor`), so no other
+    /// client waits behind the slow one.
+    pub(in crate::port) fn blocking(&self, port: &CompletionPort<C>) {
+        let mine: Vec<Task<C>> =
+            with_local(&port.shared, |l| l.map(|l| l.tasks.drain(..).collect()).unwrap_or_default());
+        let mut q = self.lock_queue();
+        let n = mine.len();
+        q.tasks.extend(mine);
+        let reactor_waiting = q.tasks.iter().any(|t| matches!(t, Task::Reactor));
+        self.wake(&mut q, n + usize::from(reactor_waiting));
+    }
+
     /// Tasks waiting in the shared queue (the reactor's turn included): a backlog metric.
     pub(in crate::port) fn queue_depth(&self) -> usize {
         self.lock_queue().tasks.len()

@@ -298,6 +298,10 @@ impl<C: Send + Sync + 'static> Uring<C> {
         n
     }
 
+    /// Nothing to hand over: a ring belongs to the worker that waits on it, so the other
+    /// sockets of the calling worker's ring wait until its handler returns.
+    pub(super) fn blocking(&self) {}
+
     /// Requests waiting in the rings' inboxes: a backlog metric.
     pub(super) fn queue_depth(&self) -> usize {
         self.rings.iter().map(|s| s.inbox_len.load(Ordering::Relaxed)).sum::<usize>()
