@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use echoport_irc::tags::{escape_into, push_tag, tags as tag_list, valid_key};
+use echoport_irc::tags::{push_tag, tags as tag_list, valid_key};
 use echoport_irc::{LineBuilder, MAX_TAGS};
 
 use super::caps::Caps;
@@ -67,15 +67,7 @@ impl Tagger {
         let Some(section) = section else { return };
         let mut out = Vec::new();
         for tag in tag_list(section).filter(|t| t.is_client_only() && valid_key(t.key)) {
-            if !out.is_empty() {
-                out.push(b';');
-            }
-            out.extend_from_slice(tag.key);
-            let value = tag.value();
-            if !value.is_empty() {
-                out.push(b'=');
-                escape_into(&value, &mut out);
-            }
+            push_tag(&mut out, tag.key, &tag.value());
         }
         if !out.is_empty() {
             self.relayed.push((line.clone(), out));
@@ -89,12 +81,16 @@ impl Tagger {
 
     /// The msgid `line` goes out with, chosen now (history keeps it) instead of in the tag pass.
     pub(super) fn assign_msgid(&mut self, line: &Arc<[u8]>) -> Vec<u8> {
-        let key = Arc::as_ptr(line) as *const u8 as usize;
-        if let Some(id) = self.msgids.get(&key) {
+        self.msgid_at(Arc::as_ptr(line) as *const u8 as usize)
+    }
+
+    /// The msgid of the line at `addr` this event, made on first use.
+    fn msgid_at(&mut self, addr: usize) -> Vec<u8> {
+        if let Some(id) = self.msgids.get(&addr) {
             return id.clone();
         }
         let id = self.id().into_bytes();
-        self.msgids.insert(key, id.clone());
+        self.msgids.insert(addr, id.clone());
         id
     }
 
@@ -222,14 +218,7 @@ impl ChatServer {
                     section.extend_from_slice(client_tags);
                 }
                 if source.contains(&b'!') {
-                    let msgid = match t.msgids.get(&key.0) {
-                        Some(m) => m.clone(),
-                        None => {
-                            let m = t.id().into_bytes();
-                            t.msgids.insert(key.0, m.clone());
-                            m
-                        }
-                    };
+                    let msgid = t.msgid_at(key.0);
                     push_tag(&mut section, b"msgid", &msgid);
                 }
                 if from_sender && src.bot {
