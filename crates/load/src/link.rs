@@ -32,17 +32,24 @@ pub enum Link {
 pub struct Secure {
     tcp: TcpStream,
     tls: ClientConnection,
-    /// When the ClientHello reached the socket, and how long until the server's Finished was
-    /// verified (taken once by [`Link::handshake_done`]).
+    /// When the ClientHello reached the socket.
     hello_at: Option<Instant>,
-    handshake: Option<Duration>,
+    timing: Timing,
+}
+
+/// The handshake's duration: from the ClientHello written to the server's Finished verified.
+enum Timing {
+    Running,
+    Took(Duration),
+    /// [`Link::handshake_done`] has handed it out.
+    Reported,
 }
 
 impl Link {
     pub fn new(tcp: TcpStream, tls: Option<&Tls>) -> io::Result<Link> {
         let Some(t) = tls else { return Ok(Link::Plain(tcp)) };
         let tls = ClientConnection::new(t.config.clone(), t.name.clone()).map_err(io::Error::other)?;
-        Ok(Link::Tls(Box::new(Secure { tcp, tls, hello_at: None, handshake: None })))
+        Ok(Link::Tls(Box::new(Secure { tcp, tls, hello_at: None, timing: Timing::Running })))
     }
 
     pub fn tcp(&self) -> &TcpStream {
@@ -56,7 +63,13 @@ impl Link {
     pub fn handshake_done(&mut self) -> Option<Duration> {
         match self {
             Link::Plain(_) => None,
-            Link::Tls(s) => s.handshake.take(),
+            Link::Tls(s) => match s.timing {
+                Timing::Took(d) => {
+                    s.timing = Timing::Reported;
+                    Some(d)
+                }
+                Timing::Running | Timing::Reported => None,
+            },
         }
     }
 
@@ -111,9 +124,9 @@ impl Secure {
             let _ = self.send();
             return Err(io::Error::new(ErrorKind::InvalidData, format!("TLS: {e}")));
         }
-        if self.handshake.is_none() && !self.tls.is_handshaking() {
+        if matches!(self.timing, Timing::Running) && !self.tls.is_handshaking() {
             let from = self.hello_at.unwrap_or_else(Instant::now);
-            self.handshake = Some(from.elapsed());
+            self.timing = Timing::Took(from.elapsed());
         }
         // Our Finished, plaintext held during the handshake, or an answer to a key update.
         self.send()?;
