@@ -288,6 +288,11 @@ mod tests {
         ok(&["connect", "--target", "127.0.0.1:1", "--conns", "4", "--duration", "1", "--quiet"]).unwrap();
         ok(&["idle", "--target", "127.0.0.1:1", "--conns", "9", "--hold", "0.5", "--server-pid", "1"]).unwrap();
         ok(&["idle", "--target", "127.0.0.1:1", "--conns", "9", "--source-ips", "127.0.0.1,127.0.0.2"]).unwrap();
+        ok(&["connect", "--target", "127.0.0.1:1", "--tls", "--tls-insecure", "--handshake-only"]).unwrap();
+        ok(&["chat", "--target", "127.0.0.1:1", "--tls", "--tls-ca", "ca.pem", "--tls-server-name", "irc.test"])
+            .unwrap();
+        assert!(ok(&["connect", "--target", "127.0.0.1:1", "--handshake-only"]).unwrap_err().contains("--tls"));
+        assert!(ok(&["echo", "--target", "127.0.0.1:1", "--tls", "--tls-insecure", "--tls-ca", "x"]).is_err());
         assert!(ok(&["echo", "--target", "127.0.0.1:1", "--plot", "x.png"]).unwrap_err().contains("--plot"));
         assert!(ok(&["echo", "--target", "127.0.0.1:1", "--conns", "0"]).is_err());
         assert!(ok(&["echo", "--target", "127.0.0.1:1", "--duration", "-1"]).is_err());

@@ -249,5 +249,12 @@ mod tests {
         r.print(&mut table).unwrap();
         let table = String::from_utf8(table).unwrap();
         assert!(table.contains("latency (us)") && table.contains("closed loop"));
+        assert!(v.get("handshake").is_none() && !table.contains("handshake"), "only with --tls");
+        r.handshake = Some(Handshake::of(&rec.hist));
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["handshake"]["count"], 1);
+        let mut table = Vec::new();
+        r.print(&mut table).unwrap();
+        assert!(String::from_utf8(table).unwrap().contains("handshake (us)"));
     }
 }
