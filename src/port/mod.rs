@@ -231,7 +231,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         tls: Option<&Arc<rustls::ServerConfig>>,
     ) -> io::Result<Arc<Socket<C>>> {
         let s = &self.shared;
-        let session = tls.map(|config| tls::Session::new(config, self.now())).transpose()?;
+        let session = tls.map(|config| tls::Session::new(config, Instant::now())).transpose()?;
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let index = sockets.next_index();
         let generation = s.generation.fetch_add(1, Ordering::Relaxed);

@@ -22,6 +22,7 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, Insufficien
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 /// The largest TLS record on the wire (TLS 1.2's ciphertext limit, 2^14 + 2048, plus the 5-byte
 /// header): the most a partial record can hold.
@@ -69,8 +70,9 @@ pub(super) struct Session {
     established: bool,
     /// close_notify arrived: what follows is EOF.
     peer_closed: bool,
-    /// Port clock (seconds) at accept, for the handshake timeout; `expired`: it ran out.
-    started: u32,
+    /// When it was accepted, for the handshake timeout (not the port's whole-second clock: a
+    /// short timeout must not end a handshake begun just before a tick early); `expired`: it ran out.
+    started: Instant,
     expired: bool,
     /// rustls failed the connection: nothing more is read or written.
     failed: bool,
@@ -86,7 +88,7 @@ enum Sent {
 }
 
 impl Session {
-    pub(super) fn new(config: &Arc<ServerConfig>, now: u32) -> io::Result<Session> {
+    pub(super) fn new(config: &Arc<ServerConfig>, now: Instant) -> io::Result<Session> {
         let conn = UnbufferedServerConnection::new(config.clone()).map_err(io::Error::other)?;
         Ok(Session {
             conn,
@@ -311,16 +313,15 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// Fails the handshakes that began at least `timeout` ago: their socket is shut down, which
     /// ends its pending receive, and that receive completes as [`OpError::TlsHandshakeTimeout`].
     /// Returns how many.
-    pub(super) fn tls_expire_handshakes(&self, timeout: std::time::Duration) -> usize {
-        let now = self.now();
-        let limit = timeout.as_secs().clamp(1, u32::MAX as u64) as u32;
+    pub(super) fn tls_expire_handshakes(&self, timeout: Duration) -> usize {
+        let now = Instant::now();
         let expired = self.each_socket(|socket| {
             if !socket.is_tls() {
                 return None;
             }
             let session = self.session(socket)?;
             let mut s = lock(&session);
-            if s.established || s.expired || now.saturating_sub(s.started) < limit {
+            if s.established || s.expired || now.saturating_duration_since(s.started) < timeout {
                 return None;
             }
             s.expired = true;
