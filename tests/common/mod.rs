@@ -216,17 +216,17 @@ pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
     rest.split(", ").filter_map(|s| s.trim().parse().ok()).collect()
 }
 
-/// The TLS listeners of a `listening on ... tls=A,B` line (the field comes after the others);
-/// empty without one.
+/// The TLS listeners of a `listening on ... tls=A,B` line (text logs; the field comes after the
+/// others) or of its `"tls":"A,B"` field (JSON logs); empty without one.
 pub fn parse_tls_listening(line: &str) -> Vec<SocketAddr> {
-    let Some((_, rest)) = line.split_once("listening on ") else {
-        return Vec::new();
+    let tls = match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(json) => json["fields"]["tls"].as_str().map(str::to_owned),
+        Err(_) => line
+            .split_once("listening on ")
+            .and_then(|(_, rest)| rest.split_once(" tls="))
+            .map(|(_, tls)| tls.split(char::is_whitespace).next().unwrap_or_default().to_owned()),
     };
-    let Some((_, tls)) = rest.split_once(" tls=") else {
-        return Vec::new();
-    };
-    let tls = tls.split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or_default();
-    tls.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+    tls.unwrap_or_default().split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
 pub fn strip_ansi(s: &str) -> String {

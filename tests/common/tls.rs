@@ -102,8 +102,9 @@ pub fn embedded(files: &CertFiles, extra: &[&str]) -> embedded::Server {
     server
 }
 
-/// A client configuration that trusts exactly `trust` and offers `versions` (rustls's defaults
-/// otherwise), with the ring provider the server uses: no process-wide default is installed.
+/// A client configuration that trusts exactly `trust`, offers `versions` (rustls's defaults
+/// otherwise) and never resumes, with the ring provider the server uses: no process-wide default
+/// is installed.
 pub fn config(trust: &[&CertificateDer<'static>], versions: &[&'static SupportedProtocolVersion]) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for der in trust {
@@ -111,13 +112,15 @@ pub fn config(trust: &[&CertificateDer<'static>], versions: &[&'static Supported
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions = if versions.is_empty() { rustls::DEFAULT_VERSIONS } else { versions };
-    Arc::new(
-        ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .expect("the ring provider supports these versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("the ring provider supports these versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // Every connection a full handshake: a resumed one shows the certificate of the session it
+    // resumes, not the one the server holds now.
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
 }
 
 /// The TLS records a client sends first: its ClientHello, as rustls writes it for `config`.
