@@ -13,7 +13,7 @@ mod common;
 mod irc;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -480,23 +480,51 @@ fn stalled_handshakes_are_closed_after_the_handshake_timeout() {
     let (addr, metrics) = (server.tls_addr(), metrics_addr(&mut server));
     let mut pinger = Pinger::start(addr, &pair);
     let idle = TlsClient::connect(addr, &pair);
-
-    let start = Instant::now();
-    let silent = connect(addr);
     let hello = tls::client_hello(tls::config(&[&pair.der], &[]));
-    let half = connect(addr);
-    (&half).write_all(&hello[..hello.len() / 2]).unwrap();
-    // The stalled handshakes hold nobody up meanwhile.
-    pinger.advance(3, "two stalled handshakes began");
 
-    for (s, what) in [(&silent, "a client that sends nothing"), (&half, "half a ClientHello")] {
-        let reply = tls::raw_until_closed(s).unwrap_or_else(|e| panic!("{what}: {e}"));
-        only_alerts(&reply, what);
-        let waited = start.elapsed();
-        // The timer may run a little early by its granularity, but not close at once.
-        assert!(waited >= timeout - Duration::from_millis(250), "{what} closed after {waited:?}, before {timeout:?}");
-    }
-    wait_for(metrics, "tls_handshake_timeout hits", 2, |m| limit_hits(m, "tls_handshake_timeout"));
+    // Stalled clients spread over more than a second (pacing, not synchronisation), so that
+    // whatever clock the server's timer reads, some arrive just before it ticks: each must still
+    // get its whole timeout. Every other one sends half a ClientHello, the rest nothing.
+    const STALLED: u64 = 6;
+    let stalled: Vec<(TcpStream, Instant, &str)> = (0..STALLED)
+        .map(|k| {
+            if k > 0 {
+                thread::sleep(Duration::from_millis(230));
+            }
+            let start = Instant::now();
+            let s = connect(addr);
+            let what = if k % 2 == 1 { "half a ClientHello" } else { "a client that sends nothing" };
+            if k % 2 == 1 {
+                (&s).write_all(&hello[..hello.len() / 2]).unwrap();
+            }
+            (s, start, what)
+        })
+        .collect();
+    // The stalled handshakes hold nobody up meanwhile.
+    pinger.advance(3, "stalled handshakes began");
+
+    // One reader each, so every close is timed as it happens.
+    thread::scope(|sc| {
+        let readers: Vec<_> = stalled
+            .iter()
+            .map(|(s, start, what)| {
+                sc.spawn(move || {
+                    let reply = tls::raw_until_closed(s).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    (start.elapsed(), reply)
+                })
+            })
+            .collect();
+        let mut closes = Vec::new();
+        for (reader, (_, _, what)) in readers.into_iter().zip(&stalled) {
+            let (waited, reply) = reader.join().expect("a reader panicked");
+            only_alerts(&reply, what);
+            closes.push((waited, *what));
+        }
+        // `start` is before the connect, so the server accepted later: none may be shorter.
+        let early = closes.iter().filter(|(waited, _)| *waited < timeout).count();
+        assert_eq!(early, 0, "stalled clients closed before the {timeout:?} timeout, in order of arrival: {closes:?}");
+    });
+    wait_for(metrics, "tls_handshake_timeout hits", STALLED, |m| limit_hits(m, "tls_handshake_timeout"));
     // Finished handshakes are not subject to it: both older connections outlived it.
     idle.echo(b"idle past the handshake timeout", || 6).unwrap();
     pinger.advance(3, "the stalled handshakes were closed");
