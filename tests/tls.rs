@@ -471,6 +471,28 @@ fn hostile_handshakes_and_records_are_closed_and_counted_while_others_echo() {
     server.assert_no_warnings("hostile handshakes are logged at debug level");
 }
 
+/// A TLS client refused by a connection limit expects a handshake, so it gets no plaintext IRC
+/// ERROR line: it is closed without a word, and the limit counts it.
+#[test]
+fn a_tls_client_refused_by_a_limit_is_closed_without_plaintext() {
+    let pair = Pair::new();
+    let files = CertFiles::new(&pair);
+    let extra = embedded::chat_args(&["--max-conns", "1", "--metrics-listen", "127.0.0.1:0"]);
+    let mut server = tls::server(&files, &extra);
+    let (addr, metrics) = (server.tls_addr(), metrics_addr(&mut server));
+    let mut admitted = tls_irc(addr, &pair, "admitted");
+    admitted.register("admitted");
+
+    let refused = connect(addr);
+    (&refused).write_all(&tls::client_hello(tls::config(&[&pair.der], &[]))).unwrap();
+    let reply = tls::raw_until_closed(&refused).expect("the refused client is closed");
+    assert!(reply.is_empty(), "a refused TLS client was sent {:?}", String::from_utf8_lossy(&reply));
+    assert!(TlsClient::try_connect(addr, tls::config(&[&pair.der], &[])).is_err(), "a second client got in");
+    wait_for(metrics, "max_conns hits", 2, |m| limit_hits(m, "max_conns"));
+    admitted.send("PING :still here");
+    admitted.expect(|m| m.is("PONG") && m.last() == "still here", WAIT);
+}
+
 #[test]
 fn stalled_handshakes_are_closed_after_the_handshake_timeout() {
     let pair = Pair::new();
