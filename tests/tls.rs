@@ -275,15 +275,19 @@ fn sighup_reloads_the_certificate_and_a_bad_pair_keeps_the_old_one() {
     first.echo(b"the connection from before the reload still echoes", || 9).unwrap();
     second.echo(b"and so does the new one", || 9).unwrap();
 
-    // A key file that is not a key, then a well-formed pair that does not match (A's
-    // certificate with B's key): each is refused, and B stays.
-    let bad: [(&str, &str); 2] = [
-        (&b.cert_pem, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"),
-        (&a.cert_pem, &b.key_pem),
+    // A key file that is not a key, a well-formed pair that does not match (A's certificate
+    // with B's key), and no key file at all: each is refused, and B stays.
+    let bad: [(&str, Option<&str>); 3] = [
+        (&b.cert_pem, Some("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")),
+        (&a.cert_pem, Some(&b.key_pem)),
+        (&b.cert_pem, None),
     ];
     for (n, (cert, key)) in bad.into_iter().enumerate() {
         files.write_cert(cert);
-        files.write_key(key);
+        match key {
+            Some(key) => files.write_key(key),
+            None => std::fs::remove_file(&files.key).expect("remove the key file"),
+        }
         server.signal(Signal::SIGHUP);
         let line = expect_nth_line(&mut server, "keeping the old one", n + 1);
         assert!(line.split_whitespace().nth(1) == Some("ERROR"), "not logged as an error: {line}");
