@@ -115,6 +115,22 @@ fn echo_through_tls_is_byte_exact_with_random_sizes_and_chunking() {
     assert_eq!(stats.totals.errors, 0, "{stats:?}");
 }
 
+/// README: the key may be PKCS#8 (rcgen's, every other test) or SEC1.
+#[test]
+fn a_sec1_key_serves_like_its_pkcs8_form() {
+    let pair = Pair::new();
+    let files = CertFiles::new(&pair);
+    let sec1 = pair.sec1_key_pem();
+    files.write_key(&sec1);
+    let server = tls::embedded(&files, &[]);
+    let c = TlsClient::connect(server.tls_addr(), &pair);
+    c.echo(b"served with a SEC1 key", || 4).unwrap();
+    // The conversion is right: rustls reads it as SEC1 and the same key.
+    let parsed =
+        <rustls::pki_types::PrivateKeyDer as rustls::pki_types::pem::PemObject>::from_pem_slice(sec1.as_bytes());
+    assert!(matches!(parsed, Ok(rustls::pki_types::PrivateKeyDer::Sec1(_))), "{sec1}");
+}
+
 #[test]
 fn tls12_and_tls13_both_negotiate() {
     let pair = Pair::new();

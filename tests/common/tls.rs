@@ -26,6 +26,7 @@ pub struct Pair {
     pub cert_pem: String,
     /// PKCS#8, as rcgen writes it.
     pub key_pem: String,
+    key_der: Vec<u8>,
 }
 
 impl Pair {
@@ -33,8 +34,53 @@ impl Pair {
     pub fn new() -> Pair {
         let names = vec![SERVER_NAME.to_owned(), "127.0.0.1".to_owned()];
         let made = rcgen::generate_simple_self_signed(names).expect("generate a test certificate");
-        Pair { der: made.cert.der().clone(), cert_pem: made.cert.pem(), key_pem: made.signing_key.serialize_pem() }
+        let (der, cert_pem) = (made.cert.der().clone(), made.cert.pem());
+        Pair { der, cert_pem, key_pem: made.signing_key.serialize_pem(), key_der: made.signing_key.serialize_der() }
     }
+
+    /// The same key as SEC1 (`EC PRIVATE KEY`, the curve named inside, as `openssl ec` writes it):
+    /// the ECPrivateKey that PKCS#8 wraps, with the curve from PKCS#8's algorithm added as [0].
+    pub fn sec1_key_pem(&self) -> String {
+        let (info, _) = der_item(&self.key_der, 0x30);
+        let (_version, rest) = der_item(info, 0x02);
+        let (algorithm, rest) = der_item(rest, 0x30);
+        let (ec_key, _) = der_item(rest, 0x04);
+        let (_ec_public_key_oid, curve) = der_item(algorithm, 0x06);
+        let (fields, _) = der_item(ec_key, 0x30);
+        let (_, after_version) = der_item(fields, 0x02);
+        let (_, after_private) = der_item(after_version, 0x04);
+        let head = &fields[..fields.len() - after_private.len()];
+        let body = [head, &der(0xa0, curve), after_private].concat();
+        let b64 = <base64ct::Base64 as base64ct::Encoding>::encode_string(&der(0x30, &body));
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).expect("base64")).collect();
+        format!("-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n", lines.join("\n"))
+    }
+}
+
+/// The contents of the DER item at the start of `input`, which must have `tag`, and what follows.
+fn der_item(input: &[u8], tag: u8) -> (&[u8], &[u8]) {
+    assert_eq!(input.first(), Some(&tag), "DER: expected tag {tag:#x}");
+    let (len, head) = match input[1] {
+        n if n < 0x80 => (usize::from(n), 2),
+        n => {
+            let k = usize::from(n & 0x7f);
+            (input[2..2 + k].iter().fold(0, |len, b| len << 8 | usize::from(*b)), 2 + k)
+        }
+    };
+    (&input[head..head + len], &input[head + len..])
+}
+
+/// One DER item.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![tag];
+    match len {
+        0..0x80 => out.push(len as u8),
+        0x80..0x100 => out.extend([0x81, len as u8]),
+        _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+    }
+    out.extend_from_slice(content);
+    out
 }
 
 /// `--tls-cert` and `--tls-key` files in a directory of their own, removed on drop.
