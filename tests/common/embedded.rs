@@ -36,6 +36,7 @@ pub fn chat_server(extra: &[&str]) -> Server {
 /// remembers it).
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     metrics: Option<SocketAddr>,
     shutdown: Shutdown,
     /// What `run` returned, sent by its thread as it ends; `None` once received.
@@ -75,6 +76,7 @@ impl Server {
         let config = echoport::config::load_from(&argv).unwrap_or_else(|e| panic!("server flags {args:?}: {e}"));
         let server = Echoport::bind(&config).unwrap_or_else(|e| panic!("server flags {args:?}: {e}"));
         let (addrs, metrics) = (server.local_addrs().to_vec(), server.metrics_addr());
+        let tls_addrs = server.local_tls_addrs().to_vec();
         let shutdown = Shutdown::new();
         let (tx, done) = mpsc::channel();
         let token = shutdown.clone();
@@ -84,7 +86,7 @@ impl Server {
                 let _ = tx.send(server.run(token));
             })
             .expect("spawn the server thread");
-        Server { addrs, metrics, shutdown, done: Some(done) }
+        Server { addrs, tls_addrs, metrics, shutdown, done: Some(done) }
     }
 
     /// First listening address.
@@ -94,6 +96,15 @@ impl Server {
 
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// First `--tls-listen` address; panics if the server has none.
+    pub fn tls_addr(&self) -> SocketAddr {
+        *self.tls_addrs.first().expect("the server was started without --tls-listen")
+    }
+
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The `--metrics-listen` address, as bound.

@@ -10,6 +10,7 @@
 
 pub mod embedded;
 pub mod scrape;
+pub mod tls;
 
 #[allow(unused_imports)]
 pub use scrape::*;
@@ -192,11 +193,13 @@ impl ServerBuilder {
                 .expect("spawn stderr reader")
         };
 
-        let mut server = Server { child, rx, lines, reader: Some(reader), addrs: Vec::new(), status: None };
+        let mut server =
+            Server { child, rx, lines, reader: Some(reader), addrs: Vec::new(), tls_addrs: Vec::new(), status: None };
         let line = server.wait_for_line(|l| l.contains("listening on "), BOUND).unwrap_or_else(|| {
             panic!("server printed no `listening on` line within {BOUND:?}; args={args:?}\nstderr:\n{}", server.log())
         });
         server.addrs = parse_listening(&line);
+        server.tls_addrs = parse_tls_listening(&line);
         assert!(!server.addrs.is_empty(), "could not parse an address from {line:?}");
         server
     }
@@ -211,6 +214,19 @@ pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
     let rest = rest.split('"').next().unwrap_or(rest);
     let rest = rest.split(" mode=").next().unwrap_or(rest);
     rest.split(", ").filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+/// The TLS listeners of a `listening on ... tls=A,B` line (text logs; the field comes after the
+/// others) or of its `"tls":"A,B"` field (JSON logs); empty without one.
+pub fn parse_tls_listening(line: &str) -> Vec<SocketAddr> {
+    let tls = match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(json) => json["fields"]["tls"].as_str().map(str::to_owned),
+        Err(_) => line
+            .split_once("listening on ")
+            .and_then(|(_, rest)| rest.split_once(" tls="))
+            .map(|(_, tls)| tls.split(char::is_whitespace).next().unwrap_or_default().to_owned()),
+    };
+    tls.unwrap_or_default().split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
 pub fn strip_ansi(s: &str) -> String {
@@ -240,6 +256,8 @@ pub struct Server {
     lines: Arc<Mutex<Vec<String>>>,
     reader: Option<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
+    /// The `--tls-listen` addresses, as bound (the listening line's `tls=` field).
+    tls_addrs: Vec<SocketAddr>,
     status: Option<ExitStatus>,
 }
 
@@ -260,6 +278,15 @@ impl Server {
 
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// First TLS listening address; panics if the server has none.
+    pub fn tls_addr(&self) -> SocketAddr {
+        *self.tls_addrs.first().expect("the server has no --tls-listen address")
+    }
+
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     pub fn pid(&self) -> u32 {
