@@ -1,7 +1,7 @@
 //! The Windows build (x86_64-pc-windows-gnu) under Wine, driven from Linux: `wine echoport.exe`
 //! is a child process of this test, clients connect from Linux over 127.0.0.1. Byte-exact echo
-//! under concurrency, half-close, a client that never reads, IPv4 and IPv6 listeners, a port in use,
-//! a chat conversation, `check`, a graceful stop on Ctrl-C, and the load tool's .exe.
+//! under concurrency and through TLS, half-close, a client that never reads, IPv4 and IPv6
+//! listeners, a port in use, a chat conversation, `check`, a graceful stop on Ctrl-C, and the load tool's .exe.
 //!
 //! Run by scripts/test-windows.sh, which builds the .exe files, the bcryptprimitives.dll shim
 //! beside them, prepares the Wine prefix and starts its wineserver, then runs
@@ -298,4 +298,27 @@ fn a_port_in_use_is_a_clear_start_error() {
     let line = ran.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
     assert!(line.starts_with(&format!("error: cannot listen on {addr}: ")), "{ran:?}");
     echo_roundtrip(server.addr(), b"the first server still serves");
+}
+
+/// A Linux path as the Windows program sees it: Wine maps `/` to drive Z:.
+fn wine_path(path: &std::path::Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+#[test]
+#[ignore = "runs under Wine: scripts/test-windows.sh"]
+fn tls_echo_is_byte_exact_on_the_windows_build() {
+    let pair = tls::Pair::new();
+    let files = tls::CertFiles::new(&pair);
+    let (cert, key) = (wine_path(&files.cert), wine_path(&files.key));
+    let server = wine_server(&["--tls-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key]);
+    let addr = server.tls_addr();
+    // 1 B, a record's worth, and several records in writes cut at random.
+    for (i, n) in [1usize, 16 * 1024, 300 * 1024].into_iter().enumerate() {
+        let client = tls::TlsClient::connect(addr, &pair);
+        let data = Rng::new(0x3135_7200 + i as u64).bytes(n);
+        let mut cuts = Rng::new(0x3135_7300 + i as u64);
+        client.echo(&data, move || cuts.range(1, 70_000) as usize).unwrap_or_else(|e| panic!("{n} bytes: {e}"));
+    }
+    server.assert_no_warnings("TLS echo");
 }
