@@ -1,7 +1,8 @@
 //! The Windows build (x86_64-pc-windows-gnu) under Wine, driven from Linux: `wine echoport.exe`
 //! is a child process of this test, clients connect from Linux over 127.0.0.1. Byte-exact echo
 //! under concurrency and through TLS, half-close, a client that never reads, IPv4 and IPv6
-//! listeners, a port in use, a chat conversation, `check`, a graceful stop on Ctrl-C, and the load tool's .exe.
+//! listeners, a port in use, a chat conversation, `check`, a graceful stop on Ctrl-C, and the load
+//! tool's .exe.
 //!
 //! Run by scripts/test-windows.sh, which builds the .exe files, the bcryptprimitives.dll shim
 //! beside them, prepares the Wine prefix and starts its wineserver, then runs
