@@ -1,8 +1,9 @@
 """irctest controller for echoport in chat mode (pytest --controller echoport_controller).
 
-echoport takes everything on its command line, so there is no config file: the name and the
-operator irctest's tests expect (My.Little.Server, operuser/operpassword), flood control off as
-upstream configures every server, and the password when a test asks for one.
+echoport takes everything on its command line, so there is no config file (with ssl, only
+irctest's certificate in a temporary directory): the name and the operator irctest's tests expect
+(My.Little.Server, operuser/operpassword), flood control off as upstream configures every server,
+the password when a test asks for one, and with ssl the test's port as a TLS listener.
 
 What irctest may assume of the server is declared below and nowhere else (chathistory, UTF8ONLY and
 one account are switched on with their flags, as upstream's Ergo config switches them on). Each declaration turns
@@ -109,8 +110,6 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
         websocket_hostname: Optional[str] = None,
         websocket_port: Optional[int] = None,
     ) -> None:
-        if ssl:
-            raise NotImplementedByController("TLS")
         if websocket_hostname is not None or websocket_port is not None:
             raise NotImplementedByController("Websocket")
         if run_services:
@@ -118,10 +117,24 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
         assert self.proc is None
         self.hostname = hostname
         self.port = port
+        if ssl:
+            # The test's port speaks TLS, as for upstream's Ergo and ngIRCd controllers; the plain
+            # listener goes on a port nobody connects to.
+            self.create_config()
+            self.gen_ssl()
+            _, plain_port = self.get_hostname_and_port()
+            listeners = [
+                "--listen", f"{hostname}:{plain_port}",
+                "--tls-listen", f"{hostname}:{port}",
+                "--tls-cert", str(self.pem_path),
+                "--tls-key", str(self.key_path),
+            ]
+        else:
+            listeners = ["--listen", f"{hostname}:{port}"]
         command = [
             BINARY,
             "--mode", "chat",
-            "--listen", f"{hostname}:{port}",
+            *listeners,
             "--server-name", "My.Little.Server",
             "--server-info", "test server",
             "--flood-rate", "0",
