@@ -58,8 +58,27 @@ def patch(template: str, old: str, new: str) -> str:
 if TLS:
     cases.BaseServerTestCase.ssl = True
     _plain_connect = client_mock.ClientMock.connect
+
+    class _Socket(ssl.SSLSocket):
+        """Says "the server closed" (with close_notify or without) as a plain socket does, which
+        is what irctest's client takes for a disconnect: no bytes from recv, BrokenPipeError
+        from send."""
+
+        def recv(self, bufsize: int = 1024, flags: int = 0) -> bytes:
+            try:
+                return super().recv(bufsize, flags)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+        def send(self, data: Any, flags: int = 0) -> int:
+            try:
+                return super().send(data, flags)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as e:
+                raise BrokenPipeError(str(e)) from e
+
     # The test's certificate is made per server start; identity is not what these tests check.
     _context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _context.sslsocket_class = _Socket
     _context.check_hostname = False
     _context.verify_mode = ssl.CERT_NONE
 
