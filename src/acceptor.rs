@@ -37,6 +37,12 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener>
     Ok(socket.into())
 }
 
+/// A listening socket, and the TLS configuration its connections start with, if it is a TLS one.
+pub struct Listener {
+    pub socket: std::net::TcpListener,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// What the acceptor needs besides the listeners.
 pub struct AcceptorConfig {
     /// 0: no limit besides the open-file limit.
@@ -53,7 +59,7 @@ pub struct Acceptor {
 
 impl Acceptor {
     pub fn spawn<H: Handler>(
-        listeners: Vec<std::net::TcpListener>,
+        listeners: Vec<Listener>,
         port: PortOf<H>,
         config: AcceptorConfig,
         handler: Arc<H>,
@@ -64,8 +70,9 @@ impl Acceptor {
         // Shared with the thread, which keeps it open: a waker closed right after waking would
         // take its pending event out of the epoll set before the poll saw it.
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
-        let mut listeners: Vec<TcpListener> = listeners.into_iter().map(TcpListener::from_std).collect();
-        for (i, l) in listeners.iter_mut().enumerate() {
+        let mut listeners: Vec<(TcpListener, _)> =
+            listeners.into_iter().map(|l| (TcpListener::from_std(l.socket), l.tls)).collect();
+        for (i, (l, _)) in listeners.iter_mut().enumerate() {
             poll.registry().register(l, Token(i), Interest::READABLE)?;
         }
         let wake = waker.clone();
@@ -88,7 +95,7 @@ impl Acceptor {
 struct State<H: Handler> {
     poll: Poll,
     _waker: Arc<Waker>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>,
     port: PortOf<H>,
     config: AcceptorConfig,
     handler: Arc<H>,
@@ -127,8 +134,8 @@ impl<H: Handler> State<H> {
     /// Accepts until the backlog is empty. True when it stopped for lack of file descriptors.
     fn accept_all(&mut self, i: usize) -> bool {
         loop {
-            match self.listeners[i].accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+            match self.listeners[i].0.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, i),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if retry_at_once(&e) => {}
                 Err(e) if out_of_descriptors(&e) => {
@@ -144,23 +151,29 @@ impl<H: Handler> State<H> {
         }
     }
 
-    fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: mio::net::TcpStream, peer: SocketAddr, listener: usize) {
+        let tls = self.listeners[listener].1.clone();
         let max = self.config.max_conns;
         if max > 0 && self.port.open_sockets() >= max {
-            return self.refuse(stream, peer, Limit::MaxConns, "Server full");
+            return self.refuse(stream, peer, Limit::MaxConns, "Server full", tls.is_some());
         }
         let mut slot = None;
         if let Some(cap) = &self.config.per_ip {
             slot = cap.admit(peer.ip());
             if slot.is_none() {
-                return self.refuse(stream, peer, Limit::MaxConnsPerIp, "Too many connections from your address");
+                let reason = "Too many connections from your address";
+                return self.refuse(stream, peer, Limit::MaxConnsPerIp, reason, tls.is_some());
             }
         }
         // Echo replies are small and latency-bound: never hold them back for Nagle.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
         }
-        match self.port.associate(stream, self.handler.conn(peer)) {
+        let associated = match &tls {
+            Some(config) => self.port.associate_tls(stream, self.handler.conn(peer), config),
+            None => self.port.associate(stream, self.handler.conn(peer)),
+        };
+        match associated {
             Ok(socket) => {
                 // Before the first receive is posted: nothing can close the socket earlier.
                 if let Some(slot) = slot {
@@ -176,9 +189,13 @@ impl<H: Handler> State<H> {
     }
 
     /// Tells the client why, if the protocol has a way to (one short write into an empty send
-    /// buffer, so it never blocks), and closes it.
-    fn refuse(&self, stream: mio::net::TcpStream, peer: SocketAddr, limit: Limit, reason: &str) {
+    /// buffer, so it never blocks), and closes it. A TLS client gets no words: it expects a
+    /// handshake, and plaintext would only be a protocol error to it.
+    fn refuse(&self, stream: mio::net::TcpStream, peer: SocketAddr, limit: Limit, reason: &str, tls: bool) {
         self.stats.limits.hit(limit, Some(peer.ip()));
+        if tls {
+            return;
+        }
         if let Some(line) = self.handler.refusal(peer, reason) {
             let _ = (&stream).write(&line);
         }

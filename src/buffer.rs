@@ -69,15 +69,29 @@ enum Storage {
         block: Arc<Provided>,
         id: u16,
     },
-    /// Given back already (only while dropping).
+    /// A heap allocation of its own, freed on drop: what the TLS layer sends, and decrypted
+    /// data too large for a pooled buffer.
+    Heap(Box<[u8]>),
+    /// Given back already (only while dropping); also the empty buffer.
     Gone,
 }
 
 impl Buf {
+    /// A buffer of exactly these bytes, belonging to no pool.
+    pub fn from_vec(bytes: Vec<u8>) -> Buf {
+        let len = bytes.len();
+        Buf { storage: Storage::Heap(bytes.into_boxed_slice()), len }
+    }
+
+    /// A buffer of no bytes (a receive that found EOF), holding no memory.
+    pub fn empty() -> Buf {
+        Buf { storage: Storage::Gone, len: 0 }
+    }
+
     /// The whole capacity, for reading into.
     pub fn spare(&mut self) -> &mut [u8] {
         match &mut self.storage {
-            Storage::Pooled { data, .. } => data,
+            Storage::Pooled { data, .. } | Storage::Heap(data) => data,
             #[cfg(target_os = "linux")]
             Storage::Provided { block, id } => block.slice_mut(*id),
             Storage::Gone => &mut [],
@@ -86,7 +100,7 @@ impl Buf {
 
     pub fn capacity(&self) -> usize {
         match &self.storage {
-            Storage::Pooled { data, .. } => data.len(),
+            Storage::Pooled { data, .. } | Storage::Heap(data) => data.len(),
             #[cfg(target_os = "linux")]
             Storage::Provided { block, .. } => block.size,
             Storage::Gone => 0,
@@ -104,7 +118,7 @@ impl Deref for Buf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         let whole: &[u8] = match &self.storage {
-            Storage::Pooled { data, .. } => data,
+            Storage::Pooled { data, .. } | Storage::Heap(data) => data,
             #[cfg(target_os = "linux")]
             Storage::Provided { block, id } => block.slice(*id),
             Storage::Gone => &[],
@@ -129,7 +143,7 @@ impl Drop for Buf {
             }
             #[cfg(target_os = "linux")]
             Storage::Provided { block, id } => block.give_back(id),
-            Storage::Gone => {}
+            Storage::Heap(_) | Storage::Gone => {}
         }
     }
 }

@@ -135,8 +135,33 @@ pub struct Config {
     #[arg(long = "config", env = "ECHOPORT_CONFIG", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
 
+    #[command(flatten, next_help_heading = "TLS")]
+    pub tls: TlsSettings,
+
     #[command(flatten, next_help_heading = "Chat mode")]
     pub chat: ChatSettings,
+}
+
+/// TLS listeners and the certificate they present.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct TlsSettings {
+    /// Address to accept TLS connections on, beside --listen; repeat for several; unset = none
+    #[arg(long, env = "ECHOPORT_TLS_LISTEN", value_name = "ADDR", value_delimiter = ',',
+          value_parser = parse_socket_addr)]
+    pub tls_listen: Vec<SocketAddr>,
+
+    /// TLS certificate chain, PEM, the server's own certificate first; re-read on SIGHUP
+    #[arg(long, env = "ECHOPORT_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key, PEM (PKCS#8, PKCS#1 or SEC1); re-read on SIGHUP
+    #[arg(long, env = "ECHOPORT_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Close a TLS connection whose handshake has not finished within this
+    #[arg(long, env = "ECHOPORT_TLS_HANDSHAKE_TIMEOUT", value_name = "DUR", default_value = "10s",
+          value_parser = at_least_a_second)]
+    pub tls_handshake_timeout: Duration,
 }
 
 /// Chat-mode settings.
@@ -198,6 +223,15 @@ pub struct ChatSettings {
     #[arg(long, env = "ECHOPORT_HISTORY_BYTES", value_name = "BYTES", default_value_t = 64 << 20,
           value_parser = int_in::<usize>(0, i64::MAX))]
     pub history_bytes: usize,
+
+    /// Chat: advertise IRCv3 STS (strict transport security) with this TLS port: plain clients
+    /// are told to reconnect there; unset = none
+    #[arg(long, env = "ECHOPORT_STS_PORT", value_name = "N", value_parser = int_in::<u16>(1, u16::MAX.into()))]
+    pub sts_port: Option<u16>,
+
+    /// Chat: how long clients that reached us over TLS keep to TLS (the STS policy's duration)
+    #[arg(long, env = "ECHOPORT_STS_DURATION", value_name = "DUR", default_value = "30d", value_parser = parse_duration)]
+    pub sts_duration: Duration,
 
     /// Chat: refuse text that is not UTF-8 (FAIL ... INVALID_UTF8) and advertise UTF8ONLY;
     /// off relays bytes as they came

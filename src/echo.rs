@@ -55,6 +55,7 @@ fn close_on_error(port: &PortOf<Echo>, socket: &SocketOf<Echo>, e: &OpError, sta
     match e {
         OpError::IdleTimeout => tracing::debug!(key, "idle timeout"),
         OpError::Shutdown => tracing::debug!(key, "closed for shutdown"),
+        OpError::TlsHandshakeTimeout => tracing::debug!(key, "TLS handshake timeout"),
         OpError::Io(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => {
             tracing::debug!(key, error = %e, "peer reset");
         }

@@ -16,4 +16,5 @@ pub mod port;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
+pub mod tls;
 pub mod worker;

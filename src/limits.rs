@@ -35,10 +35,12 @@ pub enum Limit {
     Flood,
     /// Chat: a client's queued output passed `--sendq-bytes`.
     SendQ,
+    /// A TLS connection did not finish its handshake within `--tls-handshake-timeout`.
+    TlsHandshakeTimeout,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 11] = [
         Limit::MaxConns,
         Limit::MaxConnsPerIp,
         Limit::OutOfFds,
@@ -49,6 +51,7 @@ impl Limit {
         Limit::LineTooLong,
         Limit::Flood,
         Limit::SendQ,
+        Limit::TlsHandshakeTimeout,
     ];
 
     /// The label in /metrics and the key in stats log lines.
@@ -64,6 +67,7 @@ impl Limit {
             Limit::LineTooLong => "line_too_long",
             Limit::Flood => "flood",
             Limit::SendQ => "sendq",
+            Limit::TlsHandshakeTimeout => "tls_handshake_timeout",
         }
     }
 
@@ -80,6 +84,9 @@ impl Limit {
             Limit::LineTooLong => "line rejected: longer than --max-line-bytes",
             Limit::Flood => "client dropped: Excess Flood (--flood-rate/--flood-burst)",
             Limit::SendQ => "client dropped: SendQ exceeded (--sendq-bytes)",
+            Limit::TlsHandshakeTimeout => {
+                "connection closed: TLS handshake not finished within --tls-handshake-timeout"
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 use echoport::config::{self, Config, Invocation, LogFormat};
 use echoport::server::Server;
 use echoport::shutdown::Shutdown;
+use echoport::tls::Tls;
 use std::process::ExitCode;
 
 /// Exit status after a second signal cut the drain short (128 + SIGINT, what shells report).
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
 fn serve(config: &Config) -> Result<(), String> {
     let server = Server::bind(config).map_err(|e| e.to_string())?;
     let shutdown = Shutdown::new();
-    signals::install(&shutdown).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    signals::install(&shutdown, server.tls().cloned()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
     server.run(shutdown).map(drop).map_err(|e| e.to_string())
 }
 
@@ -68,20 +69,37 @@ fn on_signal(shutdown: &Shutdown, name: &str) {
     }
 }
 
+/// SIGHUP: the TLS certificate and key are read again; a bad pair leaves the old one serving.
+#[cfg_attr(windows, allow(dead_code))]
+fn reload(tls: Option<&Tls>) {
+    match tls {
+        Some(tls) => match tls.reload() {
+            Ok(()) => tracing::info!("tls: reloaded certificate"),
+            Err(e) => tracing::error!("tls: cannot reload: {e}; keeping the old one"),
+        },
+        None => tracing::info!("SIGHUP: nothing to reload (no TLS listener)"),
+    }
+}
+
 #[cfg(unix)]
 mod signals {
     use echoport::shutdown::Shutdown;
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use echoport::tls::Tls;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
     use std::io;
 
-    /// SIGINT and SIGTERM, delivered to a thread of their own.
-    pub fn install(shutdown: &Shutdown) -> io::Result<()> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    /// SIGINT and SIGTERM (drain), SIGHUP (reload), delivered to a thread of their own.
+    pub fn install(shutdown: &Shutdown, tls: Option<Tls>) -> io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let shutdown = shutdown.clone();
         std::thread::Builder::new().name("echoport-signals".into()).spawn(move || {
             for signal in signals.forever() {
-                super::on_signal(&shutdown, if signal == SIGINT { "SIGINT" } else { "SIGTERM" });
+                match signal {
+                    SIGHUP => super::reload(tls.as_ref()),
+                    SIGINT => super::on_signal(&shutdown, "SIGINT"),
+                    _ => super::on_signal(&shutdown, "SIGTERM"),
+                }
             }
         })?;
         Ok(())
@@ -96,7 +114,8 @@ mod signals {
     /// Ctrl-C, Ctrl-Break and closing the console window, through the `ctrlc` crate (which
     /// runs the handler on a thread of its own). On a close, Windows ends the process as soon as
     /// the crate's console handler has returned, so that drain is cut short (README, Windows).
-    pub fn install(shutdown: &Shutdown) -> io::Result<()> {
+    /// Windows has no SIGHUP: a new certificate takes a restart there.
+    pub fn install(shutdown: &Shutdown, _tls: Option<echoport::tls::Tls>) -> io::Result<()> {
         let shutdown = shutdown.clone();
         ctrlc::set_handler(move || super::on_signal(&shutdown, "Ctrl-C")).map_err(io::Error::other)
     }

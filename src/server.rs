@@ -4,7 +4,7 @@
 //! token is requested, then drains and returns the [`FinalStats`]. Signals are the binary's
 //! business (src/main.rs); a test or another program just calls [`Shutdown::request`].
 
-use crate::acceptor::{self, Acceptor, AcceptorConfig};
+use crate::acceptor::{self, Acceptor, AcceptorConfig, Listener};
 use crate::buffer::BufferPool;
 use crate::chat::{self, Chat};
 use crate::config::{Config, IoChoice, Mode};
@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::port::{CompletionPort, Io, QUIET_SWEEP};
 use crate::shutdown::{Phase, Shutdown};
 use crate::stats::{Snapshot, Stats};
+use crate::tls::Tls;
 use crate::worker::{Handler, PortOf, WorkerPool};
 use std::fmt::{self, Write as _};
 use std::io;
@@ -32,6 +33,10 @@ pub struct Server {
     io: Io,
     listeners: Vec<TcpListener>,
     addrs: Vec<SocketAddr>,
+    /// `--tls-listen`'s, with the certificate they present.
+    tls_listeners: Vec<TcpListener>,
+    tls_addrs: Vec<SocketAddr>,
+    tls: Option<Tls>,
     metrics: Option<(TcpListener, SocketAddr)>,
     motd: Option<Vec<String>>,
 }
@@ -52,6 +57,8 @@ pub enum StartError {
     Thread { what: &'static str, source: io::Error },
     /// `--io uring`, and io_uring cannot be used here (why, in words).
     Uring { why: String },
+    /// The TLS settings are incomplete, or the certificate or key cannot be used (why, in words).
+    Tls { why: String },
 }
 
 impl StartError {
@@ -63,6 +70,7 @@ impl StartError {
             | StartError::Port(source)
             | StartError::Thread { source, .. } => source.kind(),
             StartError::Uring { .. } => io::ErrorKind::Unsupported,
+            StartError::Tls { .. } => io::ErrorKind::InvalidInput,
         }
     }
 }
@@ -76,6 +84,7 @@ impl fmt::Display for StartError {
             StartError::Port(source) => write!(f, "cannot create the completion port: {source}"),
             StartError::Thread { what, source } => write!(f, "cannot start {what}: {source}"),
             StartError::Uring { why } => write!(f, "cannot use io_uring (--io uring): {why}"),
+            StartError::Tls { why } => write!(f, "cannot serve TLS: {why}"),
         }
     }
 }
@@ -88,7 +97,7 @@ impl std::error::Error for StartError {
             | StartError::Motd { source, .. }
             | StartError::Port(source)
             | StartError::Thread { source, .. } => Some(source),
-            StartError::Uring { .. } => None,
+            StartError::Uring { .. } | StartError::Tls { .. } => None,
         }
     }
 }
@@ -121,12 +130,17 @@ impl Server {
             }
             _ => None,
         };
-        let listeners = config
-            .listen
-            .iter()
-            .map(|&addr| acceptor::bind(addr, config.backlog).map_err(|source| StartError::Listen { addr, source }))
-            .collect::<Result<Vec<_>, _>>()?;
-        let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let tls = load_tls(config)?;
+        let bind_all = |addrs: &[SocketAddr]| {
+            let listeners = addrs
+                .iter()
+                .map(|&addr| acceptor::bind(addr, config.backlog).map_err(|source| StartError::Listen { addr, source }))
+                .collect::<Result<Vec<_>, _>>()?;
+            let bound = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+            Ok::<_, StartError>((listeners, bound))
+        };
+        let (listeners, addrs) = bind_all(&config.listen)?;
+        let (tls_listeners, tls_addrs) = bind_all(&config.tls.tls_listen)?;
         let metrics = match config.metrics_listen {
             Some(addr) => {
                 let bound = TcpListener::bind(addr).and_then(|l| Ok((l.local_addr()?, l)));
@@ -135,12 +149,23 @@ impl Server {
             }
             None => None,
         };
-        Ok(Server { config: config.clone(), io, listeners, addrs, metrics, motd })
+        Ok(Server { config: config.clone(), io, listeners, addrs, tls_listeners, tls_addrs, tls, metrics, motd })
     }
 
     /// The bound listen addresses (with the ports the OS picked for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound `--tls-listen` addresses.
+    pub fn local_tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    /// The certificate the TLS listeners present, for [`Tls::reload`] (SIGHUP); `None` without
+    /// TLS listeners.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
     }
 
     /// The backend the server runs on (`--io auto` has decided by now).
@@ -202,14 +227,21 @@ impl Server {
         }
         // Last, so no connection arrives before everything that serves it runs.
         let config_acceptor = AcceptorConfig { max_conns: config.max_conns, per_ip };
+        let plain = self.listeners.into_iter().map(|socket| Listener { socket, tls: None });
+        let tls_config = self.tls.as_ref().map(|t| t.config().clone());
+        let tls = self.tls_listeners.into_iter().map(|socket| Listener { socket, tls: tls_config.clone() });
+        let listeners = plain.chain(tls).collect();
         let acceptor =
-            Acceptor::spawn(self.listeners, port.clone(), config_acceptor, handler, stats.clone(), shutdown.clone());
+            Acceptor::spawn(listeners, port.clone(), config_acceptor, handler, stats.clone(), shutdown.clone());
         threads.acceptor = Some(acceptor.map_err(thread("the acceptor"))?);
 
+        // `tls=` last: scripts read the plain addresses up to ` mode=`.
+        let tls_addrs = (!self.tls_addrs.is_empty()).then(|| join_addrs(&self.tls_addrs).replace(' ', ""));
         tracing::info!(
             mode = %config.mode.name(),
             io = %self.io.name(),
             workers = config.workers,
+            tls = tls_addrs.as_deref().map(tracing::field::display),
             "listening on {}",
             join_addrs(&self.addrs)
         );
@@ -317,6 +349,18 @@ fn drain<C: Send + Sync + 'static>(port: &CompletionPort<C>, deadline: Instant) 
     }
 }
 
+/// The certificate and key, when TLS listeners need them.
+fn load_tls(config: &Config) -> Result<Option<Tls>, StartError> {
+    let t = &config.tls;
+    if t.tls_listen.is_empty() {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&t.tls_cert, &t.tls_key) else {
+        return Err(StartError::Tls { why: "--tls-listen needs --tls-cert and --tls-key".to_owned() });
+    };
+    Tls::load(cert, key).map(Some).map_err(|why| StartError::Tls { why })
+}
+
 fn join_addrs(addrs: &[SocketAddr]) -> String {
     let mut s = String::new();
     for (i, a) in addrs.iter().enumerate() {
@@ -338,6 +382,7 @@ fn spawn_housekeeper<H: Handler>(
     let (port, handler, stats, shutdown) = (port.clone(), handler.clone(), stats.clone(), shutdown.clone());
     let idle = config.idle_timeout.filter(|_| config.mode == Mode::Echo);
     let interval = config.stats_interval;
+    let (tls, handshake_timeout) = (!config.tls.tls_listen.is_empty(), config.tls.tls_handshake_timeout);
     std::thread::Builder::new().name("echoport-housekeeper".into()).spawn(move || {
         let mut last_report = (Instant::now(), stats.snapshot(0).messages);
         while !shutdown.wait_for(Phase::Stopped, Some(Duration::from_secs(1))) {
@@ -345,6 +390,10 @@ fn spawn_housekeeper<H: Handler>(
             if let Some(idle) = idle {
                 let expired = port.expire_idle(idle);
                 stats.limits.hit_n(Limit::IdleTimeout, expired as u64, None);
+            }
+            if tls {
+                let expired = port.expire_tls_handshakes(handshake_timeout);
+                stats.limits.hit_n(Limit::TlsHandshakeTimeout, expired as u64, None);
             }
             handler.tick(&port);
             if let Some(interval) = interval {

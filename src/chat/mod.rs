@@ -72,6 +72,7 @@ impl Chat {
             utf8_only: settings.utf8_only,
             history: settings.history,
             history_bytes: settings.history_bytes,
+            sts: settings.sts_port.map(|port| (port, settings.sts_duration.as_secs())),
         };
         let state = Mutex::new(State { server: ChatServer::new(config), sockets: IdMap::default() });
         Chat { state, settings, stats }
@@ -330,6 +331,9 @@ impl Handler for Chat {
         let ip = socket.peer_addr().map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip());
         let mut st = self.lock();
         st.server.connect(socket.key(), ip, now);
+        if socket.is_tls() {
+            st.server.set_secure(socket.key());
+        }
         st.sockets.insert(socket.key(), socket.clone());
     }
 

@@ -15,6 +15,7 @@ mod epoll;
 mod payload;
 mod socket;
 mod table;
+mod tls;
 #[cfg(target_os = "linux")]
 mod uring;
 
@@ -73,6 +74,8 @@ pub enum OpError {
     IdleTimeout,
     /// [`CompletionPort::abort_quiet`]: the server is draining and the peer had nothing more to say.
     Shutdown,
+    /// [`CompletionPort::expire_tls_handshakes`]: the TLS handshake took too long.
+    TlsHandshakeTimeout,
 }
 
 impl std::fmt::Display for OpError {
@@ -81,6 +84,7 @@ impl std::fmt::Display for OpError {
             OpError::Io(e) => e.fmt(f),
             OpError::IdleTimeout => f.write_str("idle timeout"),
             OpError::Shutdown => f.write_str("server shutting down"),
+            OpError::TlsHandshakeTimeout => f.write_str("TLS handshake timeout"),
         }
     }
 }
@@ -128,6 +132,8 @@ struct Shared<C> {
     clock: AtomicU32,
     started: Instant,
     close_hook: OnceLock<CloseHook>,
+    /// The TLS sockets' sessions ([`tls`]).
+    tls: tls::Sessions,
 }
 
 /// What turns the OS's notifications into completions.
@@ -193,6 +199,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
                 clock: AtomicU32::new(0),
                 started: Instant::now(),
                 close_hook: OnceLock::new(),
+                tls: tls::Sessions::default(),
             }),
         })
     }
@@ -202,8 +209,29 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     }
 
     /// Associates a connected, non-blocking socket and its per-connection state with the port.
-    pub fn associate(&self, mut stream: mio::net::TcpStream, context: C) -> io::Result<Arc<Socket<C>>> {
+    pub fn associate(&self, stream: mio::net::TcpStream, context: C) -> io::Result<Arc<Socket<C>>> {
+        self.associate_with(stream, context, None)
+    }
+
+    /// [`associate`](Self::associate) for a socket that speaks TLS: the handler posts and gets
+    /// plaintext; the handshake starts with its first receive.
+    pub fn associate_tls(
+        &self,
+        stream: mio::net::TcpStream,
+        context: C,
+        config: &Arc<rustls::ServerConfig>,
+    ) -> io::Result<Arc<Socket<C>>> {
+        self.associate_with(stream, context, Some(config))
+    }
+
+    fn associate_with(
+        &self,
+        mut stream: mio::net::TcpStream,
+        context: C,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Arc<Socket<C>>> {
         let s = &self.shared;
+        let session = tls.map(|config| tls::Session::new(config, self.now())).transpose()?;
         let mut sockets = s.sockets.write().unwrap_or_else(|e| e.into_inner());
         let index = sockets.next_index();
         let generation = s.generation.fetch_add(1, Ordering::Relaxed);
@@ -221,14 +249,29 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
                 u.assign()
             }
         };
-        let socket = Arc::new(Socket::new(token, stream, ring, self.now(), context));
+        let is_tls = session.is_some();
+        if let Some(session) = session {
+            s.tls.insert(index, session);
+        }
+        let socket = Arc::new(Socket::new(token, stream, ring, self.now(), is_tls, context));
         sockets.insert(socket.clone());
         Ok(socket)
     }
 
     /// Waits for the next completion (`GetQueuedCompletionStatus`), from any number of threads.
     pub fn get(&self, timeout: Option<Duration>) -> Result<Completion<C>, Wait> {
-        backend!(self, b => b.get(self, timeout))
+        loop {
+            let c = backend!(self, b => b.get(self, timeout))?;
+            // A TLS socket's raw operations are the TLS layer's to answer; most end in one.
+            match c.socket() {
+                Some(socket) if socket.is_tls() => {
+                    if let Some(c) = self.tls_completion(c) {
+                        return Ok(c);
+                    }
+                }
+                _ => return Ok(c),
+            }
+        }
     }
 
     /// The backend this port runs on.
@@ -243,18 +286,49 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// Posts a receive. No buffer is held while waiting: one is borrowed from the pool when data
     /// arrives. At most one receive may be outstanding per socket.
     pub fn post_recv(&self, socket: &Arc<Socket<C>>) {
-        backend!(self, b => b.post_recv(self, socket))
+        if socket.is_tls() {
+            self.tls_post_recv(socket);
+        } else {
+            self.raw_post_recv(socket);
+        }
     }
 
     /// Posts a send of all of the payload's bytes; it completes when the kernel has taken every
     /// one. At most one send may be outstanding per socket.
     pub fn post_send(&self, socket: &Arc<Socket<C>>, payload: impl Into<Payload>) {
-        backend!(self, b => b.post_send(self, socket, payload.into()))
+        if socket.is_tls() {
+            self.tls_post_send(socket, payload.into());
+        } else {
+            self.raw_post_send(socket, payload.into());
+        }
     }
 
     /// Posts a completion that [`get`](Self::get) returns as [`Completion::User`].
     pub fn post_user(&self, value: u64) {
-        backend!(self, b => b.post_user(value))
+        match &self.shared.backend {
+            Backend::Epoll(b) => b.post_user(value),
+            #[cfg(target_os = "linux")]
+            Backend::Uring(b) => b.post_completion(Completion::User(value)),
+        }
+    }
+
+    /// A receive of the socket's bytes as they are on the wire.
+    fn raw_post_recv(&self, socket: &Arc<Socket<C>>) {
+        backend!(self, b => b.post_recv(self, socket))
+    }
+
+    fn raw_post_send(&self, socket: &Arc<Socket<C>>, payload: Payload) {
+        backend!(self, b => b.post_send(self, socket, payload))
+    }
+
+    /// Delivers a completion the port decided itself (the TLS layer's), through the queue, so
+    /// it is handled after the handler call that caused it returns.
+    fn post_completion(&self, c: Completion<C>) {
+        match &self.shared.backend {
+            Backend::Epoll(b) => b.complete(self, c),
+            #[cfg(target_os = "linux")]
+            Backend::Uring(b) => b.post_completion(c),
+        }
     }
 
     /// Says that the calling worker is about to spend long in one handler (a password hash),
@@ -284,6 +358,9 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         let Some(mut stream) = socket.lock().close() else {
             return;
         };
+        if socket.is_tls() {
+            self.tls_farewell(socket, &stream);
+        }
         match &self.shared.backend {
             Backend::Epoll(e) => {
                 e.deregister(&mut stream);
@@ -349,6 +426,12 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// queue. Returns how many were ended.
     pub fn abort_quiet(&self) -> usize {
         backend!(self, b => b.abort_quiet(self))
+    }
+
+    /// Closes, with [`OpError::TlsHandshakeTimeout`], every TLS connection whose handshake began
+    /// at least `timeout` ago and has not finished. Returns how many.
+    pub fn expire_tls_handshakes(&self, timeout: Duration) -> usize {
+        self.tls_expire_handshakes(timeout)
     }
 
     /// Advances the port clock; call about once a second.

@@ -16,6 +16,9 @@ pub struct Socket<C> {
     state: Mutex<IoState>,
     /// The port clock (seconds) at the last completed operation, for idle timeouts.
     last_active: AtomicU32,
+    /// The connection speaks TLS: its operations go through the port's TLS layer. (It fills
+    /// padding: a plain socket is no bigger for it.)
+    tls: bool,
     /// The protocol handler's state for this connection (IOCP's per-handle completion key data),
     /// stored inline: echo's `()` costs nothing.
     context: C,
@@ -69,7 +72,7 @@ impl From<Abort> for super::OpError {
 }
 
 impl<C> Socket<C> {
-    pub(super) fn new(key: usize, stream: TcpStream, ring: u16, now: u32, context: C) -> Self {
+    pub(super) fn new(key: usize, stream: TcpStream, ring: u16, now: u32, tls: bool, context: C) -> Self {
         Socket {
             key,
             state: Mutex::new(IoState {
@@ -85,6 +88,7 @@ impl<C> Socket<C> {
                 cancel_op: None,
             }),
             last_active: AtomicU32::new(now),
+            tls,
             context,
         }
     }
@@ -98,6 +102,19 @@ impl<C> Socket<C> {
         match &self.lock().stream {
             Some(s) => s.peer_addr(),
             None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Accepted on a TLS listener (see [`CompletionPort::associate_tls`](super::CompletionPort::associate_tls)).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Shuts both directions down, so that pending operations end (the descriptor stays open
+    /// until [`close`](super::CompletionPort::close)).
+    pub(super) fn shutdown(&self) {
+        if let Some(stream) = &self.lock().stream {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -124,6 +141,21 @@ impl<C> Socket<C> {
 
     pub(super) fn idle_since(&self) -> u32 {
         self.last_active.load(Ordering::Relaxed)
+    }
+}
+
+/// Writes what the kernel takes of `bytes` at once, never waiting (an io_uring socket is in
+/// blocking mode): for a last word before closing.
+pub(super) fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    #[cfg(unix)]
+    {
+        socket2::SockRef::from(stream).send_with_flags(bytes, libc::MSG_DONTWAIT)
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows sockets stay non-blocking (there is no io_uring there).
+        use std::io::Write;
+        (&*stream).write(bytes)
     }
 }
 

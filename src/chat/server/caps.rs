@@ -120,13 +120,20 @@ impl ChatServer {
                     c.caps = c.caps.with(Caps::CAP_NOTIFY, true);
                 }
                 let show_values = c.cap_302;
-                let names: Vec<String> = self
+                let secure = c.secure;
+                let mut names: Vec<String> = self
                     .offered()
                     .map(|(name, cap)| match self.cap_value(cap).filter(|_| show_values) {
                         Some(v) => format!("{name}={v}"),
                         None => name.to_owned(),
                     })
                     .collect();
+                // STS is all in its value, so only 302 clients are shown it. It is advertised,
+                // never requested (so it has no bit in Caps).
+                if let Some((port, duration)) = self.config.sts.filter(|_| show_values) {
+                    names.push(if secure { format!("sts=duration={duration}") } else { format!("sts=port={port}") });
+                    names.sort();
+                }
                 self.send_cap_list(id, b"LS", &names, show_values, fx);
             }
             b"LIST" => {

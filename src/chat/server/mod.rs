@@ -149,6 +149,9 @@ pub struct ChatConfig {
     pub history: usize,
     /// Bytes of history kept, all channels together.
     pub history_bytes: usize,
+    /// IRCv3 STS: the TLS port plain clients are sent to, and the policy's duration in seconds
+    /// for clients already on TLS; `None` advertises no policy.
+    pub sts: Option<(u16, u64)>,
 }
 
 impl Default for ChatConfig {
@@ -165,6 +168,7 @@ impl Default for ChatConfig {
             utf8_only: false,
             history: 0,
             history_bytes: 64 << 20,
+            sts: None,
         }
     }
 }
@@ -298,6 +302,13 @@ impl ChatServer {
     }
 
     /// A new connection from `ip` (the IP text is the host part of the client's prefix).
+    /// Marks a connected client as being on TLS (WHOIS 671, the STS policy it is shown).
+    pub fn set_secure(&mut self, id: ClientId) {
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.secure = true;
+        }
+    }
+
     pub fn connect(&mut self, id: ClientId, ip: IpAddr, now: Instant) {
         if self.clients.contains_key(&id) {
             // The engine must call `disconnect` before reusing an id; if it did not, forget the
@@ -328,6 +339,7 @@ impl ChatServer {
                 invisible: false,
                 oper: false,
                 bot: false,
+                secure: false,
                 wallops: false,
                 connected: now,
                 signon: self.unix(now),

@@ -214,6 +214,9 @@ impl ChatServer {
         if c.bot {
             self.reply(fx, id, "335", &[tnick], "is a bot");
         }
+        if c.secure {
+            self.reply(fx, id, "671", &[tnick], "is using a secure connection");
+        }
         let idle = now.saturating_duration_since(c.last_message).as_secs().to_string();
         let signon = c.signon.to_string();
         self.reply(fx, id, "317", &[tnick, idle.as_bytes(), signon.as_bytes()], "seconds idle, signon time");

@@ -43,6 +43,8 @@ pub(super) struct Client {
     /// User mode +B (IRCv3 bot-mode): shown in WHO (flag B) and WHOIS (335), and the `bot` tag
     /// on its messages.
     pub(super) bot: bool,
+    /// Connected over TLS.
+    pub(super) secure: bool,
     /// User mode +w: receives WALLOPS.
     pub(super) wallops: bool,
     pub(super) connected: Instant,

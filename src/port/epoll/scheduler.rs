@@ -223,7 +223,7 @@ impl<C: Send + Sync + 'static> Epoll<C> {
 
     /// Delivers a finished operation: to this thread's private queue when it is one of our
     /// workers (it runs it next, no lock, no wake-up), otherwise through the shared queue.
-    pub(super) fn complete(&self, port: &CompletionPort<C>, c: Completion<C>) {
+    pub(in crate::port) fn complete(&self, port: &CompletionPort<C>, c: Completion<C>) {
         with_local(&port.shared, |l| match l {
             Some(l) => l.tasks.push_back(Task::Done(c)),
             None => self.push_shared([Task::Done(c)]),
