@@ -98,6 +98,17 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
     }
     extban_mute_char: Optional[str] = "m"
 
+    def gen_ssl(self) -> None:
+        """irctest's certificate, made X.509 v3. Upstream's (`openssl x509 -req` with no extensions)
+        is v1, which rustls refuses to serve (webpki: UnsupportedCertVersion) while GnuTLS and
+        OpenSSL servers take it; the key, the paths and dh.pem stay upstream's."""
+        super().gen_ssl()
+        subprocess.run(
+            [self.openssl_bin, "req", "-x509", "-new", "-key", self.key_path, "-out", self.pem_path,
+             "-days", "2", "-batch", "-subj", "/CN=My.Little.Server"],
+            capture_output=True, check=True, timeout=60,
+        )
+
     def run(
         self,
         hostname: str,
