@@ -71,7 +71,7 @@ enum Storage {
     },
     /// A heap allocation of its own, freed on drop: what the TLS layer sends, and decrypted
     /// data too large for a pooled buffer.
-    Heap(Box<[u8]>),
+    Heap(Vec<u8>),
     /// Given back already (only while dropping); also the empty buffer.
     Gone,
 }
@@ -80,7 +80,8 @@ impl Buf {
     /// A buffer of exactly these bytes, belonging to no pool.
     pub fn from_vec(bytes: Vec<u8>) -> Buf {
         let len = bytes.len();
-        Buf { storage: Storage::Heap(bytes.into_boxed_slice()), len }
+        // Kept as the Vec it is: making it a boxed slice could mean a reallocation and a copy.
+        Buf { storage: Storage::Heap(bytes), len }
     }
 
     /// A buffer of no bytes (a receive that found EOF), holding no memory.
@@ -91,7 +92,8 @@ impl Buf {
     /// The whole capacity, for reading into.
     pub fn spare(&mut self) -> &mut [u8] {
         match &mut self.storage {
-            Storage::Pooled { data, .. } | Storage::Heap(data) => data,
+            Storage::Pooled { data, .. } => data,
+            Storage::Heap(data) => data,
             #[cfg(target_os = "linux")]
             Storage::Provided { block, id } => block.slice_mut(*id),
             Storage::Gone => &mut [],
@@ -100,7 +102,8 @@ impl Buf {
 
     pub fn capacity(&self) -> usize {
         match &self.storage {
-            Storage::Pooled { data, .. } | Storage::Heap(data) => data.len(),
+            Storage::Pooled { data, .. } => data.len(),
+            Storage::Heap(data) => data.len(),
             #[cfg(target_os = "linux")]
             Storage::Provided { block, .. } => block.size,
             Storage::Gone => 0,
@@ -118,7 +121,8 @@ impl Deref for Buf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         let whole: &[u8] = match &self.storage {
-            Storage::Pooled { data, .. } | Storage::Heap(data) => data,
+            Storage::Pooled { data, .. } => data,
+            Storage::Heap(data) => data,
             #[cfg(target_os = "linux")]
             Storage::Provided { block, id } => block.slice(*id),
             Storage::Gone => &[],
