@@ -149,8 +149,9 @@ for test, glob, lat in (("full TLS handshakes/s", "handshakes", "handshake"), ("
         if not (runs := load(f"{glob}-{s}-*.json")):
             continue
         med[s] = st.median(r["per_sec"] for r in runs)
-        # The CPU reading spans the whole run (warm-up, probe, drain), as the handshake count does.
-        ops = [(r.get("handshake") or {}).get("count", 0) for r in runs]
+        # The CPU reading spans the whole run, warm-up included: so does "attempts" (the
+        # handshake count and per_sec are the measured part only).
+        ops = [r.get("attempts", 0) for r in runs]
         cpu = [r["cpu"] / tck / o * 1e6 for r, o in zip(runs, ops) if o] if glob == "handshakes" else []
         errors = sum(r.get("errors", 0) + r.get("lost", 0) for r in runs)
         print(f"| {test} | {s} | {span([r['per_sec'] for r in runs])} | {ms(runs, lat, 'p50')} | {ms(runs, lat, 'p99')} "
