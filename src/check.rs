@@ -1,15 +1,25 @@
 //! `echoport check`: a one-shot health probe for Docker HEALTHCHECK, Kubernetes probes and scripts.
 //! Echo mode: one round trip of a unique message, byte-exact. Chat mode: PING, expect its PONG.
+//! With `--tls` the same probe goes through a TLS session (handshake first, so its failure is
+//! reported as such).
 
 use crate::config::{CheckArgs, Mode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{WebPkiSupportedAlgorithms, ring};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Probes the server; `Ok` carries a one-line summary, `Err` a one-line reason.
 pub fn run(args: &CheckArgs) -> Result<String, String> {
     let started = Instant::now();
     let target = args.target.unwrap_or(args.mode.default_listen());
+    // Before connecting: a bad --tls-ca is the caller's mistake, not the server's.
+    let tls = if args.tls { Some(tls_config(args)?) } else { None };
     let stream =
         TcpStream::connect_timeout(&target, args.timeout).map_err(|e| format!("cannot connect to {target}: {e}"))?;
     let left = args.timeout.saturating_sub(started.elapsed()).max(std::time::Duration::from_millis(1));
@@ -19,15 +29,23 @@ pub fn run(args: &CheckArgs) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     // Unique per probe, so a stale or misrouted reply cannot pass.
     let token = format!("echoport-check-{}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    let what = match args.mode {
-        Mode::Echo => echo(stream, &token),
-        Mode::Chat => chat(stream, &token),
+    let what = match tls {
+        None => probe(args.mode, stream, &token),
+        Some(config) => handshake(config, target, stream).and_then(|s| probe(args.mode, s, &token)),
     }
     .map_err(|e| format!("{target}: {e}"))?;
-    Ok(format!("ok: {what} with {target} in {:.1} ms", started.elapsed().as_secs_f64() * 1e3))
+    let over = if args.tls { " over TLS" } else { "" };
+    Ok(format!("ok: {what}{over} with {target} in {:.1} ms", started.elapsed().as_secs_f64() * 1e3))
 }
 
-fn echo(mut stream: TcpStream, token: &str) -> Result<&'static str, String> {
+fn probe(mode: Mode, stream: impl Read + Write, token: &str) -> Result<&'static str, String> {
+    match mode {
+        Mode::Echo => echo(stream, token),
+        Mode::Chat => chat(stream, token),
+    }
+}
+
+fn echo(mut stream: impl Read + Write, token: &str) -> Result<&'static str, String> {
     let sent = format!("{token}\n").into_bytes();
     stream.write_all(&sent).map_err(|e| format!("send failed: {e}"))?;
     let mut got = vec![0u8; sent.len()];
@@ -38,7 +56,7 @@ fn echo(mut stream: TcpStream, token: &str) -> Result<&'static str, String> {
     Ok("echo round trip")
 }
 
-fn chat(mut stream: TcpStream, token: &str) -> Result<&'static str, String> {
+fn chat(mut stream: impl Read + Write, token: &str) -> Result<&'static str, String> {
     stream.write_all(format!("PING :{token}\r\n").as_bytes()).map_err(|e| format!("send failed: {e}"))?;
     let mut lines = BufReader::new(stream).take(64 * 1024);
     let mut line = String::new();
@@ -59,5 +77,92 @@ fn describe(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timed out".to_owned(),
         _ => e.to_string(),
+    }
+}
+
+// ---- TLS ---------------------------------------------------------------------------------
+
+/// The client side for `--tls`: no system root store is built in, so the certificate is checked
+/// against `--tls-ca`, or (`--insecure`) not at all, though the handshake signature still is.
+fn tls_config(args: &CheckArgs) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?;
+    let config = match (&args.tls_ca, args.insecure) {
+        (Some(path), _) => {
+            let what = |e: &dyn std::fmt::Display| format!("--tls-ca {}: {e}", path.display());
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| what(&e))? {
+                roots.add(cert.map_err(|e| what(&e))?).map_err(|e| what(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(what(&"no certificate in the file"));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        (None, true) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider.signature_verification_algorithms)))
+            .with_no_client_auth(),
+        (None, false) => {
+            return Err("--tls needs --tls-ca FILE (the server's CA or certificate) or --insecure: \
+                        there is no system certificate store"
+                .to_owned());
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// Finish the handshake within the socket's timeouts; the name checked is the target's IP.
+fn handshake(
+    config: Arc<ClientConfig>,
+    target: SocketAddr,
+    mut tcp: TcpStream,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
+    let mut conn = ClientConnection::new(config, ServerName::IpAddress(target.ip().into()))
+        .map_err(|e| format!("TLS set-up: {e}"))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| format!("TLS handshake failed: {}", describe(&e)))?;
+    }
+    Ok(StreamOwned::new(conn, tcp))
+}
+
+/// `--insecure`: any certificate, but a valid handshake signature for the one presented.
+#[derive(Debug)]
+struct AnyCert(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
     }
 }

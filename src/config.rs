@@ -427,6 +427,16 @@ pub struct CheckArgs {
     /// The protocol the server speaks
     #[arg(long, env = "ECHOPORT_MODE", value_name = "MODE", default_value = "echo", value_parser = parse_mode)]
     pub mode: Mode,
+    /// Probe over TLS; the certificate is checked against --tls-ca (for the target's IP address),
+    /// or not at all with --insecure
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: accept any certificate (self-signed ones); the handshake is still verified
+    #[arg(long, requires = "tls", conflicts_with = "tls_ca")]
+    pub insecure: bool,
+    /// With --tls: trust the certificates in this PEM file (a CA, or the server's own certificate)
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// What the command line asks for.

@@ -46,6 +46,9 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::link::Link;
+use crate::tls::{Tls, TlsArgs};
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChatArgs {
     /// IRC server address
@@ -86,6 +89,8 @@ pub struct ChatArgs {
     /// registration only on a timer (InspIRCd completes them once a second)
     #[arg(long, default_value_t = DEFAULT_CONNECT_BATCH, value_parser = clap::value_parser!(u16).range(1..))]
     pub connect_batch: u16,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 pub struct ChatOutcome {
@@ -101,6 +106,8 @@ pub struct ChatOutcome {
     pub timeline: Vec<(f64, u64)>,
     /// Disconnects, server error replies and malformed copies of our messages.
     pub errors: u64,
+    /// With `--tls`: every client's handshake time in microseconds.
+    pub handshake: Option<Histogram<u64>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,11 +324,13 @@ fn join_all(handles: Vec<JoinHandle<Report>>) -> Result<Vec<Report>, String> {
 
 fn merge(plan: &Plan, reports: Vec<Report>) -> ChatOutcome {
     let mut latency = new_histogram();
+    let mut handshake = new_histogram();
     let mut buckets: Vec<u64> = Vec::new();
     let (mut sent, mut deliveries, mut errors) = (0, 0, 0);
     for r in reports {
         // Same bounds everywhere, so adding cannot fail.
         let _ = latency.add(&r.latency);
+        let _ = handshake.add(&r.handshake);
         if buckets.len() < r.timeline.len() {
             buckets.resize(r.timeline.len(), 0);
         }
@@ -339,6 +348,7 @@ fn merge(plan: &Plan, reports: Vec<Report>) -> ChatOutcome {
         latency,
         timeline: buckets.into_iter().enumerate().map(|(i, n)| (i as f64, n)).collect(),
         errors,
+        handshake: plan.tls.is_some().then_some(handshake),
     }
 }
 
@@ -355,6 +365,7 @@ fn new_histogram() -> Histogram<u64> {
 
 struct Plan {
     target: SocketAddr,
+    tls: Option<Tls>,
     clients: usize,
     senders: usize,
     threads: usize,
@@ -398,6 +409,7 @@ impl Plan {
         };
         Ok(Plan {
             target: a.target,
+            tls: a.tls.client(a.target)?,
             clients: a.clients,
             senders: a.senders,
             threads: threads.min(a.clients),
@@ -718,7 +730,7 @@ enum State {
 
 struct Client {
     id: usize,
-    stream: TcpStream,
+    stream: Link,
     state: State,
     nick: String,
     nick_tries: u32,
@@ -739,6 +751,7 @@ struct Report {
     errors: u64,
     latency: Histogram<u64>,
     timeline: Vec<u64>,
+    handshake: Histogram<u64>,
 }
 
 struct Worker {
@@ -780,7 +793,14 @@ impl Worker {
             senders,
             unregistered: 0,
             acks,
-            report: Report { sent: 0, deliveries: 0, errors: 0, latency: new_histogram(), timeline: Vec::new() },
+            report: Report {
+                sent: 0,
+                deliveries: 0,
+                errors: 0,
+                latency: new_histogram(),
+                timeline: Vec::new(),
+                handshake: new_histogram(),
+            },
             unreported: 0,
             scratch: vec![0; READ_CHUNK],
             quit_deadline: None,
@@ -865,10 +885,11 @@ impl Worker {
     fn open(&mut self, local: usize) -> Result<Client, String> {
         let id = self.plan.client_of(self.index, local);
         let target = self.plan.target;
-        let mut stream = TcpStream::connect(target).map_err(|e| connect_error(target, &e))?;
+        let tcp = TcpStream::connect(target).map_err(|e| connect_error(target, &e))?;
         // Without it Nagle holds a sender's next PRIVMSG until the previous one is acknowledged,
         // and delayed ACKs make that tens of milliseconds of fake latency.
-        stream.set_nodelay(true).map_err(|e| format!("setting TCP_NODELAY: {e}"))?;
+        tcp.set_nodelay(true).map_err(|e| format!("setting TCP_NODELAY: {e}"))?;
+        let mut stream = Link::new(tcp, self.plan.tls.as_ref()).map_err(|e| format!("TLS set-up: {e}"))?;
         self.poll
             .registry()
             .register(&mut stream, Token(local), Interest::READABLE | Interest::WRITABLE)
@@ -923,7 +944,7 @@ impl Worker {
             return;
         };
         if c.state == State::Connecting {
-            match connect_state(&c.stream) {
+            match connect_state(c.stream.tcp()) {
                 Ok(false) => return,
                 Ok(true) => c.state = State::Registering,
                 Err(e) => {
@@ -939,6 +960,9 @@ impl Worker {
             self.read(local, false);
         }
         self.flush(local);
+        if let Some(h) = self.clients[local].as_mut().and_then(|c| c.stream.handshake_done()) {
+            self.report.handshake.saturating_record(h.as_micros().try_into().unwrap_or(u64::MAX));
+        }
     }
 
     /// Read and handle what has arrived. `to_the_end`: the peer has closed or failed, which
@@ -1268,7 +1292,8 @@ fn write_out(c: &mut Client) -> io::Result<()> {
         c.out.clear();
         c.out_pos = 0;
     }
-    Ok(())
+    // TLS: what the last write left in rustls goes out now (a no-op on a plain socket).
+    c.stream.flush()
 }
 
 /// `COMMAND arg`, or `COMMAND :arg` when the argument needs the trailing form.
@@ -1505,6 +1530,7 @@ mod tests {
             caps: String::new(),
             threads: Some(4),
             connect_batch: DEFAULT_CONNECT_BATCH,
+            tls: TlsArgs::default(),
         }
     }
 

@@ -1,18 +1,21 @@
 //! The connect scenario: new connections per second. Each of N connectors loops: connect, one
-//! SIZE-byte round trip (verified), close. Latency is connect start to complete echo.
+//! SIZE-byte round trip (verified), close. Latency is connect start to complete echo. With
+//! `--handshake-only` (TLS to servers that do not echo, such as IRC servers): connect, finish the
+//! handshake, close; latency is connect start to handshake complete.
 
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 
 use super::dial::{self, Dial, Dialer, Step, open_many};
 use super::pattern::Pattern;
 use super::progress::Progress;
-use super::record::Recorder;
-use super::report::Report;
+use super::record::{self, Recorder};
+use super::report::{self, Report};
 use super::{DialArgs, OutArgs, TimeArgs, parse, sys, workers};
 
 #[derive(Args, Debug, Clone)]
@@ -30,6 +33,9 @@ pub struct ConnectArgs {
     /// Worker threads, each with its own poller (default: min(conns, cores)).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+    /// Connect, finish the TLS handshake, close: no echo round trip (for IRC servers).
+    #[arg(long, requires = "tls", conflicts_with = "size")]
+    pub handshake_only: bool,
     #[command(flatten)]
     pub out: OutArgs,
 }
@@ -40,6 +46,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 struct Plan {
     dialer: Dialer,
+    /// Bytes of the round trip; 0 with --handshake-only.
     size: usize,
     measure: Instant,
     end: Instant,
@@ -60,7 +67,8 @@ struct Totals {
 pub fn run(a: &ConnectArgs) -> Result<Report, String> {
     let n = a.conns as usize;
     sys::check_nofile(n)?;
-    let dialer = a.dial.dialer();
+    let mut dialer = a.dial.dialer()?;
+    dialer.echo_probe = !a.handshake_only;
     // One proven connection first, so an unreachable target is one clear error, not N.
     let probe = open_many(&dialer, 1, true, &mut |_| {});
     if let Some(e) = probe.first_error {
@@ -73,7 +81,7 @@ pub fn run(a: &ConnectArgs) -> Result<Report, String> {
     let end = measure + parse::dur(a.time.duration);
     let plan = Plan {
         dialer,
-        size: a.size,
+        size: if a.handshake_only { 0 } else { a.size },
         measure,
         end,
         drain_until: end + parse::dur(a.time.drain_timeout).min(parse::dur(a.dial.connect_timeout)),
@@ -89,8 +97,10 @@ pub fn run(a: &ConnectArgs) -> Result<Report, String> {
     let mut rec = Recorder::new(measure, plan.bins);
     rec.ensure_bins(plan.bins);
     let mut t = Totals::default();
-    for (r, o) in results {
+    let mut handshakes = record::histogram(record::SIGFIG_TOTAL);
+    for (r, h, o) in results {
         rec.merge(&r);
+        let _ = handshakes.add(&h);
         t.attempts += o.attempts;
         t.errors += o.errors;
         t.mismatches += o.mismatches;
@@ -101,8 +111,9 @@ pub fn run(a: &ConnectArgs) -> Result<Report, String> {
     let mut r = Report::new("connect", a.dial.target.to_string(), &rec, a.time.duration);
     r.unit = "connections";
     r.conns = n as u64;
-    r.size = Some(a.size as u64);
+    r.size = Some(plan.size as u64);
     r.warmup_secs = a.time.warmup;
+    r.handshake = a.dial.tls.tls.then(|| report::Handshake::of(&handshakes));
     r.errors = t.errors + t.unfinished;
     r.mismatches = t.mismatches;
     r.set("threads", threads.min(n));
@@ -123,22 +134,24 @@ struct Slot {
     next_at: Instant,
 }
 
-fn worker(plan: &Plan, thread: usize, indexes: Vec<usize>, counter: &AtomicU64) -> (Recorder, Totals) {
+/// A worker's latencies, TLS handshake times (of measured attempts) and counts.
+fn worker(plan: &Plan, thread: usize, indexes: Vec<usize>, counter: &AtomicU64) -> (Recorder, Histogram<u64>, Totals) {
     let mut rec = Recorder::new(plan.measure, plan.bins);
+    let mut handshakes = record::histogram(record::SIGFIG_TOTAL);
     let mut t = Totals::default();
     let poll = match Poll::new() {
         Ok(p) => p,
         Err(e) => {
             t.errors += 1;
             t.first_error = Some(format!("cannot create a poller: {}", dial::plain(&e)));
-            return (rec, t);
+            return (rec, handshakes, t);
         }
     };
     let mut poll = poll;
     let now = Instant::now();
     let mut slots: Vec<Slot> = indexes.into_iter().map(|index| Slot { index, dial: None, next_at: now }).collect();
     let mut events = Events::with_capacity(1024);
-    let mut scratch = vec![0u8; plan.size.min(64 * 1024)];
+    let mut scratch = vec![0u8; plan.size.clamp(1, 64 * 1024)];
     let mut serial: u64 = 0;
     let attempt_timeout = plan.dialer.timeout;
     loop {
@@ -164,7 +177,8 @@ fn worker(plan: &Plan, thread: usize, indexes: Vec<usize>, counter: &AtomicU64) 
                 let mut payload = vec![0u8; plan.size];
                 Pattern::new(id).fill(0, &mut payload);
                 t.attempts += 1;
-                match Dial::start(plan.dialer.target, plan.dialer.source(s.index), payload).and_then(|mut d| {
+                let tls = plan.dialer.tls.as_ref();
+                match Dial::start(plan.dialer.target, plan.dialer.source(s.index), tls, payload).and_then(|mut d| {
                     poll.registry().register(&mut d.stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
                     Ok(d)
                 }) {
@@ -206,13 +220,20 @@ fn worker(plan: &Plan, thread: usize, indexes: Vec<usize>, counter: &AtomicU64) 
             let now = Instant::now();
             let _ = poll.registry().deregister(&mut d.stream);
             let started = d.started;
+            let measured = started >= plan.measure && started < plan.end;
+            if let (Some(h), true) = (d.stream.handshake_done(), measured) {
+                record::put_duration(&mut handshakes, h);
+            }
+            if matches!(step, Step::Done) {
+                d.stream.close_notify();
+            }
             s.dial = None;
             s.next_at = now;
             match step {
                 Step::Pending => {}
                 Step::Done => {
                     done += 1;
-                    if started >= plan.measure && started < plan.end {
+                    if measured {
                         rec.record(now, now - started);
                     }
                 }
@@ -229,5 +250,5 @@ fn worker(plan: &Plan, thread: usize, indexes: Vec<usize>, counter: &AtomicU64) 
         }
         counter.fetch_add(done, Ordering::Relaxed);
     }
-    (rec, t)
+    (rec, handshakes, t)
 }

@@ -1,18 +1,22 @@
 //! Opening connections without blocking: a non-blocking connect (optionally from a chosen source
 //! address) followed by one verified round trip. A completed handshake only means the kernel
 //! queued the connection; the echo proves the server accepted it and is serving it, and waiting
-//! for it before opening more keeps the server's accept queue from overflowing.
+//! for it before opening more keeps the server's accept queue from overflowing. With `--tls` the
+//! round trip goes through the session, so it also proves the handshake (whose time is recorded).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::record::Recorder;
+use super::link::Link;
+use super::record::{self, Recorder};
+use super::tls::Tls;
 
 /// Where and how to connect; shared by every scenario.
 #[derive(Clone, Debug)]
@@ -24,6 +28,11 @@ pub struct Dialer {
     pub timeout: Duration,
     /// Attempts in flight at once while opening many connections.
     pub window: usize,
+    /// `--tls`: the session every connection runs under.
+    pub tls: Option<Tls>,
+    /// A new connection is proven by a 1-byte echo; without it (`connect --handshake-only`, for
+    /// servers that do not echo) by its TLS handshake alone.
+    pub echo_probe: bool,
 }
 
 impl Dialer {
@@ -60,9 +69,10 @@ fn in_progress(e: &io::Error) -> bool {
     e.kind() == ErrorKind::WouldBlock
 }
 
-/// One connection being opened: connect, send `payload`, read it back, compare.
+/// One connection being opened: connect, send `payload`, read it back, compare. An empty payload
+/// means: connect and finish the TLS handshake.
 pub struct Dial {
-    pub stream: TcpStream,
+    pub stream: Link,
     pub started: Instant,
     payload: Vec<u8>,
     written: usize,
@@ -79,7 +89,7 @@ pub enum Step {
 }
 
 impl Dial {
-    pub fn start(target: SocketAddr, source: Option<IpAddr>, payload: Vec<u8>) -> io::Result<Dial> {
+    pub fn start(target: SocketAddr, source: Option<IpAddr>, tls: Option<&Tls>, payload: Vec<u8>) -> io::Result<Dial> {
         let started = Instant::now();
         let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
@@ -93,7 +103,8 @@ impl Dial {
             Err(e) if in_progress(&e) => {}
             Err(e) => return Err(e),
         }
-        Ok(Dial { stream: TcpStream::from_std(socket.into()), started, payload, written: 0, got: 0, connected: false })
+        let stream = Link::new(TcpStream::from_std(socket.into()), tls)?;
+        Ok(Dial { stream, started, payload, written: 0, got: 0, connected: false })
     }
 
     /// Make whatever progress the socket allows now; call on every event for this socket.
@@ -101,11 +112,11 @@ impl Dial {
         if !self.connected {
             // mio's recipe for a non-blocking connect: a pending error means it failed, a
             // peer address means it completed, NotConnected means "not yet".
-            match self.stream.take_error() {
+            match self.stream.tcp().take_error() {
                 Ok(Some(e)) | Err(e) => return Step::Failed(e),
                 Ok(None) => {}
             }
-            match self.stream.peer_addr() {
+            match self.stream.tcp().peer_addr() {
                 Ok(_) => self.connected = true,
                 Err(e) if e.kind() == ErrorKind::NotConnected || in_progress(&e) => {
                     return Step::Pending;
@@ -113,13 +124,38 @@ impl Dial {
                 Err(e) => return Step::Failed(e),
             }
         }
+        if self.payload.is_empty() {
+            return match self.stream.handshake() {
+                Ok(true) => Step::Done,
+                Ok(false) => Step::Pending,
+                Err(e) => Step::Failed(e),
+            };
+        }
+        // Again while the reads move and payload is left: a read frees room (and under TLS it
+        // can finish the handshake) without a writable event to say so.
+        loop {
+            let got = self.got;
+            if let Some(step) = self.pump(scratch) {
+                return step;
+            }
+            if self.got == self.payload.len() {
+                return Step::Done;
+            }
+            if self.got == got || self.written == self.payload.len() {
+                return Step::Pending;
+            }
+        }
+    }
+
+    /// One round of writing and reading; Some when the attempt is over.
+    fn pump(&mut self, scratch: &mut [u8]) -> Option<Step> {
         while self.written < self.payload.len() {
             match self.stream.write(&self.payload[self.written..]) {
-                Ok(0) => return Step::Failed(ErrorKind::WriteZero.into()),
+                Ok(0) => return Some(Step::Failed(ErrorKind::WriteZero.into())),
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Step::Failed(e),
+                Err(e) => return Some(Step::Failed(e)),
             }
         }
         while self.got < self.written {
@@ -128,33 +164,38 @@ impl Dial {
             let want = (self.written - self.got).min(scratch.len());
             match self.stream.read(&mut scratch[..want]) {
                 Ok(0) => {
-                    return Step::Failed(io::Error::new(ErrorKind::UnexpectedEof, "connection closed by the server"));
+                    return Some(Step::Failed(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "connection closed by the server",
+                    )));
                 }
                 Ok(n) => {
                     let sent = &self.payload[self.got..self.got + n];
                     if let Some(i) = sent.iter().zip(&scratch[..n]).position(|(a, b)| a != b) {
-                        return Step::Mismatch(self.got + i);
+                        return Some(Step::Mismatch(self.got + i));
                     }
                     self.got += n;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Pending,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Step::Failed(e),
+                Err(e) => return Some(Step::Failed(e)),
             }
         }
-        if self.got == self.payload.len() { Step::Done } else { Step::Pending }
+        None
     }
 }
 
 /// The result of opening many connections.
 pub struct Opened {
-    pub streams: Vec<TcpStream>,
+    pub streams: Vec<Link>,
     pub failed: u64,
     pub mismatches: u64,
     /// The first failure, as one line.
     pub first_error: Option<String>,
     /// Connect + probe round trip of each opened connection, per second since opening began.
     pub recorder: Recorder,
+    /// TLS handshake times (microseconds) of the opened connections; empty without `--tls`.
+    pub handshakes: Histogram<u64>,
     pub elapsed: Duration,
 }
 
@@ -171,6 +212,7 @@ pub fn open_many(dialer: &Dialer, n: usize, fail_fast: bool, progress: &mut dyn 
         mismatches: 0,
         first_error: None,
         recorder: Recorder::new(start, usize::MAX),
+        handshakes: record::histogram(record::SIGFIG_TOTAL),
         elapsed: Duration::ZERO,
     };
     let mut poll = match Poll::new() {
@@ -195,7 +237,8 @@ pub fn open_many(dialer: &Dialer, n: usize, fail_fast: bool, progress: &mut dyn 
         while !stop && next < n && pending.len() < dialer.window.max(1) {
             let entry = pending.vacant_entry();
             let token = Token(entry.key());
-            match Dial::start(dialer.target, dialer.source(next), vec![PROBE]) {
+            let probe = if dialer.echo_probe { vec![PROBE] } else { Vec::new() };
+            match Dial::start(dialer.target, dialer.source(next), dialer.tls.as_ref(), probe) {
                 Ok(mut d) => {
                     match poll.registry().register(&mut d.stream, token, Interest::READABLE | Interest::WRITABLE) {
                         Ok(()) => {
@@ -246,6 +289,9 @@ pub fn open_many(dialer: &Dialer, n: usize, fail_fast: bool, progress: &mut dyn 
                 Step::Done => {
                     let now = Instant::now();
                     out.recorder.record(now, now - d.started);
+                    if let Some(h) = d.stream.handshake_done() {
+                        record::put_duration(&mut out.handshakes, h);
+                    }
                     out.streams.push(d.stream);
                 }
                 Step::Failed(e) => fail(&mut out, dialer.describe(&e)),

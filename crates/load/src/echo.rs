@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Args;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
 use super::dial;
+use super::link::Link;
 use super::pattern::Pattern;
 use super::record::Recorder;
 use super::report::{self, Report};
@@ -88,7 +88,7 @@ impl Plan {
 
 struct Conn {
     id: usize,
-    stream: TcpStream,
+    stream: Link,
     pattern: Pattern,
     alive: bool,
     /// Open loop: at `Plan::cap` and off the schedule until echoes come back.
@@ -190,6 +190,7 @@ pub fn run(a: &EchoArgs) -> Result<Report, String> {
     r.rate_target = a.rate;
     r.mbps_out = Some(report::mbps(sent * plan.size, a.time.duration));
     r.mbps_in = Some(report::mbps(r.messages * plan.size, a.time.duration));
+    r.handshake = a.dial.tls.tls.then(|| report::Handshake::of(&opened.handshakes));
     r.errors = errors + unanswered;
     r.mismatches = mismatches;
     r.set("threads", threads.min(n));
@@ -355,7 +356,8 @@ fn flush(c: &mut Conn, size: u64, buf: &mut [u8]) -> Result<(), Fail> {
             Err(e) => return Err(Fail::Io(format!("conn {}: write failed: {}", c.id, dial::plain(&e)))),
         }
     }
-    Ok(())
+    // TLS: what the last write left in rustls goes out now (a no-op on a plain socket).
+    c.stream.flush().map_err(|e| Fail::Io(format!("conn {}: write failed: {}", c.id, dial::plain(&e))))
 }
 
 /// Read everything available, verify it, complete messages.
@@ -419,7 +421,7 @@ fn receive(
 fn drop_conn(c: &mut Conn, poll: &Poll, f: Fail, outstanding: &mut u64, o: &mut Outcome) {
     c.alive = false;
     let _ = poll.registry().deregister(&mut c.stream);
-    let _ = c.stream.shutdown(std::net::Shutdown::Both);
+    let _ = c.stream.tcp().shutdown(std::net::Shutdown::Both);
     *outstanding -= c.inflight.len() as u64;
     c.inflight.clear();
     match f {

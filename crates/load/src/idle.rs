@@ -39,7 +39,7 @@ pub fn run(a: &IdleArgs) -> Result<Report, String> {
     let rss_before = a.server_pid.map(sys::rss_kib).transpose()?.flatten();
     let hold = parse::dur(a.hold);
     let mut progress = Progress::new(a.out.quiet, std::time::Duration::ZERO, hold, "conn");
-    let opened = open_many(&a.dial.dialer(), n, false, &mut |k| progress.phase("open", k as u64, n as u64));
+    let opened = open_many(&a.dial.dialer()?, n, false, &mut |k| progress.phase("open", k as u64, n as u64));
     if opened.streams.is_empty() {
         return Err(opened.first_error.unwrap_or_else(|| "no connection could be opened".into()));
     }
@@ -114,6 +114,7 @@ pub fn run(a: &IdleArgs) -> Result<Report, String> {
     r.per_sec = report::per_sec(held, open_secs);
     r.span_secs = open_secs;
     r.time_axis = "seconds after opening began";
+    r.handshake = a.dial.tls.tls.then(|| report::Handshake::of(&opened.handshakes));
     r.errors = opened.failed + dropped;
     r.mismatches = opened.mismatches + junk;
     r.set("held", held);

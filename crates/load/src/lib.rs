@@ -10,6 +10,7 @@ mod connect;
 mod dial;
 pub mod echo;
 mod idle;
+mod link;
 mod parse;
 mod pattern;
 mod plot;
@@ -19,6 +20,7 @@ pub mod report;
 mod stream;
 mod sys;
 mod timer;
+pub mod tls;
 mod workers;
 
 use std::cell::RefCell;
@@ -84,23 +86,28 @@ pub struct DialArgs {
     /// keeps the server's accept queue from overflowing.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub open_window: u32,
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
 }
 
 impl DialArgs {
-    pub fn dialer(&self) -> Dialer {
-        Dialer {
+    pub fn dialer(&self) -> Result<Dialer, String> {
+        Ok(Dialer {
             target: self.target,
             sources: self.source_ips.clone(),
             timeout: parse::dur(self.connect_timeout),
             window: self.open_window as usize,
-        }
+            tls: self.tls.client(self.target)?,
+            echo_probe: true,
+        })
     }
 
     fn check(&self) -> Result<(), String> {
-        match self.source_ips.iter().find(|ip| ip.is_ipv4() != self.target.is_ipv4()) {
-            Some(ip) => Err(format!("--source-ips {ip} is not of the same family as --target {}", self.target)),
-            None => Ok(()),
+        if let Some(ip) = self.source_ips.iter().find(|ip| ip.is_ipv4() != self.target.is_ipv4()) {
+            return Err(format!("--source-ips {ip} is not of the same family as --target {}", self.target));
         }
+        // A missing or unreadable --tls-ca is a usage error, found before any connection.
+        self.tls.client(self.target).map(|_| ())
     }
 }
 
@@ -244,6 +251,7 @@ fn run_chat(c: &ChatCmd, m: Option<&ArgMatches>) -> Result<Report, String> {
     r.timeline = outcome.timeline.iter().map(|&(t, messages)| report::Point { t, messages, p99_us: None }).collect();
     let lost = outcome.expected_deliveries.saturating_sub(outcome.deliveries);
     // A delivery that never arrived is a failure of the run, like an unanswered echo.
+    r.handshake = outcome.handshake.as_ref().map(report::Handshake::of);
     r.errors = outcome.errors + lost;
     r.set("senders", num("senders").map(|v| v as u64));
     r.set("sent", outcome.sent);
@@ -280,6 +288,11 @@ mod tests {
         ok(&["connect", "--target", "127.0.0.1:1", "--conns", "4", "--duration", "1", "--quiet"]).unwrap();
         ok(&["idle", "--target", "127.0.0.1:1", "--conns", "9", "--hold", "0.5", "--server-pid", "1"]).unwrap();
         ok(&["idle", "--target", "127.0.0.1:1", "--conns", "9", "--source-ips", "127.0.0.1,127.0.0.2"]).unwrap();
+        ok(&["connect", "--target", "127.0.0.1:1", "--tls", "--tls-insecure", "--handshake-only"]).unwrap();
+        ok(&["chat", "--target", "127.0.0.1:1", "--tls", "--tls-ca", "ca.pem", "--tls-server-name", "irc.test"])
+            .unwrap();
+        assert!(ok(&["connect", "--target", "127.0.0.1:1", "--handshake-only"]).unwrap_err().contains("--tls"));
+        assert!(ok(&["echo", "--target", "127.0.0.1:1", "--tls", "--tls-insecure", "--tls-ca", "x"]).is_err());
         assert!(ok(&["echo", "--target", "127.0.0.1:1", "--plot", "x.png"]).unwrap_err().contains("--plot"));
         assert!(ok(&["echo", "--target", "127.0.0.1:1", "--conns", "0"]).is_err());
         assert!(ok(&["echo", "--target", "127.0.0.1:1", "--duration", "-1"]).is_err());

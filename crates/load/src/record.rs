@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 
 /// Three significant figures for the totals (±0.1%), two for the per-second p99 (±1%): the
 /// per-second histograms are many, and two figures keep each at a few KiB.
-const SIGFIG_TOTAL: u8 = 3;
+pub const SIGFIG_TOTAL: u8 = 3;
 const SIGFIG_SECOND: u8 = 2;
 
 /// An auto-resizing histogram of microseconds.
@@ -23,6 +23,11 @@ fn put(h: &mut Histogram<u64>, us: u64) {
     if h.record(us).is_err() {
         h.saturating_record(us);
     }
+}
+
+/// Record a duration in microseconds (TLS handshakes: no timeline, just the histogram).
+pub fn put_duration(h: &mut Histogram<u64>, d: Duration) {
+    put(h, u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
 }
 
 /// Messages completed in one second of the timeline, and their latencies.

@@ -34,6 +34,22 @@ impl Latency {
     }
 }
 
+/// TLS handshake times in microseconds, from the ClientHello written to the server's Finished
+/// verified (the `handshake` field, present only with `--tls`).
+#[derive(Serialize, Debug, Clone, Default, PartialEq)]
+pub struct Handshake {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Handshake {
+    pub fn of(h: &Histogram<u64>) -> Handshake {
+        Handshake { count: h.len(), p50: h.value_at_quantile(0.5), p99: h.value_at_quantile(0.99), max: h.max() }
+    }
+}
+
 /// One second of the timeline: what completed in `[t, t + 1)` seconds after warm-up ended.
 /// The last second may be partial; completions while draining after the end count in it.
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -72,6 +88,8 @@ pub struct Report {
     pub mbps_out: Option<f64>,
     pub mbps_in: Option<f64>,
     pub latency_us: Latency,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<Handshake>,
     pub errors: u64,
     pub mismatches: u64,
     pub timeline: Vec<Point>,
@@ -108,6 +126,7 @@ impl Report {
             mbps_out: None,
             mbps_in: None,
             latency_us: Latency::of(&rec.hist),
+            handshake: None,
             errors: 0,
             mismatches: 0,
             timeline: timeline(rec),
@@ -159,6 +178,10 @@ impl Report {
             "latency (us)", "p50", "p90", "p99", "p99.9", "max", "mean"
         )?;
         writeln!(out, "{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1}", "", l.p50, l.p90, l.p99, l.p999, l.max, l.mean)?;
+        if let Some(h) = &self.handshake {
+            writeln!(out, "{:<14} {:>9} {:>9} {:>9} {:>9}", "handshake (us)", "count", "p50", "p99", "max")?;
+            writeln!(out, "{:<14} {:>9} {:>9} {:>9} {:>9}", "", h.count, h.p50, h.p99, h.max)?;
+        }
         row(out, "errors", self.errors.to_string())?;
         row(out, "mismatches", self.mismatches.to_string())?;
         for (k, v) in &self.extra {
@@ -226,5 +249,12 @@ mod tests {
         r.print(&mut table).unwrap();
         let table = String::from_utf8(table).unwrap();
         assert!(table.contains("latency (us)") && table.contains("closed loop"));
+        assert!(v.get("handshake").is_none() && !table.contains("handshake"), "only with --tls");
+        r.handshake = Some(Handshake::of(&rec.hist));
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["handshake"]["count"], 1);
+        let mut table = Vec::new();
+        r.print(&mut table).unwrap();
+        assert!(String::from_utf8(table).unwrap().contains("handshake (us)"));
     }
 }

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Args;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
 use super::dial;
+use super::link::Link;
 use super::pattern::Pattern;
 use super::record::Recorder;
 use super::report::{self, Report};
@@ -52,7 +52,7 @@ struct Plan {
 
 struct Conn {
     id: usize,
-    stream: TcpStream,
+    stream: Link,
     pattern: Pattern,
     alive: bool,
     written: u64,
@@ -134,6 +134,7 @@ pub fn run(a: &StreamArgs) -> Result<Report, String> {
     r.warmup_secs = a.time.warmup;
     r.mbps_out = Some(report::mbps(t.out_measured, a.time.duration));
     r.mbps_in = Some(report::mbps(t.in_measured, a.time.duration));
+    r.handshake = a.dial.tls.tls.then(|| report::Handshake::of(&opened.handshakes));
     r.errors = t.errors + u64::from(t.unanswered > 0);
     r.mismatches = t.mismatches;
     r.set("threads", threads.min(n));
@@ -257,7 +258,8 @@ fn pump(
         if now >= plan.end {
             // A chunk cut short by the end of the run never completes; it is not counted.
             c.chunks.retain(|&(end, _, _)| end <= c.written);
-            return Ok(());
+            // TLS: what the last write left in rustls goes out now (a no-op on a plain socket).
+            return c.stream.flush().map_err(|e| (false, format!("conn {}: write failed: {}", c.id, dial::plain(&e))));
         }
         let in_chunk = c.written % plan.size;
         if in_chunk == 0 {

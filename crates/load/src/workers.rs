@@ -22,7 +22,7 @@ pub fn open(
 ) -> Result<(Progress, Opened, usize), String> {
     sys::check_nofile(n)?;
     let progress = Progress::new(quiet, parse::dur(time.warmup), parse::dur(time.warmup + time.duration), unit);
-    let mut opened = open_many(&dial.dialer(), n, true, &mut |k| progress.phase("connect", k as u64, n as u64));
+    let mut opened = open_many(&dial.dialer()?, n, true, &mut |k| progress.phase("connect", k as u64, n as u64));
     if let Some(e) = opened.first_error.take() {
         return Err(e);
     }

@@ -10,122 +10,18 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
+use common::run::{Run, TempPath, load, run_raw};
 use common::{BOUND, Server};
 use serde_json::Value;
 
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A temporary file path, removed on drop.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(ext: &str) -> TempPath {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        TempPath(std::env::temp_dir().join(format!("echoport-load-test-{}-{n}.{ext}", std::process::id())))
-    }
-    fn arg(&self) -> &str {
-        self.0.to_str().expect("temp path is UTF-8")
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Kills and reaps the child unless it was reaped already.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    json: Option<Value>,
-}
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-    fn j(&self) -> &Value {
-        self.json.as_ref().unwrap_or_else(|| panic!("no JSON report\n{}", self.explain()))
-    }
-    fn u(&self, key: &str) -> u64 {
-        self.j()[key].as_u64().unwrap_or_else(|| panic!("`{key}` is not an integer\n{}", self.explain()))
-    }
-    fn f(&self, key: &str) -> f64 {
-        self.j()[key].as_f64().unwrap_or_else(|| panic!("`{key}` is not a number\n{}", self.explain()))
-    }
-    fn explain(&self) -> String {
-        format!("status: {:?}\nstdout:\n{}\nstderr:\n{}", self.status, self.stdout, self.stderr)
-    }
-}
-
-/// Run echoport-load with `args` plus `--quiet --json FILE`; bounded by `BOUND`.
-fn load(args: &[&str]) -> Run {
-    let json = TempPath::new("json");
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--quiet", "--json", json.arg()]);
-    run_raw(&all, Some(&json))
-}
-
-fn run_raw(args: &[&str], json: Option<&TempPath>) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echoport-load"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echoport-load");
-    let (tx, rx) = mpsc::channel();
-    for (i, mut pipe) in [
-        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().expect("stderr")),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let tx = tx.clone();
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            let _ = tx.send((i, s));
-        });
-    }
-    let mut guard = ChildGuard(Some(child));
-    // Both pipes reach EOF when the child exits: that is the signal, bounded by BOUND.
-    let mut out = [String::new(), String::new()];
-    for _ in 0..2 {
-        match rx.recv_timeout(BOUND) {
-            Ok((i, s)) => out[i] = s,
-            Err(_) => panic!("echoport-load {args:?} did not finish within {BOUND:?}"),
-        }
-    }
-    let status = guard.0.take().expect("child").wait().expect("wait for echoport-load");
-    let json = json.and_then(|p| std::fs::read_to_string(&p.0).ok()).and_then(|s| serde_json::from_str(&s).ok());
-    let [stdout, stderr] = out;
-    Run { status, stdout, stderr, json }
 }
 
 /// The documented top-level fields every report has.

@@ -162,6 +162,7 @@ fn args(target: SocketAddr, clients: usize, senders: usize, rate: f64, duration:
         caps: String::new(),
         threads: Some(2),
         connect_batch: 8,
+        tls: Default::default(),
     }
 }
 

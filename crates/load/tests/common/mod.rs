@@ -6,6 +6,9 @@
 #[path = "../../../../tests/common/embedded.rs"]
 mod embedded;
 
+pub mod run;
+pub mod tls_echo;
+
 pub use embedded::Server;
 
 use std::time::Duration;
