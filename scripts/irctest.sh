@@ -4,13 +4,17 @@
 # sources), in one run, with the same two test selections for every server:
 #   rfc  RFC 1459/2812: tests marked RFC1459 or RFC2812, and none of services,
 #        implementation-specific, deprecated, strict, IRCv3;
-#   all  the whole server suite but services, implementation-specific, deprecated and strict.
+#   all  the whole server suite but services, implementation-specific, deprecated and strict;
+#   tls  the rfc selection with every test client over TLS to the test's port (IRCTEST_TLS=1,
+#        scripts/irctest/common.py): irctest itself has no server test that uses TLS. Not in the
+#        default SELECTION.
 # It prints one table, server x selection, passed / failed / skipped, and keeps under
 # target/irctest/<stamp>/ each run's log and junit file, failed.txt (each failed test with its
 # reason) and skipped.txt (skips grouped by reason).
 #
 #   scripts/irctest.sh
 #   SERVERS="echoport ergo" SELECTION=rfc scripts/irctest.sh
+#   SERVERS=echoport SELECTION=tls scripts/irctest.sh
 #
 # Every server gets the settings upstream's controllers give: the name My.Little.Server, the
 # operator operuser/operpassword, and here flood control off and listening on 127.0.0.1 only.
@@ -49,12 +53,12 @@ OUT=$(cd "$OUT" && pwd)
 base='not services and not implementation-specific and not deprecated and not strict'
 markers() {
   case $1 in
-    rfc) echo "(RFC1459 or RFC2812) and $base and not IRCv3" ;;
+    rfc|tls) echo "(RFC1459 or RFC2812) and $base and not IRCv3" ;;
     all) echo "$base" ;;
-    *) echo "unknown selection $1 (rfc, all)" >&2; exit 2 ;;
+    *) echo "unknown selection $1 (rfc, all, tls)" >&2; exit 2 ;;
   esac
 }
-label() { case $1 in rfc) echo "RFC 1459/2812" ;; all) echo "whole suite" ;; esac; }
+label() { case $1 in rfc) echo "RFC 1459/2812" ;; all) echo "whole suite" ;; tls) echo "RFC 1459/2812 over TLS" ;; esac; }
 for sel in $SELECTION; do markers "$sel" >/dev/null; done
 
 # irctest and its venv.
@@ -142,7 +146,8 @@ for s in $SERVERS; do
     # The junit file carries the results, without each test's output (that is in the log).
     tmp=$OUT/$s-$sel.tmp
     mkdir -p "$tmp"
-    (cd "$SRC" && TMPDIR=$tmp PYTHONPATH=$ROOT/scripts/irctest PYTHONDONTWRITEBYTECODE=1 \
+    tls=0; [ "$sel" = tls ] && tls=1
+    (cd "$SRC" && IRCTEST_TLS=$tls TMPDIR=$tmp PYTHONPATH=$ROOT/scripts/irctest PYTHONDONTWRITEBYTECODE=1 \
       timeout -s INT -k 60 "$TIMEOUT" "$ROOT/$VENV/bin/python" \
       -m pytest irctest/server_tests --controller "$ctl" -m "$(markers "$sel")" -rfEs \
       -p no:cacheprovider -o junit_logging=no --junitxml="$OUT/$s-$sel.xml") \

@@ -8,9 +8,22 @@
   server without BOT mode) never reaches tearDown, and its server would outlive the run; the
   reaper stops those when pytest exits.
 - patch(): the way our controllers change one of upstream's config templates.
+- TLS: with IRCTEST_TLS=1 (scripts/irctest.sh's `tls` selection) every test runs over TLS. The
+  pinned irctest has no server test of its own that does (BaseServerTestCase.ssl is False and no
+  test overrides it; its STARTTLS test went in 2019, irctest/client_tests/tls.py tests clients), so
+  this switches its `ssl` on for every test: the controllers are run with ssl=True, which makes
+  the test's port a TLS listener (upstream's Ergo controller does it; ours for echoport, ngIRCd and
+  InspIRCd, with irctest's self-signed certificate from BaseController.gen_ssl), and every test
+  client does a TLS handshake right after connecting, trusting any certificate.
 """
 import atexit
+import os
+import ssl
 from typing import Any, List, Tuple
+
+from irctest import cases, client_mock
+
+TLS = os.environ.get("IRCTEST_TLS") == "1"
 
 _started: List[Any] = []
 
@@ -40,3 +53,39 @@ def patch(template: str, old: str, new: str) -> str:
     (the irctest commit is pinned, so this only fires when someone moves the pin)."""
     assert old in template, f"upstream template no longer contains {old!r}"
     return template.replace(old, new, 1)
+
+
+if TLS:
+    cases.BaseServerTestCase.ssl = True
+    _plain_connect = client_mock.ClientMock.connect
+
+    class _Socket(ssl.SSLSocket):
+        """Says "the server closed" (with close_notify or without) as a plain socket does, which
+        is what irctest's client takes for a disconnect: no bytes from recv, BrokenPipeError
+        from send."""
+
+        def recv(self, bufsize: int = 1024, flags: int = 0) -> bytes:
+            try:
+                return super().recv(bufsize, flags)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+        def send(self, data: Any, flags: int = 0) -> int:
+            try:
+                return super().send(data, flags)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as e:
+                raise BrokenPipeError(str(e)) from e
+
+    # The test's certificate is made per server start; identity is not what these tests check.
+    _context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _context.sslsocket_class = _Socket
+    _context.check_hostname = False
+    _context.verify_mode = ssl.CERT_NONE
+
+    def _tls_connect(self: client_mock.ClientMock, hostname: str, port: int) -> None:
+        _plain_connect(self, hostname, port)
+        # The handshake runs here, under the client's 1-second socket timeout.
+        self.conn = _context.wrap_socket(self.conn)
+        self.ssl = True
+
+    client_mock.ClientMock.connect = _tls_connect  # type: ignore[method-assign]

@@ -1,8 +1,9 @@
 """irctest controller for echoport in chat mode (pytest --controller echoport_controller).
 
-echoport takes everything on its command line, so there is no config file: the name and the
-operator irctest's tests expect (My.Little.Server, operuser/operpassword), flood control off as
-upstream configures every server, and the password when a test asks for one.
+echoport takes everything on its command line, so there is no config file (with ssl, only
+irctest's certificate in a temporary directory): the name and the operator irctest's tests expect
+(My.Little.Server, operuser/operpassword), flood control off as upstream configures every server,
+the password when a test asks for one, and with ssl the test's port as a TLS listener.
 
 What irctest may assume of the server is declared below and nowhere else (chathistory, UTF8ONLY and
 one account are switched on with their flags, as upstream's Ergo config switches them on). Each declaration turns
@@ -97,6 +98,17 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
     }
     extban_mute_char: Optional[str] = "m"
 
+    def gen_ssl(self) -> None:
+        """irctest's certificate, made X.509 v3. Upstream's (`openssl x509 -req` with no extensions)
+        is v1, which rustls refuses to serve (webpki: UnsupportedCertVersion) while GnuTLS and
+        OpenSSL servers take it; the key, the paths and dh.pem stay upstream's."""
+        super().gen_ssl()
+        subprocess.run(
+            [self.openssl_bin, "req", "-x509", "-new", "-key", self.key_path, "-out", self.pem_path,
+             "-days", "2", "-batch", "-subj", "/CN=My.Little.Server"],
+            capture_output=True, check=True, timeout=60,
+        )
+
     def run(
         self,
         hostname: str,
@@ -109,8 +121,6 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
         websocket_hostname: Optional[str] = None,
         websocket_port: Optional[int] = None,
     ) -> None:
-        if ssl:
-            raise NotImplementedByController("TLS")
         if websocket_hostname is not None or websocket_port is not None:
             raise NotImplementedByController("Websocket")
         if run_services:
@@ -118,10 +128,24 @@ class EchoportController(Loopback, Reaper, BaseServerController, DirectoryBasedC
         assert self.proc is None
         self.hostname = hostname
         self.port = port
+        if ssl:
+            # The test's port speaks TLS, as for upstream's Ergo and ngIRCd controllers; the plain
+            # listener goes on a port nobody connects to.
+            self.create_config()
+            self.gen_ssl()
+            _, plain_port = self.get_hostname_and_port()
+            listeners = [
+                "--listen", f"{hostname}:{plain_port}",
+                "--tls-listen", f"{hostname}:{port}",
+                "--tls-cert", str(self.pem_path),
+                "--tls-key", str(self.key_path),
+            ]
+        else:
+            listeners = ["--listen", f"{hostname}:{port}"]
         command = [
             BINARY,
             "--mode", "chat",
-            "--listen", f"{hostname}:{port}",
+            *listeners,
             "--server-name", "My.Little.Server",
             "--server-info", "test server",
             "--flood-rate", "0",

@@ -6,7 +6,10 @@ Upstream's controller handles InspIRCd 3 and 4; these differ here, and only thes
 - --runasroot when running as root: InspIRCd refuses to start as root without it;
 - the listener on 127.0.0.1 (common.py);
 - its debug log, one file per test, in the temporary directory ($TMPDIR: scripts/irctest.sh
-  gives each run its own) rather than in /tmp itself, where each run would leave 400 files.
+  gives each run its own) rather than in /tmp itself, where each run would leave 400 files;
+- with IRCTEST_TLS=1 (common.py), TLS on the test's port: upstream loads ssl_openssl, which the
+  Debian package does not ship (it has ssl_gnutls only), and its <bind> names no TLS profile, so
+  its ssl=True still listens in plain text.
 """
 import os
 import tempfile
@@ -14,7 +17,7 @@ from typing import Any, Type
 
 from irctest.controllers import inspircd
 
-from common import Loopback, Reaper, patch
+from common import TLS, Loopback, Reaper, patch
 
 # The module's template is patched in place: it is read by upstream's run(), and one pytest
 # process runs one controller.
@@ -28,6 +31,17 @@ inspircd.TEMPLATE_CONFIG = patch(
     'target="/tmp/ircd-{port}.log"',
     'target="{}/ircd-{{port}}.log"'.format(tempfile.gettempdir()),
 )
+
+if TLS:
+    inspircd.TEMPLATE_CONFIG = patch(
+        inspircd.TEMPLATE_CONFIG,
+        '<bind address="{hostname}" port="{port}" type="clients">',
+        '<bind address="{hostname}" port="{port}" type="clients" sslprofile="irctest">',
+    )
+    inspircd.TEMPLATE_SSL_CONFIG = """
+<module name="ssl_gnutls">
+<sslprofile name="irctest" provider="gnutls" certfile="{pem_path}" keyfile="{key_path}" dhfile="{dh_path}" requestclientcert="no">
+"""
 
 
 class InspircdController(Loopback, Reaper, inspircd.InspircdController):

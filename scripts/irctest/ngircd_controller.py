@@ -5,13 +5,17 @@ template, which stays as it is:
 - Listen: upstream's "Bind" is not an ngIRCd option (ngIRCd ignores it and listens on every
   interface); 127.0.0.1 as for every server here (common.py);
 - no flood control (MaxPenaltyTime 0) and no per-address connection or join caps, as the other
-  servers are configured by upstream (Ergo exempts localhost, InspIRCd allows 1000 per address).
+  servers are configured by upstream (Ergo exempts localhost, InspIRCd allows 1000 per address);
+- with IRCTEST_TLS=1 (common.py), an [SSL] section: upstream's run() moves the plain port aside and
+  passes the test's port as tls_port with irctest's certificate, but its template never uses them,
+  so nothing would listen on the test's port. (No DHFile: upstream passes none to the template;
+  ngIRCd then makes its own DH parameters at start, about a second.)
 """
 from typing import Type
 
 from irctest.controllers import ngircd
 
-from common import Loopback, Reaper, patch
+from common import TLS, Loopback, Reaper, patch
 
 ngircd.TEMPLATE_CONFIG = patch(
     ngircd.TEMPLATE_CONFIG,
@@ -27,6 +31,14 @@ ngircd.TEMPLATE_CONFIG = patch(
 [Limits]
 """,
 )
+
+if TLS:
+    ngircd.TEMPLATE_CONFIG += """
+[SSL]
+    CertFile = {pem_path}
+    KeyFile = {key_path}
+    Ports = {tls_port}
+"""
 
 
 class NgircdController(Loopback, Reaper, ngircd.NgircdController):
