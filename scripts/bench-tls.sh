@@ -90,9 +90,7 @@ has() { [[ " $PHASES " == *" $1 "* ]]; }
 # IRC servers echo nothing: each connection is proven by its handshake alone (--handshake-only).
 # A small open window, as ngIRCd listens with a backlog of 10 (a SYN beyond it waits a second for
 # its retry), and a connect timeout that covers HOLD handshakes on a shared two-core box.
-if has idle && [ "$HOLD" -gt 0 ] && ! "$load" idle --help | grep -q -- --handshake-only; then
-  echo "# idle: skipped, this echoport-load's idle has no --handshake-only (IRC servers do not echo its probe)" >&2
-elif has idle && [ "$HOLD" -gt 0 ]; then for n in $SERVERS; do
+if has idle && [ "$HOLD" -gt 0 ]; then for n in $SERVERS; do
   start "$n" || continue
   echo "## idle $HOLD  $n" >&2
   run "$n" "idle-$n" idle --tls --tls-insecure --handshake-only --target "127.0.0.1:${TLS[$n]}" \

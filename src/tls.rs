@@ -90,6 +90,13 @@ fn read_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Re
     let key =
         PrivateKeyDer::from_pem_file(key_path).map_err(|e| format!("cannot read {}: {e}", named(key_path, "key")))?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-        format!("{} and {} do not make a usable pair: {e}", named(cert_path, "cert"), named(key_path, "key"))
+        // rustls words certificate errors for a peer's certificate; this one is ours.
+        let why = match format!("{e:?}") {
+            v1 if v1.contains("UnsupportedCertVersion") => {
+                "the certificate is X.509 v1; only v3 can be served (`openssl req -x509` makes v3)".to_owned()
+            }
+            _ => e.to_string().replace("invalid peer certificate", "invalid certificate"),
+        };
+        format!("{} and {} do not make a usable pair: {why}", named(cert_path, "cert"), named(key_path, "key"))
     })
 }

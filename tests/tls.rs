@@ -573,3 +573,26 @@ fn stalled_handshakes_are_closed_after_the_handshake_timeout() {
     pinger.stop();
     server.assert_alive();
 }
+
+/// A draining server tells its TLS clients why, through TLS, and does not wait out
+/// --shutdown-timeout for them. (The layer once swallowed the completion it decided itself for
+/// the farewell's send, so TLS clients were only cut off at the timeout, without a word.)
+#[test]
+fn shutdown_sends_error_over_tls_and_drains_without_the_timeout() {
+    let pair = Pair::new();
+    let files = CertFiles::new(&pair);
+    let server = tls::embedded(&files, &embedded::chat_args(&["--shutdown-timeout", "25s"]));
+    let mut secure = tls_irc(server.tls_addr(), &pair, "secure");
+    secure.register("secure");
+    let mut plain = Client::registered(server.addr(), "plain");
+    secure.join("#drain");
+    plain.join("#drain");
+    secure.sync();
+    let stats = server.stop();
+    assert_eq!(stats.cut_off, 0, "a connection waited for --shutdown-timeout: {stats:?}");
+    for c in [&mut secure, &mut plain] {
+        let tail = c.expect_closed(WAIT);
+        let error = tail.iter().find(|m| m.is("ERROR")).unwrap_or_else(|| c.fail("no ERROR before EOF"));
+        assert!(error.last().to_ascii_lowercase().contains("shutting down"), "{error}");
+    }
+}

@@ -41,6 +41,10 @@ const KEY_BITS: u32 = 32;
 const KEY_MASK: usize = (1 << KEY_BITS) - 1;
 /// 31 bits of generation: a key's top bit stays clear, for io_uring to tag receives with.
 const GENERATION_MASK: usize = 0x7fff_ffff;
+/// A [`Completion::User`] value with this bit is the port's own: it names a completion the TLS
+/// layer decided, parked in `Shared::decided`, which `get` hands out as it is. (Through the TLS
+/// filter again it would be taken for a raw one.) [`CompletionPort::post_user`] values stay below.
+const DECIDED: u64 = 1 << 63;
 
 /// A finished operation, as `GetQueuedCompletionStatus` would report it.
 #[derive(Debug)]
@@ -134,6 +138,8 @@ struct Shared<C> {
     close_hook: OnceLock<CloseHook>,
     /// The TLS sockets' sessions ([`tls`]).
     tls: tls::Sessions,
+    /// Completions the TLS layer decided, until a worker takes them (see [`DECIDED`]).
+    decided: Mutex<slab::Slab<Completion<C>>>,
 }
 
 /// What turns the OS's notifications into completions.
@@ -200,6 +206,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
                 started: Instant::now(),
                 close_hook: OnceLock::new(),
                 tls: tls::Sessions::default(),
+                decided: Mutex::new(slab::Slab::new()),
             }),
         })
     }
@@ -262,6 +269,15 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     pub fn get(&self, timeout: Option<Duration>) -> Result<Completion<C>, Wait> {
         loop {
             let c = backend!(self, b => b.get(self, timeout))?;
+            if let Completion::User(v) = c
+                && v & DECIDED != 0
+            {
+                let mut decided = self.shared.decided.lock().unwrap_or_else(|e| e.into_inner());
+                match decided.try_remove((v & !DECIDED) as usize) {
+                    Some(c) => return Ok(c),
+                    None => continue,
+                }
+            }
             // A TLS socket's raw operations are the TLS layer's to answer; most end in one.
             match c.socket() {
                 Some(socket) if socket.is_tls() => {
@@ -303,12 +319,14 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         }
     }
 
-    /// Posts a completion that [`get`](Self::get) returns as [`Completion::User`].
+    /// Posts a completion that [`get`](Self::get) returns as [`Completion::User`]. `value` must
+    /// be below 2^63 (the top bit is the port's own).
     pub fn post_user(&self, value: u64) {
+        debug_assert!(value & DECIDED == 0, "post_user values are below 2^63");
         match &self.shared.backend {
             Backend::Epoll(b) => b.post_user(value),
             #[cfg(target_os = "linux")]
-            Backend::Uring(b) => b.post_completion(Completion::User(value)),
+            Backend::Uring(b) => b.post_user(value),
         }
     }
 
@@ -322,12 +340,15 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     }
 
     /// Delivers a completion the port decided itself (the TLS layer's), through the queue, so
-    /// it is handled after the handler call that caused it returns.
+    /// it is handled after the handler call that caused it returns, and as it is.
     fn post_completion(&self, c: Completion<C>) {
+        let key = self.shared.decided.lock().unwrap_or_else(|e| e.into_inner()).insert(c);
+        let token = DECIDED | key as u64;
         match &self.shared.backend {
-            Backend::Epoll(b) => b.complete(self, c),
+            // A worker's own queue first: no lock, no wake-up.
+            Backend::Epoll(b) => b.complete(self, Completion::User(token)),
             #[cfg(target_os = "linux")]
-            Backend::Uring(b) => b.post_completion(c),
+            Backend::Uring(b) => b.post_user(token),
         }
     }
 

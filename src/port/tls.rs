@@ -189,7 +189,9 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
                     },
                     Err(e) => Err(e),
                 };
-                if result.is_err() {
+                // The port's own reasons (drain, idle timeout) leave the session whole: the
+                // handler may still send its last words (chat's ERROR line) through it.
+                if matches!(result, Err(OpError::Io(_) | OpError::TlsHandshakeTimeout)) {
                     s.failed = true;
                 }
                 s.recv_wanted = false;

@@ -29,6 +29,10 @@ pub struct IdleArgs {
     /// The server's process id: report its memory (VmRSS) per connection (Linux only).
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// A connection counts as open once its TLS handshake is done: no echo probe (for IRC
+    /// servers, which echo nothing).
+    #[arg(long, requires = "tls")]
+    pub handshake_only: bool,
     #[command(flatten)]
     pub out: OutArgs,
 }
@@ -39,7 +43,9 @@ pub fn run(a: &IdleArgs) -> Result<Report, String> {
     let rss_before = a.server_pid.map(sys::rss_kib).transpose()?.flatten();
     let hold = parse::dur(a.hold);
     let mut progress = Progress::new(a.out.quiet, std::time::Duration::ZERO, hold, "conn");
-    let opened = open_many(&a.dial.dialer()?, n, false, &mut |k| progress.phase("open", k as u64, n as u64));
+    let mut dialer = a.dial.dialer()?;
+    dialer.echo_probe = !a.handshake_only;
+    let opened = open_many(&dialer, n, false, &mut |k| progress.phase("open", k as u64, n as u64));
     if opened.streams.is_empty() {
         return Err(opened.first_error.unwrap_or_else(|| "no connection could be opened".into()));
     }

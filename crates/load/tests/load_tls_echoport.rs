@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use common::Server;
@@ -18,14 +18,14 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// echoport with one plain and one TLS listener; the TLS address. The embedded harness reports
-/// the plain addresses only, so the TLS port is picked here (bound, released, handed over).
+/// echoport with one plain and one TLS listener; the TLS address.
 fn tls_server(cert: &TestCert, extra: &[&str]) -> (Server, SocketAddr) {
-    let addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
-    let listen = addr.to_string();
-    let mut args = vec!["--tls-listen", &listen, "--tls-cert", cert.cert_pem.arg(), "--tls-key", cert.key_pem.arg()];
+    let mut args =
+        vec!["--tls-listen", "127.0.0.1:0", "--tls-cert", cert.cert_pem.arg(), "--tls-key", cert.key_pem.arg()];
     args.extend_from_slice(extra);
-    (Server::start(&args), addr)
+    let server = Server::start(&args);
+    let addr = server.tls_addr();
+    (server, addr)
 }
 
 fn assert_clean(r: &Run, handshakes: u64) {
@@ -118,5 +118,21 @@ fn chat_fan_out_between_tls_clients() {
     let messages = r.u("messages");
     assert!(messages > 5, "{}", r.explain());
     assert_clean(&r, messages);
+
+    // Idle TLS connections held on the IRC server, each proven by its handshake alone.
+    let r = load(&[
+        "idle",
+        "--target",
+        &addr,
+        "--tls",
+        "--tls-insecure",
+        "--handshake-only",
+        "--conns",
+        "20",
+        "--hold",
+        "0.3",
+    ]);
+    assert_eq!(r.u("held"), 20, "{}", r.explain());
+    assert_eq!(r.u("dropped"), 0, "{}", r.explain());
     drop(server);
 }

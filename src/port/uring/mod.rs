@@ -58,16 +58,16 @@ pub(super) struct Uring<C> {
     /// Round robin over the rings for new sockets.
     next: AtomicUsize,
     pool: BufferPool,
-    /// `post_user` completions (and the TLS layer's), for whichever worker looks first.
-    user: Mutex<UserQueue<C>>,
+    /// `post_user` completions, for whichever worker looks first.
+    user: Mutex<UserQueue>,
     user_len: AtomicUsize,
     /// Workers without a ring wait here.
     user_ready: Condvar,
     closed: AtomicBool,
 }
 
-struct UserQueue<C> {
-    values: VecDeque<Completion<C>>,
+struct UserQueue {
+    values: VecDeque<u64>,
     /// Workers without a ring waiting on `user_ready`.
     waiting: usize,
 }
@@ -160,9 +160,9 @@ impl<C: Send + Sync + 'static> Uring<C> {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Wait::Closed);
             }
-            if let Some(c) = q.values.pop_front() {
+            if let Some(v) = q.values.pop_front() {
                 self.user_len.fetch_sub(1, Ordering::Relaxed);
-                return Ok(c);
+                return Ok(Completion::User(v));
             }
             q.waiting += 1;
             q = match deadline {
@@ -181,7 +181,7 @@ impl<C: Send + Sync + 'static> Uring<C> {
     }
 
     /// A user completion for a ring's owner to take, if any.
-    fn pop_user(&self) -> Option<Completion<C>> {
+    fn pop_user(&self) -> Option<u64> {
         if self.user_len.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -192,11 +192,9 @@ impl<C: Send + Sync + 'static> Uring<C> {
         v
     }
 
-    /// Queues a finished completion for any worker: [`Completion::User`], or one the TLS layer
-    /// answers without the kernel.
-    pub(super) fn post_completion(&self, c: Completion<C>) {
+    pub(super) fn post_user(&self, value: u64) {
         let mut q = self.lock_user();
-        q.values.push_back(c);
+        q.values.push_back(value);
         self.user_len.fetch_add(1, Ordering::Relaxed);
         if q.waiting > 0 {
             self.user_ready.notify_one();
@@ -338,7 +336,7 @@ impl<C: Send + Sync + 'static> Uring<C> {
         }
     }
 
-    fn lock_user(&self) -> MutexGuard<'_, UserQueue<C>> {
+    fn lock_user(&self) -> MutexGuard<'_, UserQueue> {
         self.user.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -196,8 +196,8 @@ impl<C: Send + Sync + 'static> Ring<C> {
                 self.closing.clear();
             }
             self.kernel.bufs.recycle();
-            if let Some(c) = uring.pop_user() {
-                return Ok(c);
+            if let Some(v) = uring.pop_user() {
+                return Ok(Completion::User(v));
             }
             if uring.is_closed() {
                 // Leave the thread-local borrow first: releasing frees this ring.
