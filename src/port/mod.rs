@@ -323,11 +323,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// be below 2^63 (the top bit is the port's own).
     pub fn post_user(&self, value: u64) {
         debug_assert!(value & DECIDED == 0, "post_user values are below 2^63");
-        match &self.shared.backend {
-            Backend::Epoll(b) => b.post_user(value),
-            #[cfg(target_os = "linux")]
-            Backend::Uring(b) => b.post_user(value),
-        }
+        backend!(self, b => b.post_user(value))
     }
 
     /// A receive of the socket's bytes as they are on the wire.
