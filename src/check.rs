@@ -4,11 +4,8 @@
 //! reported as such).
 
 use crate::config::{CheckArgs, Mode};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{WebPkiSupportedAlgorithms, ring};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -85,33 +82,12 @@ fn describe(e: &std::io::Error) -> String {
 /// The client side for `--tls`: no system root store is built in, so the certificate is checked
 /// against `--tls-ca`, or (`--insecure`) not at all, though the handshake signature still is.
 fn tls_config(args: &CheckArgs) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?;
-    let config = match (&args.tls_ca, args.insecure) {
-        (Some(path), _) => {
-            let what = |e: &dyn std::fmt::Display| format!("--tls-ca {}: {e}", path.display());
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| what(&e))? {
-                roots.add(cert.map_err(|e| what(&e))?).map_err(|e| what(&e))?;
-            }
-            if roots.is_empty() {
-                return Err(what(&"no certificate in the file"));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        (None, true) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert(provider.signature_verification_algorithms)))
-            .with_no_client_auth(),
-        (None, false) => {
-            return Err("--tls needs --tls-ca FILE (the server's CA or certificate) or --insecure: \
-                        there is no system certificate store"
-                .to_owned());
-        }
-    };
-    Ok(Arc::new(config))
+    match echoport_tls_client::config(args.tls_ca.as_deref(), args.insecure)? {
+        Some(config) => Ok(Arc::new(config)),
+        None => Err("--tls needs --tls-ca FILE (the server's CA or certificate) or --insecure: \
+                     there is no system certificate store"
+            .to_owned()),
+    }
 }
 
 /// Finish the handshake within the socket's timeouts; the name checked is the target's IP.
@@ -126,43 +102,4 @@ fn handshake(
         conn.complete_io(&mut tcp).map_err(|e| format!("TLS handshake failed: {}", describe(&e)))?;
     }
     Ok(StreamOwned::new(conn, tcp))
-}
-
-/// `--insecure`: any certificate, but a valid handshake signature for the one presented.
-#[derive(Debug)]
-struct AnyCert(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
 }

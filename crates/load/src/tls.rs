@@ -7,16 +7,13 @@
 //! it holds the key and the handshake costs what a real one costs.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use rustls::ClientConfig;
 use rustls::client::Resumption;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{WebPkiSupportedAlgorithms, ring};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
 
 /// The TLS flags, flattened into every scenario's arguments.
 #[derive(Args, Debug, Clone, Default)]
@@ -52,76 +49,13 @@ impl TlsArgs {
             Some(n) => ServerName::try_from(n.clone()).map_err(|e| format!("--tls-server-name {n}: {e}"))?,
             None => ServerName::IpAddress(target.ip().into()),
         };
-        let provider = Arc::new(ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up: {e}"))?;
-        let mut config = match (&self.tls_ca, self.tls_insecure) {
-            (Some(path), _) => builder.with_root_certificates(roots(path)?).with_no_client_auth(),
-            (None, true) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCert(provider.signature_verification_algorithms)))
-                .with_no_client_auth(),
-            (None, false) => {
-                return Err("--tls needs --tls-ca FILE (the server's CA or certificate) or --tls-insecure: \
-                            there is no system certificate store"
-                    .into());
-            }
+        let Some(mut config) = echoport_tls_client::config(self.tls_ca.as_deref(), self.tls_insecure)? else {
+            return Err("--tls needs --tls-ca FILE (the server's CA or certificate) or --tls-insecure: \
+                        there is no system certificate store"
+                .into());
         };
         // Every handshake a full one: a resumed session would hide what a new client costs.
         config.resumption = Resumption::disabled();
         Ok(Some(Tls { config: Arc::new(config), name }))
-    }
-}
-
-fn roots(path: &Path) -> Result<RootCertStore, String> {
-    let what = |e: &dyn std::fmt::Display| format!("--tls-ca {}: {e}", path.display());
-    let mut store = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| what(&e))? {
-        store.add(cert.map_err(|e| what(&e))?).map_err(|e| what(&e))?;
-    }
-    if store.is_empty() {
-        return Err(what(&"no certificate in the file"));
-    }
-    Ok(store)
-}
-
-/// `--tls-insecure`: any certificate chain is accepted, but the handshake signature must be valid
-/// for the certificate presented.
-#[derive(Debug)]
-struct AnyCert(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
     }
 }
