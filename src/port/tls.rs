@@ -255,17 +255,20 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
             // rustls rejects an oversized record by its header; this is only a backstop.
             error.get_or_insert(rustls::Error::General("record too large".into()));
         }
-        if error.is_none() && progress.established && !s.established {
+        let mut failed = error.map(|e| {
+            tracing::debug!(key = socket.key(), error = %e, "TLS error");
+            tls_error(e)
+        });
+        if failed.is_none() && progress.established && !s.established {
             s.established = true;
             if let Some(early) = s.early.take() {
-                error = s.encrypt(early).err().map(|e| rustls::Error::General(e.to_string()));
+                failed = s.encrypt(early).err();
             }
         }
-        if let Some(e) = error {
-            tracing::debug!(key = socket.key(), error = %e, "TLS error");
+        if let Some(e) = failed {
             s.fail_with_alert();
             self.flush(socket, s);
-            return Some(Err(tls_error(e)));
+            return Some(Err(e));
         }
         s.peer_closed |= progress.peer_closed;
         self.flush(socket, s);
