@@ -233,6 +233,15 @@ pub struct ChatSettings {
     #[arg(long, env = "ECHOPORT_STS_DURATION", value_name = "DUR", default_value = "30d", value_parser = parse_duration)]
     pub sts_duration: Duration,
 
+    /// Chat: join the network of every instance with this Redis URL (redis://HOST:PORT[/DB]):
+    /// one set of nicks, channels and messages across instances; unset = on its own
+    #[arg(long, env = "ECHOPORT_CLUSTER", value_name = "URL", value_parser = parse_cluster_url)]
+    pub cluster: Option<String>,
+
+    /// Chat: this instance's name in the network (logs, metrics); unset = the server name
+    #[arg(long, env = "ECHOPORT_NODE_NAME", value_name = "NAME", value_parser = parse_server_name)]
+    pub node_name: Option<String>,
+
     /// Chat: refuse text that is not UTF-8 (FAIL ... INVALID_UTF8) and advertise UTF8ONLY;
     /// off relays bytes as they came
     #[arg(long, env = "ECHOPORT_UTF8_ONLY", value_name = "BOOL", default_value_t = false, num_args = 0..=1,
@@ -377,6 +386,9 @@ where
         cli = Cli::from_arg_matches(&matches).map_err(&clap_error)?;
     }
     cli.config = cli.config.with_mode_listen();
+    if cli.config.mode == Mode::Echo && cli.config.chat.cluster.is_some() {
+        return Err(ConfigError("--cluster: a network of instances is for --mode chat".to_owned()));
+    }
     Ok(cli)
 }
 
@@ -597,6 +609,16 @@ fn parse_server_info(s: &str) -> Result<String, String> {
         return Err("the server info must be one line of at most 100 bytes".to_owned());
     }
     Ok(s.to_owned())
+}
+
+/// A Redis URL the `redis` crate can use (checked now, so a typo stops the start, not the
+/// first connection attempt).
+fn parse_cluster_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if !s.starts_with("redis://") {
+        return Err("the cluster URL must look like redis://HOST:PORT[/DB]".to_owned());
+    }
+    redis::Client::open(s).map(|_| s.to_owned()).map_err(|e| format!("bad Redis URL: {e}"))
 }
 
 fn parse_server_name(s: &str) -> Result<String, String> {

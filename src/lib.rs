@@ -8,6 +8,7 @@ pub mod acceptor;
 pub mod buffer;
 pub mod chat;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod echo;
 pub mod limits;

@@ -37,10 +37,13 @@ pub enum Limit {
     SendQ,
     /// A TLS connection did not finish its handshake within `--tls-handshake-timeout`.
     TlsHandshakeTimeout,
+    /// Chat with `--cluster`: the queue of events to Redis was full (Redis too slow); the
+    /// instance split from the network rather than hold more.
+    ClusterQueueFull,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 11] = [
+    pub const ALL: [Limit; 12] = [
         Limit::MaxConns,
         Limit::MaxConnsPerIp,
         Limit::OutOfFds,
@@ -52,6 +55,7 @@ impl Limit {
         Limit::Flood,
         Limit::SendQ,
         Limit::TlsHandshakeTimeout,
+        Limit::ClusterQueueFull,
     ];
 
     /// The label in /metrics and the key in stats log lines.
@@ -68,6 +72,7 @@ impl Limit {
             Limit::Flood => "flood",
             Limit::SendQ => "sendq",
             Limit::TlsHandshakeTimeout => "tls_handshake_timeout",
+            Limit::ClusterQueueFull => "cluster_queue_full",
         }
     }
 
@@ -87,6 +92,7 @@ impl Limit {
             Limit::TlsHandshakeTimeout => {
                 "connection closed: TLS handshake not finished within --tls-handshake-timeout"
             }
+            Limit::ClusterQueueFull => "split from the network: the queue of events to Redis is full",
         }
     }
 

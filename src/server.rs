@@ -59,6 +59,8 @@ pub enum StartError {
     Uring { why: String },
     /// The TLS settings are incomplete, or the certificate or key cannot be used (why, in words).
     Tls { why: String },
+    /// The protocol's own start failed (chat's link to Redis: why, in words).
+    Handler { why: String },
 }
 
 impl StartError {
@@ -70,7 +72,7 @@ impl StartError {
             | StartError::Port(source)
             | StartError::Thread { source, .. } => source.kind(),
             StartError::Uring { .. } => io::ErrorKind::Unsupported,
-            StartError::Tls { .. } => io::ErrorKind::InvalidInput,
+            StartError::Tls { .. } | StartError::Handler { .. } => io::ErrorKind::InvalidInput,
         }
     }
 }
@@ -85,6 +87,7 @@ impl fmt::Display for StartError {
             StartError::Thread { what, source } => write!(f, "cannot start {what}: {source}"),
             StartError::Uring { why } => write!(f, "cannot use io_uring (--io uring): {why}"),
             StartError::Tls { why } => write!(f, "cannot serve TLS: {why}"),
+            StartError::Handler { why } => write!(f, "cannot start: {why}"),
         }
     }
 }
@@ -97,7 +100,7 @@ impl std::error::Error for StartError {
             | StartError::Motd { source, .. }
             | StartError::Port(source)
             | StartError::Thread { source, .. } => Some(source),
-            StartError::Uring { .. } | StartError::Tls { .. } => None,
+            StartError::Uring { .. } | StartError::Tls { .. } | StartError::Handler { .. } => None,
         }
     }
 }
@@ -205,6 +208,7 @@ impl Server {
         let rings = cores.min(config.workers);
         let cores = if self.io == Io::Uring { rings } else { cores };
         let port: PortOf<H> = CompletionPort::with_io(self.io, pool, cores).map_err(StartError::Port)?;
+        handler.started(&port).map_err(|why| StartError::Handler { why })?;
         let per_ip = PerIpCap::new(config.max_conns_per_ip);
         if let Some(cap) = &per_ip {
             cap.watch(&port);
@@ -237,11 +241,16 @@ impl Server {
 
         // `tls=` last: scripts read the plain addresses up to ` mode=`.
         let tls_addrs = (!self.tls_addrs.is_empty()).then(|| join_addrs(&self.tls_addrs).replace(' ', ""));
+        let chat = &config.chat;
+        let cluster = chat.cluster.as_ref().filter(|_| config.mode == Mode::Chat);
+        let node = cluster.map(|_| chat.node_name.as_ref().unwrap_or(&chat.server_name));
         tracing::info!(
             mode = %config.mode.name(),
             io = %self.io.name(),
             workers = config.workers,
             tls = tls_addrs.as_deref().map(tracing::field::display),
+            cluster = cluster.map(tracing::field::display),
+            node = node.map(tracing::field::display),
             "listening on {}",
             join_addrs(&self.addrs)
         );

@@ -22,6 +22,12 @@ pub trait Handler: Send + Sync + 'static {
     /// The state of a connection just accepted from `peer`, before it is associated.
     fn conn(&self, peer: SocketAddr) -> Self::Conn;
 
+    /// The port exists and nothing runs on it yet: start what the protocol needs beside the
+    /// workers (chat's link to Redis). An error stops the server's start.
+    fn started(&self, _port: &PortOf<Self>) -> Result<(), String> {
+        Ok(())
+    }
+
     /// A connection was accepted and associated; its first receive is posted right after.
     fn on_accept(&self, _port: &PortOf<Self>, _socket: &SocketOf<Self>) {}
 

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 /// Set as the socket's context when a chat connection is accepted.
 pub struct Conn {
+    /// The client's id in the chat state: unique for the server's life (and, in a cluster, in
+    /// the network: its instance's tag is in the high bits).
+    pub id: usize,
     input: Mutex<Input>,
     output: Mutex<Output>,
 }
@@ -48,8 +51,9 @@ impl Conn {
     /// `max_line_bytes` counts the CR LF, as `--max-line-bytes` does. Lines may be longer by
     /// an IRCv3 tag section ([`MAX_CLIENT_TAGS`]): the framer keeps room for one, and the chat
     /// server checks the tags and the rest of the line against their own limits.
-    pub fn new(flood_rate: f64, flood_burst: u32, max_line_bytes: usize, now: Instant) -> Self {
+    pub fn new(id: usize, flood_rate: f64, flood_burst: u32, max_line_bytes: usize, now: Instant) -> Self {
         Conn {
+            id,
             input: Mutex::new(Input::new(
                 max_line_bytes.saturating_sub(2) + MAX_CLIENT_TAGS,
                 TokenBucket::new(flood_rate, flood_burst, now),
@@ -163,7 +167,7 @@ mod tests {
 
     #[test]
     fn max_line_bytes_counts_the_cr_lf() {
-        let conn = Conn::new(0.0, 1, 64, Instant::now());
+        let conn = Conn::new(0, 0.0, 1, 64, Instant::now());
         let mut long = vec![b'x'; 62 + MAX_CLIENT_TAGS + 10];
         long.extend_from_slice(b"\r\nPING :short\r\n");
         let (got, _) = lines(&mut conn.input(), &long);

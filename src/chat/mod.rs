@@ -10,11 +10,13 @@
 mod conn;
 #[doc(hidden)]
 pub mod drive;
+mod network;
 pub mod passwords;
 pub mod server;
 
 pub use server::{ChatConfig, ChatServer, ClientId, Effects, Expired};
 
+use crate::cluster::Event;
 use crate::config::ChatSettings;
 use crate::limits::Limit;
 use crate::port::{Completion, CompletionPort, OpError, Socket};
@@ -24,7 +26,8 @@ use conn::{Conn, Feed};
 use server::idhash::IdMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A chat connection's socket, carrying its [`Conn`], and the port they are associated with.
@@ -40,11 +43,17 @@ pub struct Chat {
     settings: ChatSettings,
     /// Where limit hits are counted.
     stats: Arc<Stats>,
+    /// The next client id (in a cluster, below the instance's tag).
+    next_id: AtomicUsize,
+    /// `--cluster`: the link to Redis, started with the port.
+    bridge: OnceLock<crate::cluster::bridge::Bridge>,
 }
 
 struct State {
     server: ChatServer,
     sockets: IdMap<ClientId, ChatSocket>,
+    /// `--cluster`: this instance's membership of the network.
+    net: Option<network::Net>,
 }
 
 /// What applying effects left to do once the state lock is released.
@@ -74,8 +83,13 @@ impl Chat {
             history_bytes: settings.history_bytes,
             sts: settings.sts_port.map(|port| (port, settings.sts_duration.as_secs())),
         };
-        let state = Mutex::new(State { server: ChatServer::new(config), sockets: IdMap::default() });
-        Chat { state, settings, stats }
+        let net = settings
+            .cluster
+            .as_ref()
+            .map(|_| network::Net::new(settings.node_name.clone().unwrap_or_else(|| settings.server_name.clone())));
+        let first_id = net.as_ref().map_or(0, network::Net::first_id);
+        let state = Mutex::new(State { server: ChatServer::new(config), sockets: IdMap::default(), net });
+        Chat { state, settings, stats, next_id: AtomicUsize::new(first_id), bridge: OnceLock::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -167,8 +181,12 @@ impl Chat {
     fn disconnect(&self, socket: &ChatSocket, reason: &str, pending: &mut Pending) {
         let mut fx = Effects::default();
         let mut st = self.lock();
-        st.server.disconnect(socket.key(), reason, &mut fx);
-        st.sockets.remove(&socket.key());
+        let id = socket.context().id;
+        // Gone from here at once; in a network, from the state when its leaving comes round.
+        if st.sockets.remove(&id).is_some() {
+            let ms = st.server.unix_ms(Instant::now());
+            self.event(&mut st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, &mut fx);
+        }
         self.apply(&st, fx, pending);
     }
 
@@ -198,11 +216,19 @@ impl Chat {
         let (feed, checks) = {
             let mut input = conn.input();
             let mut st = self.lock();
+            let st = &mut *st;
+            let clustered = st.net.is_some();
             let feed = input.feed(data, now, |line, truncated| {
-                too_long += u64::from(st.server.handle_line(socket.key(), line, truncated, now, &mut fx));
+                if clustered {
+                    let ms = st.server.unix_ms(now);
+                    let event = Event::Line { id: conn.id as u64, ms, truncated, line: line.to_vec() };
+                    self.event(st, event, &mut fx);
+                } else {
+                    too_long += u64::from(st.server.handle_line(conn.id, line, truncated, now, &mut fx));
+                }
             });
             let checks = std::mem::take(&mut fx.verify);
-            self.apply(&st, fx, &mut pending);
+            self.apply(st, fx, &mut pending);
             (feed, checks)
         };
         self.verify(port, checks, &mut pending);
@@ -233,8 +259,9 @@ impl Chat {
             let now = Instant::now();
             let mut fx = Effects::default();
             let mut st = self.lock();
+            let ms = st.server.unix_ms(now);
             for (ok, v) in answers {
-                st.server.verified(v.id, v.token, ok, now, &mut fx);
+                self.event(&mut st, Event::Verified { id: v.id as u64, token: v.token, ok, ms }, &mut fx);
             }
             checks = std::mem::take(&mut fx.verify);
             self.apply(&st, fx, pending);
@@ -261,13 +288,15 @@ impl Chat {
         if leaving {
             return false;
         }
+        let id = conn.id;
         if let Some(line) = farewell {
-            fx.sends.push((socket.key(), Arc::from(line)));
+            fx.sends.push((id, Arc::from(line)));
         }
-        fx.close.push(socket.key());
+        fx.close.push(id);
         self.apply(&st, fx, pending);
         let mut fx = Effects::default();
-        st.server.disconnect(socket.key(), reason, &mut fx);
+        let ms = st.server.unix_ms(Instant::now());
+        self.event(&mut st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, &mut fx);
         self.apply(&st, fx, pending);
         true
     }
@@ -302,7 +331,7 @@ impl Chat {
             }
         }
         for socket in stuck {
-            tracing::debug!(key = socket.key(), "closing connection did not take its last lines; closed");
+            tracing::debug!(id = socket.context().id, "closing connection did not take its last lines; closed");
             self.forget(port, &socket);
         }
     }
@@ -323,18 +352,28 @@ impl Handler for Chat {
 
     fn conn(&self, _peer: SocketAddr) -> Conn {
         let s = &self.settings;
-        Conn::new(s.flood_rate, s.flood_burst, s.max_line_bytes, Instant::now())
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Conn::new(id, s.flood_rate, s.flood_burst, s.max_line_bytes, Instant::now())
     }
 
-    fn on_accept(&self, _port: &Port, socket: &ChatSocket) {
+    fn started(&self, port: &Port) -> Result<(), String> {
+        self.start_bridge(port)
+    }
+
+    fn on_accept(&self, port: &Port, socket: &ChatSocket) {
         let now = Instant::now();
         let ip = socket.peer_addr().map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip());
-        let mut st = self.lock();
-        st.server.connect(socket.key(), ip, now);
-        if socket.is_tls() {
-            st.server.set_secure(socket.key());
+        let id = socket.context().id;
+        let mut fx = Effects::default();
+        let mut pending = Pending::default();
+        {
+            let mut st = self.lock();
+            st.sockets.insert(id, socket.clone());
+            let ms = st.server.unix_ms(now);
+            self.event(&mut st, Event::Connect { id: id as u64, ip, secure: socket.is_tls(), ms }, &mut fx);
+            self.apply(&st, fx, &mut pending);
         }
-        st.sockets.insert(socket.key(), socket.clone());
+        self.settle(port, pending);
     }
 
     fn on_completion(&self, port: &Port, completion: Completion<Conn>, stats: &WorkerStats) {
@@ -368,16 +407,22 @@ impl Handler for Chat {
                 if matches!(&e, OpError::Io(e) if !peer_gone(e)) {
                     bump(&stats.errors, 1);
                 }
-                tracing::debug!(key = socket.key(), error = %e, "connection error");
+                tracing::debug!(id = socket.context().id, error = %e, "connection error");
                 self.drop_client(port, &socket, &format!("Read error: {e}"));
             }
+            Completion::User(network::RING) => self.on_cluster(port),
             Completion::User(_) => {}
         }
     }
 
     fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let users = self.lock().server.clients() as u64;
-        vec![("echoport_chat_clients", "Chat clients connected (registered or not).", users)]
+        let st = self.lock();
+        let users = st.server.clients() as u64;
+        let mut all = vec![("echoport_chat_clients", "Chat clients connected (registered or not).", users)];
+        if let Some(net) = &st.net {
+            all.extend(self.cluster_counters(net));
+        }
+        all
     }
 
     fn refusal(&self, peer: SocketAddr, reason: &str) -> Option<Vec<u8>> {
@@ -391,6 +436,11 @@ impl Handler for Chat {
         let expired = {
             let mut st = self.lock();
             let expired = st.server.tick(now, self.settings.ping_interval, self.settings.ping_timeout, &mut fx);
+            for (id, reason) in std::mem::take(&mut fx.depart) {
+                let ms = st.server.unix_ms(now);
+                self.event(&mut st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, &mut fx);
+            }
+            self.network_tick(&mut st, now, &mut fx);
             self.apply(&st, fx, &mut pending);
             expired
         };

@@ -14,6 +14,7 @@
 //! than [`MAX_HELD_LINES`] closes the connection, whatever `--buffer-size` allows). Each wrong password (SASL or OPER, an unknown name
 //! included) counts: the [`MAX_AUTH_FAILURES`]th closes the connection.
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -75,6 +76,15 @@ impl Accounts {
         Accounts { by_name, next_token: 0 }
     }
 
+    /// The next check's token (replicated: every instance of a network numbers checks alike).
+    pub(super) fn next_token(&self) -> u64 {
+        self.next_token
+    }
+
+    pub(super) fn set_next_token(&mut self, token: u64) {
+        self.next_token = token;
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
@@ -91,7 +101,7 @@ impl Accounts {
 }
 
 /// A client's authentication in progress.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct Auth {
     /// After `AUTHENTICATE PLAIN`: the base64 response received so far.
     pub(super) sasl: Option<Vec<u8>>,
@@ -103,12 +113,14 @@ pub(super) struct Auth {
     failures: u8,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Check {
     token: u64,
     purpose: Purpose,
 }
 
 /// What a check's answer is for.
+#[derive(Serialize, Deserialize)]
 pub(super) enum Purpose {
     /// SASL: log in as this account (`None`: no such account, the answer cannot succeed).
     Login(Option<Vec<u8>>),

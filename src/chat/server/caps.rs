@@ -5,6 +5,7 @@
 //! that serves the capability looks at the bit first. Every capability can be enabled and
 //! disabled at any time (none is sticky), so `CAP REQ :-x` always works.
 
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 use echoport_irc::{LineBuilder, Message};
@@ -12,7 +13,7 @@ use echoport_irc::{LineBuilder, Message};
 use super::{ChatServer, ClientId, Effects};
 
 /// A set of capabilities, one bit each.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub(super) struct Caps(u32);
 
 impl Caps {

@@ -1,23 +1,90 @@
 //! Time as the protocol shows it: the server's `Instant`s as Unix time, the human form of a
 //! Unix time (003, TIME), and the IRCv3 `server-time` form.
 
-use std::time::Instant;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 use super::ChatServer;
 
 impl ChatServer {
+    /// The `Instant` of a Unix time in milliseconds, on this server's clock: the inverse of
+    /// [`unix_ms`](Self::unix_ms), exact to the millisecond (a cluster passes event times
+    /// between instances as Unix milliseconds).
+    pub fn instant_of(&self, unix_ms: u64) -> Instant {
+        instant_at(self.clock, unix_ms)
+    }
+
     /// Unix time in seconds.
     pub(super) fn unix(&self, now: Instant) -> u64 {
         self.unix_ms(now) / 1000
     }
 
     /// Unix time in milliseconds.
-    pub(super) fn unix_ms(&self, now: Instant) -> u64 {
-        let (base, unix_ms) = self.clock;
-        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        match now.checked_duration_since(base) {
-            Some(d) => unix_ms.saturating_add(ms(d)),
-            None => unix_ms.saturating_sub(ms(base.duration_since(now))),
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        unix_ms_at(self.clock, now)
+    }
+}
+
+fn unix_ms_at((base, unix_ms): (Instant, u64), now: Instant) -> u64 {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    match now.checked_duration_since(base) {
+        Some(d) => unix_ms.saturating_add(ms(d)),
+        None => unix_ms.saturating_sub(ms(base.duration_since(now))),
+    }
+}
+
+fn instant_at((base, base_ms): (Instant, u64), unix_ms: u64) -> Instant {
+    if unix_ms >= base_ms {
+        base + Duration::from_millis(unix_ms - base_ms)
+    } else {
+        // Before the monotonic clock's start (a time from long before this process): the
+        // earliest instant there is will do.
+        base.checked_sub(Duration::from_millis(base_ms - unix_ms)).unwrap_or(base)
+    }
+}
+
+thread_local! {
+    /// The clock [`as_unix_ms`] converts with while a snapshot is written or read
+    /// ([`with_clock`]): `Instant`s mean nothing to another process, Unix times do.
+    static CLOCK: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `clock` as the one [`as_unix_ms`] uses on this thread.
+pub(super) fn with_clock<T>(clock: (Instant, u64), f: impl FnOnce() -> T) -> T {
+    let old = CLOCK.replace(Some(clock));
+    let out = f();
+    CLOCK.set(old);
+    out
+}
+
+/// serde for `Instant` fields: Unix milliseconds on the wire, on the clock set by [`with_clock`].
+pub(super) mod as_unix_ms {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::time::Instant;
+
+    fn clock() -> (Instant, u64) {
+        // Outside `with_clock` (no snapshot code path does that): now is as good as any.
+        super::CLOCK.get().unwrap_or_else(|| (Instant::now(), 0))
+    }
+
+    pub fn serialize<S: Serializer>(t: &Instant, s: S) -> Result<S::Ok, S::Error> {
+        super::unix_ms_at(clock(), *t).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Instant, D::Error> {
+        Ok(super::instant_at(clock(), u64::deserialize(d)?))
+    }
+
+    /// The same for `Option<Instant>`.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &Option<Instant>, s: S) -> Result<S::Ok, S::Error> {
+            t.map(|t| super::super::unix_ms_at(clock(), t)).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Instant>, D::Error> {
+            Ok(Option::<u64>::deserialize(d)?.map(|ms| super::super::instant_at(clock(), ms)))
         }
     }
 }

@@ -10,6 +10,7 @@
 //! goes with the channel when its last member leaves. Only channel messages are kept: private
 //! messages are nobody's history here.
 
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +29,7 @@ const ENTRY_OVERHEAD: usize = 96;
 pub const MAX_REPLY: usize = 1000;
 
 /// One message as its recipients saw it.
+#[derive(Serialize, Deserialize)]
 pub(super) struct Entry {
     unix_ms: u64,
     msgid: Box<[u8]>,
@@ -40,7 +42,7 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.line.len()
             + self.msgid.len()
             + self.client_tags.as_ref().map_or(0, |t| t.len())

@@ -9,6 +9,7 @@
 //! is judged as it is now. All three lists together hold at most [`MAXLIST`] entries (ISUPPORT
 //! `MAXLIST=beI:100`), each mask at most [`MASKLEN`] bytes: a channel's lists stay under ~25 KiB.
 
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 use echoport_irc::{eq_fold, wildcard_match};
@@ -24,6 +25,7 @@ pub const MASKLEN: usize = 100;
 /// The extban prefix of a mute (ISUPPORT EXTBAN=,m).
 const MUTE: &[u8] = b"m:";
 
+#[derive(Serialize, Deserialize)]
 pub(super) struct ListEntry {
     /// Normalised (`nick!user@host`, or `m:nick!user@host`), spelled as the operator did.
     pub(super) mask: Box<[u8]>,
@@ -33,7 +35,7 @@ pub(super) struct ListEntry {
     time: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct ChanLists {
     bans: Vec<ListEntry>,
     excepts: Vec<ListEntry>,

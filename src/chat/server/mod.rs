@@ -61,6 +61,7 @@ mod notify;
 mod oper;
 mod queries;
 mod registration;
+mod replica;
 mod replies;
 mod sasl;
 mod state;
@@ -195,6 +196,9 @@ pub struct Effects {
     /// Passwords to check against hashes with no lock held; each answer goes back through
     /// [`ChatServer::verified`] (see `accounts.rs`).
     pub verify: Vec<Verify>,
+    /// Replicated only (see [`ChatServer::replicate`]): local clients whose timers ran out, to
+    /// be removed with this reason through the network's log, not here.
+    pub depart: Vec<(ClientId, &'static str)>,
 }
 
 impl Effects {
@@ -234,6 +238,9 @@ pub struct ChatServer {
     history_bytes: usize,
     /// The latest `now` passed in, for events that come without one.
     latest: Instant,
+    /// A replica of a network's state (replica.rs): `(mask, value)` picks this instance's own
+    /// clients (`id & mask == value`), the only ones its timers act on.
+    home: Option<(ClientId, ClientId)>,
 }
 
 impl ChatServer {
@@ -298,6 +305,7 @@ impl ChatServer {
             tagger: Tagger::new(unix_ms),
             history_bytes: 0,
             latest: Instant::now(),
+            home: None,
         }
     }
 
@@ -325,6 +333,7 @@ impl ChatServer {
             Client {
                 host,
                 nick: None,
+                nick_ts: 0,
                 user: None,
                 realname: Vec::new(),
                 pass: None,
@@ -462,6 +471,9 @@ impl ChatServer {
         let mut to_ping = Vec::new();
         let mut expired = Vec::new();
         for (&id, c) in &self.clients {
+            if !self.is_home(id) {
+                continue;
+            }
             if !c.registered {
                 if !ping_timeout.is_zero() && now.saturating_duration_since(c.connected) >= ping_timeout {
                     expired.push((id, REGISTRATION_TIMEOUT));
@@ -500,7 +512,11 @@ impl ChatServer {
             }
             let (src, start) = (self.source(id), fx.sends.len());
             self.send_error(fx, id, reason.as_bytes());
-            self.remove_client(id, reason.as_bytes(), fx);
+            if self.home.is_some() {
+                fx.depart.push((id, reason));
+            } else {
+                self.remove_client(id, reason.as_bytes(), fx);
+            }
             self.tag_event(fx, start, now, &src, None);
             fx.close.push(id);
         }

@@ -7,6 +7,7 @@
 //! watchers, never a scan of all clients. Only nicks can be watched, never masks (the spec's
 //! privacy point): anything that is not a valid nick is ignored.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 use echoport_irc::{Message, eq_fold, fold};
@@ -18,7 +19,7 @@ use super::{ChatServer, ClientId, Effects};
 /// Most nicks one client may watch (ISUPPORT MONITOR=100).
 pub const MONITOR_LIMIT: usize = 100;
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct Monitors {
     /// Folded nick -> the clients watching it. No empty sets.
     pub(super) by_nick: HashMap<Key, HashSet<ClientId>>,
@@ -29,7 +30,7 @@ pub(super) struct Monitors {
 
 impl Monitors {
     /// Starts `id` watching `nick`; false if its list is full (watching it already is fine).
-    fn add(&mut self, id: ClientId, nick: &[u8]) -> bool {
+    pub(super) fn add(&mut self, id: ClientId, nick: &[u8]) -> bool {
         let list = self.by_client.entry(id).or_default();
         if list.iter().any(|n| eq_fold(n, nick)) {
             return true;

@@ -71,8 +71,10 @@ impl ChatServer {
         }
         self.nicks.insert(key, id);
         self.remember_nick(id);
+        let nick_ts = self.unix_ms(now);
         let c = self.clients.get_mut(&id).unwrap();
         c.nick = Some(new.to_vec());
+        c.nick_ts = nick_ts;
         if !c.registered {
             self.try_register(id, now, fx);
             return;

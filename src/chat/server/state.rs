@@ -4,9 +4,12 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use super::ClientId;
 use super::accounts::Auth;
 use super::caps::Caps;
+use super::clock::as_unix_ms;
 use super::history::Entry;
 use super::idhash::{IdIndexMap, IdSet};
 use super::lists::ChanLists;
@@ -14,11 +17,14 @@ use super::lists::ChanLists;
 /// rfc1459-folded nick or channel name.
 pub(super) type Key = Box<[u8]>;
 
+#[derive(Serialize, Deserialize)]
 pub(super) struct Client {
     /// The IP address as text: the host part of the client's prefix.
     pub(super) host: String,
     /// As the client spelled it; valid per the nick grammar.
     pub(super) nick: Option<Vec<u8>>,
+    /// When the nick was taken, Unix milliseconds: after a netsplit, the older claim keeps it.
+    pub(super) nick_ts: u64,
     pub(super) user: Option<Vec<u8>>,
     pub(super) realname: Vec<u8>,
     pub(super) pass: Option<Vec<u8>>,
@@ -47,11 +53,15 @@ pub(super) struct Client {
     pub(super) secure: bool,
     /// User mode +w: receives WALLOPS.
     pub(super) wallops: bool,
+    #[serde(with = "as_unix_ms")]
     pub(super) connected: Instant,
     pub(super) signon: u64,
+    #[serde(with = "as_unix_ms")]
     pub(super) last_active: Instant,
     /// The last PRIVMSG/NOTICE sent, for WHOIS idle time.
+    #[serde(with = "as_unix_ms")]
     pub(super) last_message: Instant,
+    #[serde(with = "as_unix_ms::option")]
     pub(super) ping_sent: Option<Instant>,
     /// draft/read-marker: targets (folded) and the time read up to, oldest set first; at most
     /// [`MAX_MARKERS`](super::markread::MAX_MARKERS).
@@ -66,7 +76,7 @@ impl Client {
     }
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Serialize, Deserialize)]
 pub(super) struct Member {
     pub(super) op: bool,
     pub(super) voice: bool,
@@ -89,13 +99,14 @@ impl Member {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub(super) struct Topic {
     pub(super) text: Vec<u8>,
     pub(super) setter: Vec<u8>,
     pub(super) time: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct Modes {
     pub(super) invite_only: bool,
     pub(super) moderated: bool,
@@ -108,6 +119,7 @@ pub(super) struct Modes {
     pub(super) limit: Option<usize>,
 }
 
+#[derive(Serialize, Deserialize)]
 pub(super) struct Channel {
     pub(super) name: Vec<u8>,
     /// Creation order, for listing channels deterministically.

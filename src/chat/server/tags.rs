@@ -61,6 +61,16 @@ impl Tagger {
         Tagger { msgid_base: unix_ms, ..Tagger::default() }
     }
 
+    /// What makes the next msgid: (base, counter). Replicas of one network share it, so every
+    /// instance tags a message with the same msgid.
+    pub(super) fn msgid_state(&self) -> (u64, u64) {
+        (self.msgid_base, self.next_id)
+    }
+
+    pub(super) fn set_msgid_state(&mut self, (base, next): (u64, u64)) {
+        (self.msgid_base, self.next_id) = (base, next);
+    }
+
     /// `line` relays a message whose client-only tags were `section` (a client's tag section,
     /// without `@`): recipients with message-tags get them. Tags with invalid keys are dropped.
     pub(super) fn relay(&mut self, line: &Arc<[u8]>, section: Option<&[u8]>) {

@@ -7,6 +7,7 @@
 //! numbered by a running sequence; each nick keeps the sequence numbers of its entries. When the
 //! ring is full the oldest entry goes, and it can only be the oldest of its nick's numbers.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
 use echoport_irc::{Message, fold};
@@ -20,6 +21,7 @@ const HISTORY: usize = 1000;
 /// Most entries kept for one nick.
 const PER_NICK: usize = 8;
 
+#[derive(Serialize, Deserialize)]
 struct Entry {
     nick: Box<[u8]>,
     user: Box<[u8]>,
@@ -29,7 +31,7 @@ struct Entry {
     time: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct WhoWas {
     /// Oldest first; `ring[i]` has sequence number `first + i`. An entry dropped from its nick's
     /// list (past [`PER_NICK`]) stays here as dead weight until it ages out: still bounded.
