@@ -52,8 +52,10 @@ struct Shared {
     stop: AtomicBool,
     /// The subscriber's current epoch (0: never subscribed).
     epoch: AtomicU64,
-    /// Asked by the engine: drop the connections and start again.
+    /// Asked by the engine or the publisher: drop the connections and start again.
     reset: AtomicBool,
+    /// Why the publisher asked, for the engine's log line.
+    why: std::sync::Mutex<Option<String>>,
     /// An inbox doorbell is in the port's queue and not yet answered.
     rung: AtomicBool,
     queued_bytes: AtomicUsize,
@@ -83,6 +85,7 @@ impl Bridge {
             stop: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             reset: AtomicBool::new(false),
+            why: std::sync::Mutex::new(None),
             rung: AtomicBool::new(false),
             queued_bytes: AtomicUsize::new(0),
             stats: BridgeStats::default(),
@@ -157,6 +160,14 @@ impl Drop for Bridge {
     }
 }
 
+impl Shared {
+    /// The publisher cannot go on: the subscriber ends its epoch with `why`.
+    fn fail(&self, why: &str) {
+        *self.why.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_owned());
+        self.reset.store(true, Ordering::SeqCst);
+    }
+}
+
 fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
     let con = client.get_connection_with_timeout(TIMEOUT)?;
     con.set_write_timeout(Some(TIMEOUT))?;
@@ -222,7 +233,8 @@ fn subscribe(client: &redis::Client, channel: &str, shared: &Shared, deliver: &S
                 return;
             }
             if shared.reset.load(Ordering::SeqCst) {
-                break "reset".to_owned();
+                let why = shared.why.lock().unwrap_or_else(|e| e.into_inner()).take();
+                break why.unwrap_or_else(|| "reconnecting".to_owned());
             }
             match ps.get_message() {
                 Ok(msg) => {
@@ -265,7 +277,7 @@ fn publish(client: &redis::Client, channel: &str, shared: &Shared, queue: &Recei
         let Some(c) = con.as_mut() else {
             // The subscriber finds out too, and the engine splits; these are applied locally.
             batch.clear();
-            shared.reset.store(true, Ordering::SeqCst);
+            shared.fail("cannot connect to Redis to publish");
             continue;
         };
         let mut pipe = redis::pipe();
@@ -277,9 +289,8 @@ fn publish(client: &redis::Client, channel: &str, shared: &Shared, queue: &Recei
                 shared.stats.published.fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                tracing::debug!(error = %e, "cluster: publish failed");
                 con = None;
-                shared.reset.store(true, Ordering::SeqCst);
+                shared.fail(&format!("publishing to Redis failed: {e}"));
             }
         }
         batch.clear();

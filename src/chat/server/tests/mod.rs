@@ -16,6 +16,7 @@ mod oper;
 mod queries;
 mod queries_ext;
 mod registration;
+mod replica;
 mod secure;
 mod timers;
 
