@@ -370,7 +370,8 @@ impl Handler for Chat {
             let mut st = self.lock();
             st.sockets.insert(id, socket.clone());
             let ms = st.server.unix_ms(now);
-            self.event(&mut st, Event::Connect { id: id as u64, ip, secure: socket.is_tls(), ms }, &mut fx);
+            let server = self.settings.server_name.clone();
+            self.event(&mut st, Event::Connect { id: id as u64, ip, secure: socket.is_tls(), ms, server }, &mut fx);
             self.apply(&st, fx, &mut pending);
         }
         self.settle(port, pending);

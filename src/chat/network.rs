@@ -502,9 +502,10 @@ impl Chat {
 fn apply_event(st: &mut State, event: &Event, fx: &mut Effects) {
     let server = &mut st.server;
     match event {
-        Event::Connect { id, ip, secure, ms } => {
+        Event::Connect { id, ip, secure, ms, server: name } => {
             let id = *id as usize;
             server.connect(id, *ip, server.instant_of(*ms));
+            server.set_home_server(id, name);
             if *secure {
                 server.set_secure(id);
             }

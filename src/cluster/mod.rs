@@ -27,8 +27,8 @@ pub struct Envelope {
 
 #[derive(Serialize, Deserialize, Debug)]
 pub enum Event {
-    /// A client connected to the sender.
-    Connect { id: u64, ip: IpAddr, secure: bool, ms: u64 },
+    /// A client connected to the sender, whose server name is `server`.
+    Connect { id: u64, ip: IpAddr, secure: bool, ms: u64, server: String },
     /// One line from a client (without CR LF); `truncated` if the framer cut it.
     Line { id: u64, ms: u64, truncated: bool, line: Vec<u8> },
     /// A client is gone.

@@ -317,6 +317,14 @@ impl ChatServer {
         }
     }
 
+    /// Says which server of the network a connected client is on (WHOIS 312).
+    pub fn set_home_server(&mut self, id: ClientId, server: &str) {
+        let other = server != self.config.server_name;
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.server = other.then(|| server.as_bytes().into());
+        }
+    }
+
     pub fn connect(&mut self, id: ClientId, ip: IpAddr, now: Instant) {
         if self.clients.contains_key(&id) {
             // The engine must call `disconnect` before reusing an id; if it did not, forget the
@@ -349,6 +357,7 @@ impl ChatServer {
                 oper: false,
                 bot: false,
                 secure: false,
+                server: None,
                 wallops: false,
                 connected: now,
                 signon: self.unix(now),

@@ -200,7 +200,7 @@ impl ChatServer {
         if !list.is_empty() {
             fx.send(id, head.trailing(&list));
         }
-        let server = self.server().to_vec();
+        let server = c.server.as_deref().unwrap_or(self.server()).to_vec();
         self.reply(fx, id, "312", &[tnick, &server], &self.server_info());
         if let Some(away) = &c.away {
             self.reply_bytes(fx, id, "301", &[tnick], away);

@@ -51,6 +51,8 @@ pub(super) struct Client {
     pub(super) bot: bool,
     /// Connected over TLS.
     pub(super) secure: bool,
+    /// The server it is connected to, when that is another instance of the network.
+    pub(super) server: Option<Box<[u8]>>,
     /// User mode +w: receives WALLOPS.
     pub(super) wallops: bool,
     #[serde(with = "as_unix_ms")]

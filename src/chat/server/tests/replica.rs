@@ -109,6 +109,9 @@ fn a_gone_instance_s_clients_quit_and_free_their_nicks() {
     h.register(TAG | 1, "bob");
     h.send(1, "JOIN #c");
     h.send(TAG | 1, "JOIN #c");
+    h.s.set_home_server(TAG | 1, "other.test");
+    let whois = lines(&h.send(1, "WHOIS bob"), 1);
+    assert!(whois.iter().any(|l| l.starts_with(":irc.test 312 alice bob other.test ")), "{whois:?}");
     let mut fx = Effects::default();
     h.s.drop_clients(|id| id & TAG != 0, "*.net *.split", &mut fx);
     assert_eq!(lines(&fx, 1), [":bob!bob@10.0.0.1 QUIT :*.net *.split"]);
