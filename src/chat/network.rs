@@ -10,8 +10,9 @@
 //! Membership, all decided by what is in Redis's order:
 //! - Alone: split, or not connected yet. Serves its own clients by itself.
 //! - Joining: connected, sent a hello; buffers what follows it until the member with the lowest
-//!   tag sends the state as of that hello. No member heard from within [`SEED_AFTER`]: it starts
-//!   the network itself.
+//!   tag sends the state as of that hello. No member heard from within [`SEED_AFTER`]: it
+//!   proposes to found the network; the first proposal in Redis's order founds it, and the other
+//!   proposers (instances started, or back from an outage, at the same moment) say hello again.
 //! - Joined: loads the snapshot, applies what it buffered, and publishes a burst of the clients
 //!   it kept while alone; everyone (itself too) merges that burst where it falls in the order.
 //!
@@ -82,6 +83,9 @@ enum Phase {
         hello_ms: u64,
         hello_back: bool,
         heard: bool,
+        /// We proposed to found the network (no member heard from); the first proposal in
+        /// Redis's order founds it.
+        seed_sent: bool,
         buffer: Vec<Envelope>,
     },
     Joined,
@@ -265,6 +269,14 @@ impl Chat {
                                 // A network started after our hello: it will never answer that one.
                                 self.hello(st, fx);
                             }
+                            Event::Seed { nonce: n, network } if env.from == net.tag && n == *nonce => {
+                                self.found(st, network, fx);
+                            }
+                            Event::Seed { .. } if env.from != net.tag => {
+                                // Another founds the network (its proposal came first; ours, if
+                                // any, comes later and is ignored): ask it for the state.
+                                self.hello(st, fx);
+                            }
                             _ => {
                                 *heard |=
                                     env.from != net.tag && matches!(env.event, Event::Heartbeat { joined: true, .. });
@@ -289,7 +301,15 @@ impl Chat {
         let Some(net) = st.net.as_mut() else { return };
         let nonce = random();
         let (since, hello_ms) = (Instant::now(), st.server.unix_ms(Instant::now()));
-        net.phase = Phase::Joining { nonce, since, hello_ms, hello_back: false, heard: false, buffer: Vec::new() };
+        net.phase = Phase::Joining {
+            nonce,
+            since,
+            hello_ms,
+            hello_back: false,
+            heard: false,
+            seed_sent: false,
+            buffer: Vec::new(),
+        };
         let hello = Event::Hello { name: net.name.clone(), nonce };
         self.publish(st, &hello, fx);
     }
@@ -356,7 +376,7 @@ impl Chat {
                     self.publish(st, &snapshot, fx);
                 }
             }
-            Event::Snapshot { .. } => {}
+            Event::Snapshot { .. } | Event::Seed { .. } => {}
             Event::Burst { name, state } => {
                 net.members.insert(from, Member { name: name.clone(), last_seen: Instant::now(), declared: false });
                 let (ours, count) = (from == net.tag, net.members.len());
@@ -448,21 +468,17 @@ impl Chat {
                     self.publish(st, &Event::Gone { node }, fx);
                 }
             }
-            &Phase::Joining { since, hello_back, heard, .. } => {
-                let waited = now.saturating_duration_since(since);
-                if hello_back && !heard && waited > SEED_AFTER {
-                    net.network = Network { since_ms: st.server.unix_ms(now), seed: net.tag };
-                    net.members =
-                        BTreeMap::from([(net.tag, Member { name: net.name.clone(), last_seen: now, declared: false })]);
-                    net.phase = Phase::Joined;
-                    net.last_echo = now;
-                    let rejoined = std::mem::replace(&mut net.was_joined, true);
-                    let local = net.home();
-                    st.server.replicate(Some(local));
-                    tracing::info!(nodes = 1, "cluster: joined the network");
-                    if rejoined {
-                        st.server.notice_all(|id| id & local.0 == local.1, "*** Network rejoined: 1 servers", fx);
+            Phase::Joining { since, hello_back, heard, seed_sent, nonce, .. } => {
+                let waited = now.saturating_duration_since(*since);
+                if *hello_back && !*heard && !*seed_sent && waited > SEED_AFTER {
+                    let seed = Event::Seed {
+                        nonce: *nonce,
+                        network: Network { since_ms: st.server.unix_ms(now), seed: net.tag },
+                    };
+                    if let Phase::Joining { seed_sent, .. } = &mut net.phase {
+                        *seed_sent = true;
                     }
+                    self.publish(st, &seed, fx);
                 } else if waited > RETRY_AFTER {
                     self.hello(st, fx);
                     return;
@@ -472,6 +488,23 @@ impl Chat {
         let Some(net) = st.net.as_ref() else { return };
         let beat = Event::Heartbeat { name: net.name.clone(), joined: net.joined(), network: net.network };
         self.publish(st, &beat, fx);
+    }
+
+    /// Our proposal to found the network came first: we are the network.
+    fn found(&self, st: &mut State, network: Network, fx: &mut Effects) {
+        let Some(net) = st.net.as_mut() else { return };
+        let now = Instant::now();
+        net.network = network;
+        net.members = BTreeMap::from([(net.tag, Member { name: net.name.clone(), last_seen: now, declared: false })]);
+        net.phase = Phase::Joined;
+        net.last_echo = now;
+        let rejoined = std::mem::replace(&mut net.was_joined, true);
+        let local = net.home();
+        st.server.replicate(Some(local));
+        tracing::info!(nodes = 1, "cluster: joined the network");
+        if rejoined {
+            st.server.notice_all(|id| id & local.0 == local.1, "*** Network rejoined: 1 servers", fx);
+        }
     }
 
     pub(super) fn cluster_counters(&self, net: &Net) -> Vec<(&'static str, &'static str, u64)> {

@@ -41,6 +41,9 @@ pub enum Event {
     Hello { name: String, nonce: u64 },
     /// The state at the point of `to`'s hello, and the members then.
     Snapshot { to: u32, nonce: u64, network: Network, members: Vec<(u32, String)>, state: Vec<u8> },
+    /// No member answered the sender's hello: it proposes to found the network. The first
+    /// proposal in the order does; the other proposers say hello again.
+    Seed { nonce: u64, network: Network },
     /// The sender's own clients (all it held while split, maybe none), merged by everyone; with
     /// it the sender is a member.
     Burst { name: String, state: Vec<u8> },
