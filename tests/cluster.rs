@@ -42,14 +42,37 @@ const JOIN_BOUND: Duration = Duration::from_secs(30);
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// One echoport instance of the network at `url`, waited for until it has joined.
+/// One echoport instance of the network at `url` (with metrics), waited for until it has joined.
 fn node(url: &str, name: &str) -> Server {
     let server_name = format!("{name}.test");
-    let mut s = Server::builder()
-        .args(chat_args(&["--cluster", url, "--node-name", name, "--server-name", &server_name]))
-        .spawn();
+    let args =
+        ["--cluster", url, "--node-name", name, "--server-name", &server_name, "--metrics-listen", "127.0.0.1:0"];
+    let mut s = Server::builder().args(chat_args(&args)).spawn();
+    let listening = s.expect_line("listening on ", JOIN_BOUND);
+    assert!(listening.contains(&format!(" cluster={url} node={name}")), "the start-up line names both: {listening}");
     wait_logged(&mut s, JOINED, 1, JOIN_BOUND);
     s
+}
+
+/// The value of the instance's metric `name` (panics if it has no such series).
+#[track_caller]
+fn metric(s: &mut Server, name: &str) -> u64 {
+    let addr = common::metrics_addr(s);
+    common::scrape(addr, name).unwrap_or_else(|| panic!("no {name} in the metrics of the instance at {}", s.addr()))
+}
+
+/// Waits until the instance's metric `name` is `want`: gauges fed by heartbeats (once a second)
+/// have no other signal.
+#[track_caller]
+fn wait_metric(s: &mut Server, name: &str, want: u64) {
+    let addr = common::metrics_addr(s);
+    let mut last = None;
+    if !common::poll_until(JOIN_BOUND, || {
+        last = common::scrape(addr, name);
+        last == Some(want)
+    }) {
+        panic!("{name} of the instance at {} stayed {last:?}, not {want}, for {JOIN_BOUND:?}", s.addr());
+    }
 }
 
 /// Instances named `names`, started side by side (each one's start-up is independent).
@@ -362,7 +385,7 @@ fn a_nick_raced_for_on_two_instances_goes_to_exactly_one() {
 #[test]
 fn names_who_whois_and_list_show_members_on_other_instances() {
     let redis = Redis::start();
-    let ns = nodes(&redis, &["n1", "n2", "n3"]);
+    let mut ns = nodes(&redis, &["n1", "n2", "n3"]);
     let nicks = ["alice", "bob", "carol"];
     let mut cs: Vec<Client> = nicks.iter().zip(&ns).map(|(nick, s)| Client::registered(s.addr(), nick)).collect();
     for c in &mut cs {
@@ -406,6 +429,13 @@ fn names_who_whois_and_list_show_members_on_other_instances() {
             show(&list)
         );
     }
+    for s in &mut ns {
+        assert_eq!(metric(s, "echoport_cluster_joined"), 1);
+        wait_metric(s, "echoport_cluster_nodes", 3);
+        assert!(metric(s, "echoport_cluster_published_total") > 0, "published_total");
+        assert!(metric(s, "echoport_cluster_received_total") > 0, "received_total");
+        assert_eq!(metric(s, "echoport_cluster_splits_total"), 0, "no split");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -427,6 +457,9 @@ fn kill_9_of_an_instance_quits_its_users_everywhere_and_frees_their_nicks() {
         c.join("#k");
     }
     settle(&mut cs);
+    for s in &mut ns {
+        wait_metric(s, "echoport_cluster_nodes", 3);
+    }
 
     let killed = Instant::now();
     ns[1].signal(Signal::SIGKILL);
@@ -453,6 +486,9 @@ fn kill_9_of_an_instance_quits_its_users_everywhere_and_frees_their_nicks() {
         let s = &mut ns[i];
         s.wait_for_line(|l| l.contains("cluster: node gone") && l.contains("node=n2"), common::BOUND)
             .unwrap_or_else(|| panic!("n{} logged no `cluster: node gone node=n2`\n{}", i + 1, s.log()));
+    }
+    for i in [0, 2] {
+        wait_metric(&mut ns[i], "echoport_cluster_nodes", 2);
     }
     // Their nicks are free, on either surviving instance.
     cs.retain(|c| !c.name().starts_with("bob"));
@@ -534,6 +570,10 @@ fn redis_stopped_for_5_s_under_traffic_then_every_instance_rejoins_and_converges
     }
     for s in &mut ns {
         s.assert_alive();
+        assert_eq!(metric(s, "echoport_cluster_joined"), 1, "joined again");
+        assert!(metric(s, "echoport_cluster_splits_total") >= 1, "the split is counted");
+        assert!(metric(s, "echoport_cluster_reconnects_total") >= 1, "the reconnect is counted");
+        wait_metric(s, "echoport_cluster_nodes", 3);
     }
 }
 
@@ -582,6 +622,9 @@ fn a_stopped_redis_leaves_local_chat_going_with_bounded_memory() {
         }
         rss_max = rss_max.max(ns[0].rss_kib());
     }
+    assert_eq!(metric(&mut ns[0], "echoport_cluster_joined"), 0, "n1 is split off");
+    let depth = metric(&mut ns[0], "echoport_cluster_queue_depth");
+    assert!(depth <= 65_536, "the queue to Redis holds at most 65,536 events, not {depth}");
     // Split: now a's lines are delivered by n1 alone.
     for i in 0..DURING {
         cs[0].send(&format!("PRIVMSG #s :during {i}"));
@@ -742,4 +785,18 @@ fn random_commands_over_three_instances_leave_one_view_of_the_channel() {
             views.iter().map(|v| format!("    {v:?}\n")).collect::<String>()
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Flags
+// ---------------------------------------------------------------------------
+
+#[test]
+fn cluster_in_echo_mode_is_a_start_up_error() {
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(["--mode", "echo", "--listen", "127.0.0.1:0", "--cluster", "redis://127.0.0.1:1/0"]);
+    cmd.env_remove("ECHOPORT_CLUSTER").env("NO_COLOR", "1");
+    let ran = common::run_bounded(cmd, common::BOUND);
+    assert_eq!(ran.status.and_then(|s| s.code()), Some(2), "exit status; stderr:\n{}", ran.stderr);
+    assert!(ran.stderr.contains("cluster"), "the error says what is wrong: {}", ran.stderr);
 }
