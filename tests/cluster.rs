@@ -182,9 +182,17 @@ fn names(c: &mut Client, channel: &str) -> Vec<String> {
     out
 }
 
-/// Sends lines from every client in turn, draining them all, until `done` says so (checked once
-/// per round) or `bound` passes (then panics with `what`). Returns the rounds sent.
-fn traffic(clients: &mut [Client], channel: &str, bound: Duration, what: &str, mut done: impl FnMut() -> bool) -> u64 {
+/// Sends `tick` lines from every client in turn, draining them all, until `done` says so (checked
+/// once per round) or `bound` passes (then panics with `what`). What else each client received is
+/// appended to its entry of `seen`. Returns the rounds sent.
+fn traffic(
+    clients: &mut [Client],
+    seen: &mut [Vec<Message>],
+    channel: &str,
+    bound: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) -> u64 {
     let deadline = Instant::now() + bound;
     let mut round = 0;
     while !done() {
@@ -194,12 +202,17 @@ fn traffic(clients: &mut [Client], channel: &str, bound: Duration, what: &str, m
             c.send(&format!("PRIVMSG {channel} :tick {nick} {round}"));
         }
         // Reading what came back paces the loop (and keeps every client's queue empty).
-        for c in clients.iter_mut() {
-            c.read_for(Duration::from_millis(5));
+        for (c, seen) in clients.iter_mut().zip(seen.iter_mut()) {
+            seen.extend(c.read_for(Duration::from_millis(5)).into_iter().filter(|m| !is_tick(m)));
         }
         round += 1;
     }
     round
+}
+
+/// A line of [`traffic`].
+fn is_tick(m: &Message) -> bool {
+    m.is("PRIVMSG") && m.last().starts_with("tick ")
 }
 
 // ---------------------------------------------------------------------------
@@ -533,26 +546,51 @@ fn redis_stopped_for_5_s_under_traffic_then_every_instance_rejoins_and_converges
     cs[0].send("TOPIC #o :before the outage");
     settle(&mut cs);
 
+    let mut seen: Vec<Vec<Message>> = cs.iter().map(|_| Vec::new()).collect();
     let t = Instant::now();
-    traffic(&mut cs, "#o", JOIN_BOUND, "traffic before the outage", || t.elapsed() >= Duration::from_millis(500));
+    traffic(&mut cs, &mut seen, "#o", JOIN_BOUND, "traffic before the outage", || {
+        t.elapsed() >= Duration::from_millis(500)
+    });
     redis.stop();
     let stopped = Instant::now();
     let lost = |ns: &[Server]| ns.iter().all(|s| logged(s, LOST) >= 1);
-    let rounds = traffic(&mut cs, "#o", JOIN_BOUND, "every instance logs that it lost the cluster, 5 s pass", || {
-        stopped.elapsed() >= Duration::from_secs(5) && lost(&ns)
-    });
+    let rounds =
+        traffic(&mut cs, &mut seen, "#o", JOIN_BOUND, "every instance logs that it lost the cluster, 5 s pass", || {
+            stopped.elapsed() >= Duration::from_secs(5) && lost(&ns)
+        });
     eprintln!("{rounds} rounds of 4 messages while Redis was stopped ({:?})", stopped.elapsed());
     for s in &mut ns {
         s.assert_alive();
     }
     redis.start_again();
-    traffic(&mut cs, "#o", JOIN_BOUND, "every instance logs that it joined again", || {
+    traffic(&mut cs, &mut seen, "#o", JOIN_BOUND, "every instance logs that it joined again", || {
         ns.iter().all(|s| logged(s, JOINED) >= 2)
     });
     for c in &mut cs {
         c.log_received = true;
     }
-    settle(&mut cs);
+    for (seen, got) in seen.iter_mut().zip(settle(&mut cs)) {
+        seen.extend(got.into_iter().filter(|m| !is_tick(m)));
+    }
+    // What the split and the rejoin looked like to each user: told of both, every user of the
+    // other instances QUIT (as in a netsplit) and JOINed again.
+    let on = |c: usize| [0, 0, 1, 2][c];
+    for (i, (c, seen)) in cs.iter().zip(&seen).enumerate() {
+        let notice = |text: &str| seen.iter().any(|m| m.is("NOTICE") && m.last().starts_with(text));
+        assert!(notice("*** Network split"), "{} was not told of the split:\n{}", c.name(), show(seen));
+        assert!(notice("*** Network rejoined"), "{} was not told of the rejoin:\n{}", c.name(), show(seen));
+        for (j, other) in cs.iter().enumerate().filter(|&(j, _)| on(j) != on(i)) {
+            let quit = seen.iter().position(|m| m.is("QUIT") && m.nick() == other.name() && m.last() == SPLIT);
+            let join = seen.iter().rposition(|m| m.is("JOIN") && m.nick() == other.name() && m.param(0) == "#o");
+            assert!(
+                quit.is_some() && join > quit,
+                "{} did not see {} (client {j}) QUIT with {SPLIT:?} and JOIN again:\n{}",
+                c.name(),
+                other.name(),
+                show(seen)
+            );
+        }
+    }
 
     cs[2].send("PRIVMSG #o :after the outage");
     let want = ["u2 PRIVMSG #o after the outage"];
