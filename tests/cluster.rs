@@ -498,11 +498,15 @@ fn names_who_whois_and_list_show_members_on_other_instances() {
         listed.sort();
         assert_eq!(listed, nicks, "WHO #room from {}:\n{}", c.name(), show(&who));
 
-        for other in nicks {
+        for (i, other) in nicks.into_iter().enumerate() {
             c.send(&format!("WHOIS {other}"));
             let whois = c.collect_until(|m| m.is("318") || m.is("401"), WAIT);
             let user = whois.iter().find(|m| m.is("311"));
             assert!(user.is_some_and(|m| m.param(1) == other), "WHOIS {other} from {}:\n{}", c.name(), show(&whois));
+            // 312: the server the user is on (each instance has its own --server-name).
+            let server = whois.iter().find(|m| m.is("312")).map(|m| m.param(2).to_owned());
+            let home = format!("n{}.test", i + 1);
+            assert_eq!(server.as_deref(), Some(home.as_str()), "WHOIS {other} from {}:\n{}", c.name(), show(&whois));
             let chans = whois.iter().find(|m| m.is("319")).map(|m| m.last().to_owned()).unwrap_or_default();
             assert!(
                 chans.split(' ').any(|ch| ch.trim_start_matches(['@', '+']) == "#room"),
