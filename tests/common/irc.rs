@@ -407,6 +407,19 @@ impl Client {
         }
     }
 
+    /// Every line that arrives within `window` (less if the connection closes), never failing:
+    /// for keeping a client that is being sent traffic drained while a test waits for something
+    /// else (a log line, a timer). Not a synchronisation: what arrives after `window` is simply
+    /// read by the next call.
+    pub fn read_for(&mut self, window: Duration) -> Vec<Message> {
+        let deadline = Instant::now() + window;
+        let mut got = Vec::new();
+        while let Ok(m) = self.next_before(deadline) {
+            got.push(m);
+        }
+        got
+    }
+
     /// Reads until the server closes the connection (EOF or reset); returns the lines before it.
     #[track_caller]
     pub fn expect_closed(&mut self, timeout: Duration) -> Vec<Message> {
