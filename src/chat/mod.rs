@@ -47,6 +47,9 @@ pub struct Chat {
     next_id: AtomicUsize,
     /// `--cluster`: the link to Redis, started with the port.
     bridge: OnceLock<crate::cluster::bridge::Bridge>,
+    /// `--cluster`: which client ids are this instance's own (`id & mask == value`), the only
+    /// ones it builds lines for.
+    home: Option<(ClientId, ClientId)>,
 }
 
 struct State {
@@ -88,8 +91,14 @@ impl Chat {
             .as_ref()
             .map(|_| network::Net::new(settings.node_name.clone().unwrap_or_else(|| settings.server_name.clone())));
         let first_id = net.as_ref().map_or(0, network::Net::first_id);
+        let home = net.as_ref().map(network::Net::home);
         let state = Mutex::new(State { server: ChatServer::new(config), sockets: IdMap::default(), net });
-        Chat { state, settings, stats, next_id: AtomicUsize::new(first_id), bridge: OnceLock::new() }
+        Chat { state, settings, stats, next_id: AtomicUsize::new(first_id), bridge: OnceLock::new(), home }
+    }
+
+    /// Effects to fill: in a network, only with lines for this instance's clients.
+    fn effects(&self) -> Effects {
+        Effects::only(self.home)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -179,7 +188,7 @@ impl Chat {
 
     /// The IRC side of a connection ending: QUIT to its channels, nick freed.
     fn disconnect(&self, socket: &ChatSocket, reason: &str, pending: &mut Pending) {
-        let mut fx = Effects::default();
+        let mut fx = self.effects();
         let mut st = self.lock();
         let id = socket.context().id;
         // Gone from here at once; in a network, from the state when its leaving comes round.
@@ -210,7 +219,7 @@ impl Chat {
     fn on_input(&self, port: &Port, socket: &ChatSocket, data: &[u8]) {
         let conn = socket.context();
         let now = Instant::now();
-        let mut fx = Effects::default();
+        let mut fx = self.effects();
         let mut pending = Pending::default();
         let mut too_long = 0;
         let (feed, checks) = {
@@ -257,7 +266,7 @@ impl Chat {
         while !checks.is_empty() {
             let answers: Vec<(bool, server::Verify)> = checks.into_iter().map(|v| (v.check(), v)).collect();
             let now = Instant::now();
-            let mut fx = Effects::default();
+            let mut fx = self.effects();
             let mut st = self.lock();
             let ms = st.server.unix_ms(now);
             for (ok, v) in answers {
@@ -279,7 +288,7 @@ impl Chat {
     /// nothing done) if it is already on its way out.
     fn leave(&self, socket: &ChatSocket, reason: &str, farewell: Option<Vec<u8>>, pending: &mut Pending) -> bool {
         let conn = socket.context();
-        let mut fx = Effects::default();
+        let mut fx = self.effects();
         let mut st = self.lock();
         let leaving = {
             let out = conn.output();
@@ -294,7 +303,7 @@ impl Chat {
         }
         fx.close.push(id);
         self.apply(&st, fx, pending);
-        let mut fx = Effects::default();
+        let mut fx = self.effects();
         let ms = st.server.unix_ms(Instant::now());
         self.event(&mut st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, &mut fx);
         self.apply(&st, fx, pending);
@@ -364,7 +373,7 @@ impl Handler for Chat {
         let now = Instant::now();
         let ip = socket.peer_addr().map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip());
         let id = socket.context().id;
-        let mut fx = Effects::default();
+        let mut fx = self.effects();
         let mut pending = Pending::default();
         {
             let mut st = self.lock();
@@ -432,7 +441,7 @@ impl Handler for Chat {
 
     fn tick(&self, port: &Port) {
         let now = Instant::now();
-        let mut fx = Effects::default();
+        let mut fx = self.effects();
         let mut pending = Pending::default();
         let expired = {
             let mut st = self.lock();

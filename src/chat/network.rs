@@ -126,7 +126,7 @@ impl Net {
         matches!(self.phase, Phase::Joined)
     }
 
-    fn home(&self) -> (usize, usize) {
+    pub(super) fn home(&self) -> (usize, usize) {
         (!((1usize << TAG_SHIFT) - 1), self.first_id())
     }
 
@@ -192,7 +192,7 @@ impl Chat {
     pub(super) fn on_cluster(&self, port: &Port) {
         let Some(bridge) = self.bridge() else { return };
         loop {
-            let mut fx = Effects::default();
+            let mut fx = self.effects();
             let mut pending = super::Pending::default();
             let (checks, more) = {
                 let mut st = self.lock();
@@ -350,6 +350,12 @@ impl Chat {
     }
 
     fn joined_event(&self, st: &mut State, env: Envelope, fx: &mut Effects) {
+        st.server.begin_event(Some((env.from, env.seq)));
+        self.network_event(st, env, fx);
+        st.server.begin_event(None);
+    }
+
+    fn network_event(&self, st: &mut State, env: Envelope, fx: &mut Effects) {
         let Some(net) = st.net.as_mut() else { return };
         let from = env.from;
         match env.event {

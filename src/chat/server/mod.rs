@@ -199,11 +199,21 @@ pub struct Effects {
     /// Replicated only (see [`ChatServer::replicate`]): local clients whose timers ran out, to
     /// be removed with this reason through the network's log, not here.
     pub depart: Vec<(ClientId, &'static str)>,
+    /// A network's instance builds lines only for its own clients: `(mask, value)` keeps the
+    /// sends to ids with `id & mask == value` and drops the rest unbuilt. `None` keeps all.
+    pub only: Option<(ClientId, ClientId)>,
 }
 
 impl Effects {
+    /// Effects that keep only the sends to the clients `(mask, value)` picks (see [`Effects::only`]).
+    pub fn only(home: Option<(ClientId, ClientId)>) -> Effects {
+        Effects { only: home, ..Effects::default() }
+    }
+
     fn send(&mut self, id: ClientId, line: Arc<[u8]>) {
-        self.sends.push((id, line));
+        if self.only.is_none_or(|(mask, value)| id & mask == value) {
+            self.sends.push((id, line));
+        }
     }
 }
 

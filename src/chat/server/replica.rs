@@ -134,6 +134,12 @@ impl ChatServer {
         }
     }
 
+    /// Says which network event (instance tag, sequence number) the calls until the next such
+    /// call apply: msgids then depend on it, not on what this replica has built before.
+    pub fn begin_event(&mut self, origin: Option<(u32, u64)>) {
+        self.tagger.set_origin(origin);
+    }
+
     /// Numbers the next msgids from `base` (a split instance and the network it left both go
     /// on tagging messages; each side from a base of its own).
     pub fn renumber_msgids(&mut self, base: u64) {

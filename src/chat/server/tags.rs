@@ -54,6 +54,11 @@ pub(super) struct Tagger {
     /// restarts too.
     next_id: u64,
     msgid_base: u64,
+    /// In a network: the event being applied, as (instance tag, its sequence number). Its
+    /// msgids then come from it and from each line's bytes, not from the counter, so they are the
+    /// same on every instance whichever of a line's recipients each one has (an instance builds
+    /// only the lines for its own clients).
+    origin: Option<(u32, u64)>,
 }
 
 impl Tagger {
@@ -91,17 +96,27 @@ impl Tagger {
 
     /// The msgid `line` goes out with, chosen now (history keeps it) instead of in the tag pass.
     pub(super) fn assign_msgid(&mut self, line: &Arc<[u8]>) -> Vec<u8> {
-        self.msgid_at(Arc::as_ptr(line) as *const u8 as usize)
+        self.msgid_at(line)
     }
 
-    /// The msgid of the line at `addr` this event, made on first use.
-    fn msgid_at(&mut self, addr: usize) -> Vec<u8> {
+    /// The msgid of `line` this event, made on first use.
+    fn msgid_at(&mut self, line: &Arc<[u8]>) -> Vec<u8> {
+        let addr = Arc::as_ptr(line) as *const u8 as usize;
         if let Some(id) = self.msgids.get(&addr) {
             return id.clone();
         }
-        let id = self.id().into_bytes();
+        let id = match self.origin {
+            Some((tag, seq)) => format!("{}-{}-{}", base36(tag.into()), base36(seq), base36(fnv1a(line) >> 24)),
+            None => self.id(),
+        };
+        let id = id.into_bytes();
         self.msgids.insert(addr, id.clone());
         id
+    }
+
+    /// Sets (or, with `None`, clears) the network event being applied.
+    pub(super) fn set_origin(&mut self, origin: Option<(u32, u64)>) {
+        self.origin = origin;
     }
 
     /// The client-only tags `line` relays, in wire form.
@@ -126,6 +141,11 @@ impl Tagger {
         self.last = None;
         self.msgids.clear();
     }
+}
+
+/// FNV-1a: a hash every build computes alike (std's hashers promise no such thing).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 fn base36(mut n: u64) -> String {
@@ -228,7 +248,7 @@ impl ChatServer {
                     section.extend_from_slice(client_tags);
                 }
                 if source.contains(&b'!') {
-                    let msgid = t.msgid_at(key.0);
+                    let msgid = t.msgid_at(line);
                     push_tag(&mut section, b"msgid", &msgid);
                 }
                 if from_sender && src.bot {

@@ -138,3 +138,36 @@ fn a_replica_s_timers_act_on_its_own_clients_and_leave_removal_to_the_network() 
     assert!(fx.depart.is_empty());
     assert_eq!(h.s.clients(), 1, "on its own, a server removes them itself");
 }
+
+#[test]
+fn a_replica_that_builds_only_its_own_lines_tags_them_alike() {
+    let mut a = H::new();
+    register_tagged(&mut a, 1, "alice");
+    register_tagged(&mut a, TAG | 1, "bob");
+    a.register(TAG | 2, "carol");
+    for id in [1, TAG | 1, TAG | 2] {
+        a.send(id, "JOIN #c");
+    }
+    let mut b = H::new();
+    b.s.restore(&a.s.snapshot()).unwrap();
+    // alice's message as network event 42 of instance 9: `a` builds every line, `b` (the
+    // instance of bob and carol) only its own.
+    let apply = |h: &mut H, fx: &mut Effects, line: &[u8]| {
+        h.s.begin_event(Some((9, 42)));
+        h.s.handle_line(1, line, false, h.now, fx);
+        h.s.begin_event(None);
+        check_lines(fx);
+    };
+    let (mut all, mut own) = (Effects::default(), Effects::only(Some((!(TAG - 1), TAG))));
+    apply(&mut a, &mut all, b"PRIVMSG #c :hi");
+    apply(&mut b, &mut own, b"PRIVMSG #c :hi");
+    assert!(recipients(&own).iter().all(|id| id & TAG != 0), "{:?}", recipients(&own));
+    assert_eq!(lines(&all, TAG | 1), lines(&own, TAG | 1));
+    assert_eq!(lines(&all, TAG | 2), lines(&own, TAG | 2));
+    let tagged = &lines(&own, TAG | 1)[0];
+    assert!(tagged.starts_with("@msgid=9-16-"), "{tagged}");
+    // Another line of the same event gets another msgid.
+    let mut other = Effects::default();
+    apply(&mut a, &mut other, b"PRIVMSG #c :ho");
+    assert_ne!(lines(&other, TAG | 1)[0].split(' ').next(), tagged.split(' ').next());
+}
