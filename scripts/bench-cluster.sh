@@ -122,5 +122,14 @@ for s in setups:
     print(f"{names[s]:12} {med[s]:>12.0f} ({rates[0]:.0f}-{rates[-1]:.0f}) {p50:>8.1f} {p99:>8.1f} "
           f"{lost:>6} {dups:>10} {errors:>6} {cpu:>6.1f}")
 if med.get("single") and "cluster" in med:
-    print(f"ratio cluster/single: {med['cluster'] / med['single']:.2f}x deliveries/s")
+    # Also per repetition: each pair ran back to back, so drift in the machine's load (other
+    # processes) affects both sides of a pair alike.
+    pairs = []
+    for f in sorted(out.glob("cluster-*.json")):
+        single = out / f.name.replace("cluster", "single")
+        if single.exists() and json.loads(single.read_text())["per_sec"]:
+            pairs.append(json.loads(f.read_text())["per_sec"] / json.loads(single.read_text())["per_sec"])
+    each = " ".join(f"{x:.2f}" for x in pairs)
+    print(f"ratio cluster/single: {med['cluster'] / med['single']:.2f}x deliveries/s "
+          f"(per rep: {each}; median {st.median(pairs):.2f}x)")
 EOF
