@@ -10,6 +10,13 @@
 #   ECHOPORT_ARGS="--io epoll" scripts/bench-cluster.sh   # flags for every instance
 #   SETUPS=single scripts/bench-cluster.sh                # one half only (single or cluster)
 #   ECHOPORT=path/to/echoport scripts/bench-cluster.sh     # another server binary (default: built here)
+#   PUBLISH=400000 scripts/bench-cluster.sh               # first, Redis's own pub/sub ceiling (below)
+#
+# PUBLISH=N measures the network's limit on this machine before the chat runs: redis-benchmark
+# PUBLISHes N 150-byte messages (4 connections, 16 pipelined) to a channel of its own on the
+# script's Redis, with NODES subscribers reading them as instances would (a Python reader that
+# counts; redis-cli is too slow and gets dropped by Redis's output-buffer limit). It reports
+# publishes/s and how many messages each subscriber got.
 #
 # RATE=0 is unlimited (each sender keeps a bounded window in flight); RATE=N is N messages/s in all.
 # On one machine the instances and Redis share its cores with each other and with the load tool:
@@ -18,13 +25,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-1000} SENDERS=${SENDERS:-10} DURATION=${DURATION:-10} REPS=${REPS:-3} RATE=${RATE:-0}
-NODES=${NODES:-3} SETUPS=${SETUPS:-"single cluster"} ECHOPORT=${ECHOPORT:-target/release/echoport}
+NODES=${NODES:-3} PUBLISH=${PUBLISH:-0} SETUPS=${SETUPS:-"single cluster"} ECHOPORT=${ECHOPORT:-target/release/echoport}
 OUT=${OUT:-target/bench-cluster/$(date +%Y%m%d-%H%M%S)}
 has() { [[ " $SETUPS " == *" $1 "* ]]; }
 for s in $SETUPS; do
   [[ $s == single || $s == cluster ]] || { echo "error: SETUPS: '$s' is not single or cluster" >&2; exit 2; }
 done
-if has cluster; then
+if has cluster || [ "$PUBLISH" -gt 0 ]; then
   command -v redis-server >/dev/null || { echo "error: redis-server is needed (apt-get install redis-server)" >&2; exit 2; }
 fi
 command -v python3 >/dev/null || { echo "error: python3 is needed for the report" >&2; exit 2; }
@@ -58,12 +65,51 @@ start() {
 }
 if has single; then start single; fi
 CLUSTER_PIDS=() TARGETS=()
-if has cluster; then
+if has cluster || [ "$PUBLISH" -gt 0 ]; then
   # A free loopback port for Redis (the instances take theirs from the kernel); no persistence.
   REDIS_PORT=${REDIS_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
   PID[redis]=$!
   wait_log redis "$OUT/redis.log" "Ready to accept connections" "come up"
+fi
+if [ "$PUBLISH" -gt 0 ]; then
+  cat >"$OUT/subscriber.py" <<'PY'
+# Subscribe, read as fast as possible, count the messages (all of one size), print the count.
+# Bounded: stops after N messages, or 20 s without data.
+import socket, sys
+port, chan, size, want = int(sys.argv[1]), sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
+frame = len(b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n" % (len(chan), chan, size)) + size + 2
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.sendall(b"SUBSCRIBE %s\r\n" % chan)
+got = -len(b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(chan), chan))
+try:
+    while got < want * frame:
+        b = s.recv(1 << 20)
+        if not b:
+            break
+        got += len(b)
+except socket.timeout:
+    pass
+print(max(got, 0) // frame)
+PY
+  subs=()
+  for i in $(seq "$NODES"); do
+    python3 "$OUT/subscriber.py" "$REDIS_PORT" publish-bench 150 "$PUBLISH" >"$OUT/sub$i.count" &
+    subs+=($!)
+  done
+  # Every subscriber must be in before the first PUBLISH, or it misses the start (bounded wait).
+  for _ in $(seq 100); do
+    [ "$(redis-cli -p "$REDIS_PORT" pubsub numsub publish-bench | tail -n 1)" = "$NODES" ] && break
+    sleep 0.1
+  done
+  payload=$(head -c 150 /dev/zero | tr '\0' x)
+  echo "## Redis PUBLISH, $NODES subscribers" >&2
+  redis-benchmark -p "$REDIS_PORT" -c 4 -P 16 -n "$PUBLISH" -q PUBLISH publish-bench "$payload" \
+    | tr '\r' '\n' | tail -n 1 | sed "s/$payload/<150 B>/" >"$OUT/publish.txt"
+  for p in "${subs[@]}"; do wait "$p"; done
+  echo "received by each subscriber: $(cat "$OUT"/sub*.count | tr '\n' ' ')(of $PUBLISH)" >>"$OUT/publish.txt"
+fi
+if has cluster; then
   CLUSTER=redis://127.0.0.1:$REDIS_PORT/0
   for i in $(seq "$NODES"); do
     start "n$i" --cluster "$CLUSTER" --node-name "n$i" --server-name "n$i.bench"
@@ -133,3 +179,6 @@ if med.get("single") and "cluster" in med:
     print(f"ratio cluster/single: {med['cluster'] / med['single']:.2f}x deliveries/s "
           f"(per rep: {each}; median {st.median(pairs):.2f}x)")
 EOF
+if [ -s "$OUT/publish.txt" ]; then
+  { echo "Redis pub/sub alone (PUBLISH=$PUBLISH, $NODES subscribers):"; sed 's/^/  /' "$OUT/publish.txt"; } | tee -a "$OUT/report.txt"
+fi
