@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Chat across a network of echoport instances (--cluster over Redis) next to one instance alone:
 # the same load (echoport-load chat: N clients in one channel, K senders; on the network the
-# clients are spread round-robin over the instances, so almost every delivery crosses Redis),
+# clients are spread round-robin over the instances, so with 3 of them two thirds of every
+# message's deliveries are made by another instance than its sender's, after the trip through Redis),
 # interleaved repetitions, medians, and the ratio network/single. Its own redis-server on a
 # loopback port (no persistence); every process it starts is stopped by PID at the end.
 #
