@@ -6,6 +6,11 @@
 //! member but its sender, and each receiving client records `now - send time`. All times are
 //! microseconds since one `Instant` shared by every thread, so they compare directly.
 //!
+//! With several `--target`s, client `i` connects to target `i mod N` (the senders too), so
+//! the clients of one channel are spread evenly over the servers of one network (echoport
+//! instances joined with `--cluster`): every message must then cross from its sender's server to
+//! every other one.
+//!
 //! Threads: the caller's thread coordinates (phases, time bounds, progress); `--threads` workers
 //! each own every `threads`-th client on a private mio `Poll` with non-blocking sockets.
 //!
@@ -27,6 +32,12 @@
 //! under [`RECEIVER_BUDGET`] bytes. The window applies with `--rate` too: if the server falls
 //! behind, senders fall behind schedule rather than bury the server, and `sent` shows it.
 //!
+//! What is checked: each receiver tracks, per sender, the highest sequence number it has got.
+//! A number at or below that is a late (reordered) arrival if it was skipped earlier
+//! (gaps.rs), otherwise a duplicate; both are counted and are errors. Deliveries count
+//! each message once per receiver. When the run is over, every message sent after warm-up that a
+//! receiver still connected never got is counted lost.
+//!
 //! What the latency means: messages are stamped when they are written, so it is the server's
 //! relay time plus the kernel's, never our own scheduling lag. With `--rate` below what the
 //! server can do, that is its per-message latency. Unlimited mode saturates the server on
@@ -46,14 +57,16 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::gaps::{self, Gaps};
 use crate::link::Link;
 use crate::tls::{Tls, TlsArgs};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChatArgs {
-    /// IRC server address
-    #[arg(long)]
-    pub target: std::net::SocketAddr,
+    /// IRC server address; repeat it for the servers of one network (client i connects to
+    /// target i mod N)
+    #[arg(long, required = true)]
+    pub target: Vec<SocketAddr>,
     /// clients joined to the channel (all receive)
     #[arg(long, default_value_t = 1000)]
     pub clients: usize,
@@ -100,6 +113,13 @@ pub struct ChatOutcome {
     pub deliveries: u64,
     /// sent (after warm-up) x (clients - 1): the sender does not get its own message back.
     pub expected_deliveries: u64,
+    /// (message, receiver) pairs sent after warm-up that the receiver never got, receivers (and
+    /// senders) that disconnected left out: their disconnect is an error of its own.
+    pub lost: u64,
+    /// Second copies of a message a receiver already had (whole run, warm-up included).
+    pub duplicates: u64,
+    /// Messages a receiver got after a later one of the same sender (whole run).
+    pub reordered: u64,
     /// Delivery latency in microseconds.
     pub latency: Histogram<u64>,
     /// (seconds since measuring began, deliveries in that second).
@@ -278,7 +298,7 @@ fn wait_for_setup(
                 bound.as_secs_f64(),
                 plan.clients,
                 plan.channel,
-                plan.target
+                plan.targets.iter().map(|t| t.addr.to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
         ticker.tick(shared, deadline);
@@ -327,6 +347,7 @@ fn merge(plan: &Plan, reports: Vec<Report>) -> ChatOutcome {
     let mut handshake = new_histogram();
     let mut buckets: Vec<u64> = Vec::new();
     let (mut sent, mut deliveries, mut errors) = (0, 0, 0);
+    let (mut lost, mut duplicates, mut reordered) = (0, 0, 0);
     for r in reports {
         // Same bounds everywhere, so adding cannot fail.
         let _ = latency.add(&r.latency);
@@ -340,15 +361,21 @@ fn merge(plan: &Plan, reports: Vec<Report>) -> ChatOutcome {
         sent += r.sent;
         deliveries += r.deliveries;
         errors += r.errors;
+        lost += r.lost;
+        duplicates += r.duplicates;
+        reordered += r.reordered;
     }
     ChatOutcome {
         sent,
         deliveries,
         expected_deliveries: sent * (plan.clients as u64 - 1),
+        lost,
+        duplicates,
+        reordered,
         latency,
         timeline: buckets.into_iter().enumerate().map(|(i, n)| (i as f64, n)).collect(),
         errors,
-        handshake: plan.tls.is_some().then_some(handshake),
+        handshake: plan.targets[0].tls.is_some().then_some(handshake),
     }
 }
 
@@ -363,9 +390,16 @@ fn new_histogram() -> Histogram<u64> {
 // The plan: validated arguments and what follows from them
 // ---------------------------------------------------------------------------------------------
 
-struct Plan {
-    target: SocketAddr,
+/// One server to connect clients to.
+struct Target {
+    addr: SocketAddr,
+    /// With `--tls`: the config, and the name to verify (by default this target's IP).
     tls: Option<Tls>,
+}
+
+struct Plan {
+    /// Client `i` connects to `targets[i % targets.len()]`; never empty.
+    targets: Vec<Target>,
     clients: usize,
     senders: usize,
     threads: usize,
@@ -386,6 +420,9 @@ struct Plan {
 
 impl Plan {
     fn new(a: &ChatArgs) -> Result<Plan, String> {
+        if a.target.is_empty() {
+            return Err("--target is required".into());
+        }
         check_counts(a)?;
         check_channel(&a.channel)?;
         check_secs("--duration", a.duration, false)?;
@@ -408,8 +445,11 @@ impl Plan {
             None => thread::available_parallelism().map_or(1, |n| n.get()),
         };
         Ok(Plan {
-            target: a.target,
-            tls: a.tls.client(a.target)?,
+            targets: a
+                .target
+                .iter()
+                .map(|&addr| Ok(Target { addr, tls: a.tls.client(addr)? }))
+                .collect::<Result<_, String>>()?,
             clients: a.clients,
             senders: a.senders,
             threads: threads.min(a.clients),
@@ -424,6 +464,10 @@ impl Plan {
             window: window(a.senders, relayed_len(&a.channel, a.size)),
             padding: vec![b'x'; a.size],
         })
+    }
+
+    fn target_of(&self, client: usize) -> &Target {
+        &self.targets[client % self.targets.len()]
     }
 
     fn thread_of(&self, client: usize) -> usize {
@@ -547,9 +591,13 @@ struct Shared {
     /// `[thread * senders + sender]`: the highest sequence number of `sender` that every
     /// client of `thread` has received (u64::MAX when the thread has no receiver for it).
     acked: Vec<AtomicU64>,
-    /// `[sender]`: the last sequence number sent, which the drain waits for; 0 once the sender
-    /// is gone (nothing more to wait for).
+    /// `[sender]`: the last sequence number sent, which the drain waits for (stored before the
+    /// message is written, so no receiver sees a higher one from a working server).
     last_sent: Vec<AtomicU64>,
+    /// `[sender]`: its first sequence number sent after warm-up; 0 until then.
+    first_measured: Vec<AtomicU64>,
+    /// `[sender]`: disconnected, so nothing more to wait for, and its losses are not counted.
+    gone: Vec<AtomicBool>,
     wakers: Vec<Waker>,
     /// Coalesces wake-ups: set by the first waker, cleared by the woken thread.
     wake_pending: Vec<AtomicBool>,
@@ -568,6 +616,8 @@ impl Shared {
             senders: plan.senders,
             acked: atomics(plan.threads * plan.senders),
             last_sent: atomics(plan.senders),
+            first_measured: atomics(plan.senders),
+            gone: (0..plan.senders).map(|_| AtomicBool::new(false)).collect(),
             wake_pending: (0..plan.threads).map(|_| AtomicBool::new(false)).collect(),
             wakers,
         }
@@ -616,7 +666,15 @@ impl Shared {
 
     /// Every message sent has reached every receiver still connected.
     fn drained(&self, plan: &Plan) -> bool {
-        (0..plan.senders).all(|s| self.acked(s) >= self.last_sent[s].load(Ordering::SeqCst))
+        (0..plan.senders)
+            .all(|s| self.gone[s].load(Ordering::SeqCst) || self.acked(s) >= self.last_sent[s].load(Ordering::SeqCst))
+    }
+
+    /// The measured messages of `sender`, `first..=last`, unless it sent none or is gone.
+    fn measured(&self, sender: usize) -> Option<(u64, u64)> {
+        let first = self.first_measured[sender].load(Ordering::SeqCst);
+        let last = self.last_sent[sender].load(Ordering::SeqCst);
+        (first > 0 && !self.gone[sender].load(Ordering::SeqCst)).then_some((first, last))
     }
 }
 
@@ -656,6 +714,11 @@ impl AckTracker {
             t.recompute(s);
         }
         t
+    }
+
+    /// The highest number of sender `s` receiver `r` has got; [`EXCLUDED`] if it does not count.
+    fn last(&self, s: usize, r: usize) -> u64 {
+        self.last[s * self.receivers + r]
     }
 
     fn row(&self, s: usize) -> &[u64] {
@@ -749,6 +812,9 @@ struct Report {
     sent: u64,
     deliveries: u64,
     errors: u64,
+    lost: u64,
+    duplicates: u64,
+    reordered: u64,
     latency: Histogram<u64>,
     timeline: Vec<u64>,
     handshake: Histogram<u64>,
@@ -767,6 +833,8 @@ struct Worker {
     batch: usize,
     unregistered: usize,
     acks: AckTracker,
+    /// Messages this thread's receivers skipped and may still get.
+    gaps: Gaps,
     report: Report,
     /// Deliveries not yet added to `shared.deliveries`.
     unreported: u64,
@@ -793,10 +861,14 @@ impl Worker {
             senders,
             unregistered: 0,
             acks,
+            gaps: Gaps::new(gaps::CAP),
             report: Report {
                 sent: 0,
                 deliveries: 0,
                 errors: 0,
+                lost: 0,
+                duplicates: 0,
+                reordered: 0,
                 latency: new_histogram(),
                 timeline: Vec::new(),
                 handshake: new_histogram(),
@@ -843,7 +915,28 @@ impl Worker {
             }
         }
         self.report_progress();
+        self.tally_lost();
         self.report
+    }
+
+    /// At the end: what each of this thread's receivers never got of each sender's measured
+    /// messages (the ones above its highest, and the gaps below it still open).
+    fn tally_lost(&mut self) {
+        let measured: Vec<Option<(u64, u64)>> = (0..self.plan.senders).map(|s| self.shared.measured(s)).collect();
+        let mut lost = self.gaps.untracked;
+        for (s, m) in measured.iter().enumerate() {
+            let Some((first, last)) = *m else { continue };
+            for r in 0..self.acks.receivers {
+                let got = self.acks.last(s, r);
+                if got != EXCLUDED {
+                    lost += last.saturating_sub(got.max(first - 1));
+                }
+            }
+        }
+        lost += self
+            .gaps
+            .count(|s, r, seq| measured[s].is_some_and(|(first, _)| seq >= first) && self.acks.last(s, r) != EXCLUDED);
+        self.report.lost = lost;
     }
 
     fn report_progress(&mut self) {
@@ -884,12 +977,12 @@ impl Worker {
 
     fn open(&mut self, local: usize) -> Result<Client, String> {
         let id = self.plan.client_of(self.index, local);
-        let target = self.plan.target;
-        let tcp = TcpStream::connect(target).map_err(|e| connect_error(target, &e))?;
+        let target = self.plan.target_of(id);
+        let tcp = TcpStream::connect(target.addr).map_err(|e| connect_error(target.addr, &e))?;
         // Without it Nagle holds a sender's next PRIVMSG until the previous one is acknowledged,
         // and delayed ACKs make that tens of milliseconds of fake latency.
         tcp.set_nodelay(true).map_err(|e| format!("setting TCP_NODELAY: {e}"))?;
-        let mut stream = Link::new(tcp, self.plan.tls.as_ref()).map_err(|e| format!("TLS set-up: {e}"))?;
+        let mut stream = Link::new(tcp, target.tls.as_ref()).map_err(|e| format!("TLS set-up: {e}"))?;
         self.poll
             .registry()
             .register(&mut stream, Token(local), Interest::READABLE | Interest::WRITABLE)
@@ -948,7 +1041,7 @@ impl Worker {
                 Ok(false) => return,
                 Ok(true) => c.state = State::Registering,
                 Err(e) => {
-                    let reason = connect_error(self.plan.target, &e);
+                    let reason = connect_error(self.plan.target_of(c.id).addr, &e);
                     self.close(local, &reason);
                     return;
                 }
@@ -1118,8 +1211,26 @@ impl Worker {
         if own {
             return;
         }
-        if let Some(min) = self.acks.record(sender, local, p.seq) {
-            self.publish(sender, min);
+        // A number never sent is not a copy of our message (no higher one has been written).
+        if p.seq == 0 || p.seq > self.shared.last_sent[sender].load(Ordering::SeqCst) {
+            self.report.errors += 1;
+            return;
+        }
+        let highest = self.acks.last(sender, local);
+        if highest == EXCLUDED {
+            return;
+        }
+        if p.seq <= highest {
+            if !self.gaps.arrived(sender, local, p.seq) {
+                self.report.duplicates += 1;
+                return;
+            }
+            self.report.reordered += 1;
+        } else {
+            self.gaps.skipped(sender, local, highest + 1, p.seq);
+            if let Some(min) = self.acks.record(sender, local, p.seq) {
+                self.publish(sender, min);
+            }
         }
         self.count_delivery(p.stamp_us, now);
     }
@@ -1170,7 +1281,7 @@ impl Worker {
                     self.publish(s, min);
                 }
                 if let Some((s, _)) = c.sender {
-                    self.shared.last_sent[s].store(0, Ordering::SeqCst);
+                    self.shared.gone[s].store(true, Ordering::SeqCst);
                 }
             }
             Phase::Quit | Phase::Abort => {}
@@ -1224,6 +1335,10 @@ impl Worker {
             // Stamped with the real send time: the latency is the server's, not our timer's.
             Payload::write(&mut c.out, &plan.channel, sender, seq, now, &plan.padding);
             if now >= sched.measure_us {
+                // Only this thread writes it; stored before the message is written, like last_sent.
+                if self.shared.first_measured[sender].load(Ordering::Relaxed) == 0 {
+                    self.shared.first_measured[sender].store(seq, Ordering::SeqCst);
+                }
                 self.report.sent += 1;
             }
             seq += 1;
@@ -1518,7 +1633,7 @@ mod tests {
 
     fn args() -> ChatArgs {
         ChatArgs {
-            target: "127.0.0.1:6667".parse().unwrap(),
+            target: vec!["127.0.0.1:6667".parse().unwrap()],
             clients: 1000,
             senders: 10,
             rate: 0.0,
@@ -1566,6 +1681,18 @@ mod tests {
         }
         a.threads = Some(64);
         assert_eq!(Plan::new(&a).unwrap().threads, 10);
+    }
+
+    #[test]
+    fn clients_spread_over_targets_round_robin() {
+        let mut a = args();
+        (a.clients, a.senders) = (7, 2);
+        a.target = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"].iter().map(|t| t.parse().unwrap()).collect();
+        let p = Plan::new(&a).unwrap();
+        let ports: Vec<u16> = (0..7).map(|id| p.target_of(id).addr.port()).collect();
+        assert_eq!(ports, [1, 2, 3, 1, 2, 3, 1]);
+        a.target.clear();
+        assert!(Plan::new(&a).err().unwrap().contains("--target"));
     }
 
     #[test]

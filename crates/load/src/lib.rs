@@ -9,6 +9,7 @@ pub mod chat;
 mod connect;
 mod dial;
 pub mod echo;
+mod gaps;
 mod idle;
 mod link;
 mod parse;
@@ -239,7 +240,12 @@ fn run_chat(c: &ChatCmd, m: Option<&ArgMatches>) -> Result<Report, String> {
     let mut rec = record::Recorder::new(std::time::Instant::now(), usize::MAX);
     rec.hist = outcome.latency.clone();
     let secs = if duration > 0.0 { duration } else { outcome.timeline.len() as f64 };
-    let mut r = Report::new("chat", raw("target").unwrap_or_default(), &rec, secs);
+    // Several targets (the servers of one network) are listed as given, comma-separated.
+    let targets: Vec<String> = m
+        .and_then(|m| m.try_get_raw("target").ok().flatten())
+        .map(|v| v.map(|t| t.to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let mut r = Report::new("chat", targets.join(","), &rec, secs);
     r.unit = "deliveries";
     r.conns = num("clients").map_or(0, |v| v as u64);
     r.size = num("size").map(|v| v as u64);
@@ -249,18 +255,27 @@ fn run_chat(c: &ChatCmd, m: Option<&ArgMatches>) -> Result<Report, String> {
     r.per_sec = report::per_sec(outcome.deliveries, secs);
     r.span_secs = secs;
     r.timeline = outcome.timeline.iter().map(|&(t, messages)| report::Point { t, messages, p99_us: None }).collect();
-    let lost = outcome.expected_deliveries.saturating_sub(outcome.deliveries);
-    // A delivery that never arrived is a failure of the run, like an unanswered echo.
+    let (lost, duplicates, reordered) = (outcome.lost, outcome.duplicates, outcome.reordered);
+    // A delivery that never arrived, or arrived twice or out of order, is a failure of the run,
+    // like an unanswered or mismatched echo.
     r.handshake = outcome.handshake.as_ref().map(report::Handshake::of);
-    r.errors = outcome.errors + lost;
+    r.errors = outcome.errors + lost + duplicates + reordered;
     r.set("senders", num("senders").map(|v| v as u64));
     r.set("sent", outcome.sent);
     r.set("deliveries", outcome.deliveries);
     r.set("expected_deliveries", outcome.expected_deliveries);
     r.set("lost", lost);
+    r.set("duplicates", duplicates);
+    r.set("reordered", reordered);
     r.set("chat_errors", outcome.errors);
     if lost > 0 {
         r.problems.push(format!("{lost} of {} expected deliveries never arrived", outcome.expected_deliveries));
+    }
+    if duplicates > 0 {
+        r.problems.push(format!("{duplicates} deliveries were second copies of a message the client already had"));
+    }
+    if reordered > 0 {
+        r.problems.push(format!("{reordered} deliveries arrived after a later message of the same sender"));
     }
     Ok(r)
 }
@@ -291,6 +306,8 @@ mod tests {
         ok(&["connect", "--target", "127.0.0.1:1", "--tls", "--tls-insecure", "--handshake-only"]).unwrap();
         ok(&["chat", "--target", "127.0.0.1:1", "--tls", "--tls-ca", "ca.pem", "--tls-server-name", "irc.test"])
             .unwrap();
+        ok(&["chat", "--target", "127.0.0.1:1", "--target", "127.0.0.1:2", "--target", "127.0.0.1:3"]).unwrap();
+        assert!(ok(&["chat", "--clients", "5"]).unwrap_err().contains("--target"));
         assert!(ok(&["connect", "--target", "127.0.0.1:1", "--handshake-only"]).unwrap_err().contains("--tls"));
         assert!(ok(&["echo", "--target", "127.0.0.1:1", "--tls", "--tls-insecure", "--tls-ca", "x"]).is_err());
         assert!(ok(&["echo", "--target", "127.0.0.1:1", "--plot", "x.png"]).unwrap_err().contains("--plot"));

@@ -150,7 +150,7 @@ fn register_probe(addr: SocketAddr, password: &str) -> Result<(), String> {
 
 fn args(target: SocketAddr, clients: usize, senders: usize, rate: f64, duration: f64) -> ChatArgs {
     ChatArgs {
-        target,
+        target: vec![target],
         clients,
         senders,
         rate,
@@ -171,6 +171,7 @@ fn assert_lossless(o: &chat::ChatOutcome) {
     assert!(o.sent > 0, "nothing was sent");
     assert_eq!(o.errors, 0, "errors on a healthy server at a modest rate");
     assert_eq!(o.deliveries, o.expected_deliveries, "every message reaches every other client");
+    assert_eq!((o.lost, o.duplicates, o.reordered), (0, 0, 0), "each once, in order");
     assert_eq!(o.latency.len(), o.deliveries, "one latency per delivery");
     let per_second: u64 = o.timeline.iter().map(|&(_, n)| n).sum();
     assert_eq!(per_second, o.deliveries, "the timeline accounts for every delivery");

@@ -6,6 +6,7 @@
 #[path = "../../../../tests/common/embedded.rs"]
 mod embedded;
 
+pub mod faulty_irc;
 pub mod run;
 pub mod tls_echo;
 
