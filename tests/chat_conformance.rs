@@ -2037,15 +2037,7 @@ fn wallops_privileges() {
 /// irctest's connectClient with `capabilities`: CAP LS 302, CAP REQ (which must be ACKed), NICK,
 /// USER, CAP END, and the welcome burst drained.
 fn connect_with_caps(s: &Server, nick: &str, caps: &str) -> Client {
-    let mut c = Client::connect(s.addr(), nick);
-    c.send("CAP LS 302");
-    c.send(&format!("CAP REQ :{caps}"));
-    let ack = c.expect(|m| m.is("CAP") && m.param(1) != "LS", WAIT);
-    assert!(ack.params_match(&["*", "ACK", caps]), "CAP REQ :{caps} got {ack}");
-    c.send(&format!("NICK {nick}"));
-    c.send(&format!("USER {nick} 0 * :Real {nick}"));
-    c.send("CAP END");
-    c.finish_registration();
+    let mut c = Client::with_caps(s.addr(), nick, caps);
     c.sync();
     c
 }

@@ -196,16 +196,7 @@ fn settle_expect(clients: &mut [Client], want: &[&[&str]], what: &str) {
 
 /// A registered client that asked for `caps` (CAP REQ before registration).
 fn with_caps(s: &Server, nick: &str, caps: &str) -> Client {
-    let mut c = Client::connect(s.addr(), nick);
-    c.send("CAP LS 302");
-    c.send(&format!("CAP REQ :{caps}"));
-    let ack = c.expect(|m| m.is("CAP") && m.param(1) != "LS", WAIT);
-    assert!(ack.params_match(&["*", "ACK", caps]), "CAP REQ :{caps} got {ack}");
-    c.send(&format!("NICK {nick}"));
-    c.send(&format!("USER {nick} 0 * :Real {nick}"));
-    c.send("CAP END");
-    c.finish_registration();
-    c
+    Client::with_caps(s.addr(), nick, caps)
 }
 
 /// The nicks (with their prefixes) of a NAMES reply, sorted.

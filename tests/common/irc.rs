@@ -270,6 +270,22 @@ impl Client {
         self.finish_registration()
     }
 
+    /// Connects and registers as `nick` having asked for `caps` the way irctest's connectClient
+    /// does: CAP LS 302, CAP REQ (which must be ACKed), NICK, USER, CAP END, the welcome burst read.
+    #[track_caller]
+    pub fn with_caps(addr: SocketAddr, nick: &str, caps: &str) -> Client {
+        let mut c = Client::connect(addr, nick);
+        c.send("CAP LS 302");
+        c.send(&format!("CAP REQ :{caps}"));
+        let ack = c.expect(|m| m.is("CAP") && m.param(1) != "LS", WAIT);
+        assert!(ack.params_match(&["*", "ACK", caps]), "CAP REQ :{caps} got {ack}");
+        c.send(&format!("NICK {nick}"));
+        c.send(&format!("USER {nick} 0 * :Real {nick}"));
+        c.send("CAP END");
+        c.finish_registration();
+        c
+    }
+
     /// Reads the welcome burst after NICK/USER were sent (see [`Client::register`]).
     #[track_caller]
     pub fn finish_registration(&mut self) -> Vec<Message> {
