@@ -479,6 +479,10 @@ fn names_who_whois_and_list_show_members_on_other_instances() {
     }
     cs[0].send("TOPIC #room :room topic");
     settle(&mut cs);
+    // Each live instance keeps its presence key (5 s TTL) in Redis.
+    for node in ["n1", "n2", "n3"] {
+        assert!(redis.exists(&format!("echoport:0:node:{node}")), "no presence key for {node}");
+    }
 
     for c in &mut cs {
         assert_eq!(names(c, "#room"), ["@alice", "bob", "carol"], "NAMES from {}", c.name());

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::{Chat, Effects, Port, State};
 use crate::cluster::bridge::{Bridge, Inbound};
-use crate::cluster::{Envelope, Event, Network, TAG_SHIFT, channel_of};
+use crate::cluster::{Envelope, Event, Network, TAG_SHIFT, channel_of, presence_key};
 use crate::limits::Limit;
 
 /// The user completion that says the bridge's inbox has deliveries.
@@ -148,7 +148,13 @@ impl Chat {
             let port = port.clone();
             move || port.post_user(RING)
         };
-        let bridge = Bridge::spawn(url, channel_of(url), ring)?;
+        let (name, tag) = {
+            let st = self.lock();
+            let net = st.net.as_ref().ok_or("no cluster membership")?;
+            (net.name.clone(), net.tag)
+        };
+        let presence = (presence_key(url, &name), format!("{tag:06x}"));
+        let bridge = Bridge::spawn(url, channel_of(url), presence, ring)?;
         let _ = self.bridge.set(bridge);
         Ok(())
     }
@@ -160,7 +166,7 @@ impl Chat {
     /// A client event of this instance: published when joined, applied now otherwise.
     pub(super) fn event(&self, st: &mut State, event: Event, fx: &mut Effects) {
         let Some(net) = st.net.as_mut().filter(|n| n.joined()) else {
-            apply_event(st, &event, fx);
+            self.apply_event(st, &event, fx);
             return;
         };
         let (seq, bytes) = net.envelope(&event);
@@ -173,7 +179,7 @@ impl Chat {
         } else {
             self.stats.limits.hit(Limit::ClusterQueueFull, None);
             self.split(st, "the queue to Redis is full (Redis too slow)", fx);
-            apply_event(st, &event, fx);
+            self.apply_event(st, &event, fx);
         }
     }
 
@@ -412,7 +418,7 @@ impl Chat {
                 // A client event: from a member (or ourselves, between our snapshot and our
                 // burst); anything else is from an instance the network has let go.
                 if from == net.tag || net.members.contains_key(&from) {
-                    apply_event(st, &event, fx);
+                    self.apply_event(st, &event, fx);
                 }
             }
         }
@@ -440,7 +446,7 @@ impl Chat {
         st.server.notice_all(|id| id & mask == value, &text, fx);
         for (_, bytes) in pending {
             if let Some(env) = Envelope::decode(&bytes) {
-                apply_event(st, &env.event, fx);
+                self.apply_event(st, &env.event, fx);
             }
         }
         if let Some(bridge) = self.bridge() {
@@ -537,23 +543,32 @@ impl Chat {
     }
 }
 
-/// One client event, applied to the state.
-fn apply_event(st: &mut State, event: &Event, fx: &mut Effects) {
-    let server = &mut st.server;
-    match event {
-        Event::Connect { id, ip, secure, ms, server: name } => {
-            let id = *id as usize;
-            server.connect(id, *ip, server.instant_of(*ms));
-            server.set_home_server(id, name);
-            if *secure {
-                server.set_secure(id);
+impl Chat {
+    /// One client event, applied to the state.
+    fn apply_event(&self, st: &mut State, event: &Event, fx: &mut Effects) {
+        let server = &mut st.server;
+        match event {
+            Event::Connect { id, ip, secure, ms, server: name } => {
+                let id = *id as usize;
+                server.connect(id, *ip, server.instant_of(*ms));
+                server.set_home_server(id, name);
+                if *secure {
+                    server.set_secure(id);
+                }
             }
+            Event::Line { id, ms, truncated, line } => {
+                let id = *id as usize;
+                let too_long = server.handle_line(id, line, *truncated, server.instant_of(*ms), fx);
+                // Counted where the client is, as without a network.
+                if let Some(socket) = st.sockets.get(&id).filter(|_| too_long) {
+                    self.hit(Limit::LineTooLong, socket);
+                }
+            }
+            Event::Leave { id, reason, .. } => server.disconnect(*id as usize, reason, fx),
+            Event::Verified { id, token, ok, ms } => {
+                server.verified(*id as usize, *token, *ok, server.instant_of(*ms), fx)
+            }
+            _ => {}
         }
-        Event::Line { id, ms, truncated, line } => {
-            server.handle_line(*id as usize, line, *truncated, server.instant_of(*ms), fx);
-        }
-        Event::Leave { id, reason, .. } => server.disconnect(*id as usize, reason, fx),
-        Event::Verified { id, token, ok, ms } => server.verified(*id as usize, *token, *ok, server.instant_of(*ms), fx),
-        _ => {}
     }
 }

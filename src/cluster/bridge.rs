@@ -29,6 +29,8 @@ const POLL: Duration = Duration::from_millis(250);
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Events per pipelined batch, at most.
 const BATCH: usize = 1024;
+/// How long the instance's presence key outlives its last refresh (about every second).
+const PRESENCE_TTL: Duration = Duration::from_secs(5);
 
 /// What the subscriber delivers, in order.
 pub enum Inbound {
@@ -79,7 +81,15 @@ pub struct Bridge {
 impl Bridge {
     /// Starts both threads. `ring` is called (from the subscriber thread) when the inbox goes
     /// from empty to not empty; the handler then calls [`take`](Self::take) until it is empty.
-    pub fn spawn(url: &str, channel: String, ring: impl Fn() + Send + 'static) -> Result<Bridge, String> {
+    /// `presence` is a key and value kept in Redis with a short TTL while the instance
+    /// publishes (its heartbeats make sure it does every second), so `redis-cli --scan` lists
+    /// the live instances.
+    pub fn spawn(
+        url: &str,
+        channel: String,
+        presence: (String, String),
+        ring: impl Fn() + Send + 'static,
+    ) -> Result<Bridge, String> {
         let client = redis::Client::open(url).map_err(|e| format!("bad --cluster URL '{url}': {e}"))?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -98,7 +108,8 @@ impl Bridge {
         let (c, s, ch) = (client.clone(), shared.clone(), channel.clone());
         let subscriber = spawn("echoport-redis-sub", Box::new(move || subscribe(&c, &ch, &s, &deliver, &ring)))?;
         let s = shared.clone();
-        let publisher = spawn("echoport-redis-pub", Box::new(move || publish(&client, &channel, &s, &queue)))?;
+        let publisher =
+            spawn("echoport-redis-pub", Box::new(move || publish(&client, &channel, &presence, &s, &queue)))?;
         Ok(Bridge { out, inbox, shared, threads: vec![subscriber, publisher] })
     }
 
@@ -253,8 +264,15 @@ fn subscribe(client: &redis::Client, channel: &str, shared: &Shared, deliver: &S
     }
 }
 
-fn publish(client: &redis::Client, channel: &str, shared: &Shared, queue: &Receiver<(u64, Arc<[u8]>)>) {
+fn publish(
+    client: &redis::Client,
+    channel: &str,
+    (key, value): &(String, String),
+    shared: &Shared,
+    queue: &Receiver<(u64, Arc<[u8]>)>,
+) {
     let mut con: Option<redis::Connection> = None;
+    let mut present: Option<Instant> = None;
     let mut batch: Vec<Arc<[u8]>> = Vec::with_capacity(BATCH);
     while !shared.stop.load(Ordering::SeqCst) {
         let Ok(first) = queue.recv_timeout(POLL) else { continue };
@@ -284,9 +302,16 @@ fn publish(client: &redis::Client, channel: &str, shared: &Shared, queue: &Recei
         for event in &batch {
             pipe.cmd("PUBLISH").arg(channel).arg(&event[..]).ignore();
         }
+        let refresh = present.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if refresh {
+            pipe.cmd("SET").arg(key).arg(value).arg("EX").arg(PRESENCE_TTL.as_secs()).ignore();
+        }
         match pipe.exec(c) {
             Ok(()) => {
                 shared.stats.published.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if refresh {
+                    present = Some(Instant::now());
+                }
             }
             Err(e) => {
                 con = None;
@@ -294,5 +319,9 @@ fn publish(client: &redis::Client, channel: &str, shared: &Shared, queue: &Recei
             }
         }
         batch.clear();
+    }
+    // Stopping: no longer alive, without waiting for the key to expire.
+    if let Some(c) = con.as_mut() {
+        let _ = redis::cmd("DEL").arg(key).exec(c);
     }
 }

@@ -84,6 +84,13 @@ pub fn channel_of(url: &str) -> String {
     format!("echoport:{db}:events")
 }
 
+/// The key that says an instance is alive (5 s TTL): `echoport:DB:node:NAME`, beside the
+/// network's channel.
+pub fn presence_key(url: &str, node: &str) -> String {
+    let channel = channel_of(url);
+    format!("{}node:{node}", channel.strip_suffix("events").unwrap_or(&channel))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +112,6 @@ mod tests {
         assert_eq!(channel_of("redis://127.0.0.1:6379/2"), "echoport:2:events");
         assert_eq!(channel_of("redis://127.0.0.1:6379"), "echoport:0:events");
         assert_eq!(channel_of("redis://127.0.0.1:6379/"), "echoport:0:events");
+        assert_eq!(presence_key("redis://h:1/3", "chat-a"), "echoport:3:node:chat-a");
     }
 }

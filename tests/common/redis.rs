@@ -136,6 +136,21 @@ impl Redis {
         ping(self.port)
     }
 
+    /// Whether `key` exists (EXISTS over a fresh connection; false if Redis does not answer).
+    pub fn exists(&self, key: &str) -> bool {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let command = format!("*2\r\n$6\r\nEXISTS\r\n${}\r\n{key}\r\n", key.len());
+        if s.write_all(command.as_bytes()).is_err() {
+            return false;
+        }
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got).is_ok() && &got == b":1\r\n"
+    }
+
     /// SIGSTOP: the server keeps its sockets (connections stay open, new ones are accepted by
     /// the kernel) but answers nothing: a Redis too slow to be of use.
     pub fn pause(&mut self) {
