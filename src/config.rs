@@ -275,6 +275,11 @@ impl ChatSettings {
         self.opers.iter().flat_map(|c| c.0.iter().cloned()).collect()
     }
 
+    /// This instance's name in a network: `--node-name`, else the server name.
+    pub fn node(&self) -> &str {
+        self.node_name.as_deref().unwrap_or(&self.server_name)
+    }
+
     /// Every `--account` pair, in order.
     pub fn account_list(&self) -> Vec<(String, String)> {
         self.accounts.iter().flat_map(|c| c.0.iter().cloned()).collect()

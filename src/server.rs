@@ -243,7 +243,7 @@ impl Server {
         let tls_addrs = (!self.tls_addrs.is_empty()).then(|| join_addrs(&self.tls_addrs).replace(' ', ""));
         let chat = &config.chat;
         let cluster = chat.cluster.as_ref().filter(|_| config.mode == Mode::Chat);
-        let node = cluster.map(|_| chat.node_name.as_ref().unwrap_or(&chat.server_name));
+        let node = cluster.map(|_| chat.node());
         tracing::info!(
             mode = %config.mode.name(),
             io = %self.io.name(),

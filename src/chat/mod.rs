@@ -86,10 +86,7 @@ impl Chat {
             history_bytes: settings.history_bytes,
             sts: settings.sts_port.map(|port| (port, settings.sts_duration.as_secs())),
         };
-        let net = settings
-            .cluster
-            .as_ref()
-            .map(|_| network::Net::new(settings.node_name.clone().unwrap_or_else(|| settings.server_name.clone())));
+        let net = settings.cluster.as_ref().map(|_| network::Net::new(settings.node().to_owned()));
         let first_id = net.as_ref().map_or(0, network::Net::first_id);
         let home = net.as_ref().map(network::Net::home);
         let state = Mutex::new(State { server: ChatServer::new(config), sockets: IdMap::default(), net });
@@ -193,8 +190,7 @@ impl Chat {
         let id = socket.context().id;
         // Gone from here at once; in a network, from the state when its leaving comes round.
         if st.sockets.remove(&id).is_some() {
-            let ms = st.server.unix_ms(Instant::now());
-            self.event(&mut st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, &mut fx);
+            self.leave_event(&mut st, id, reason, Instant::now(), &mut fx);
         }
         self.apply(&st, fx, pending);
     }
@@ -304,8 +300,7 @@ impl Chat {
         fx.close.push(id);
         self.apply(&st, fx, pending);
         let mut fx = self.effects();
-        let ms = st.server.unix_ms(Instant::now());
-        self.event(&mut st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, &mut fx);
+        self.leave_event(&mut st, id, reason, Instant::now(), &mut fx);
         self.apply(&st, fx, pending);
         true
     }
@@ -447,8 +442,7 @@ impl Handler for Chat {
             let mut st = self.lock();
             let expired = st.server.tick(now, self.settings.ping_interval, self.settings.ping_timeout, &mut fx);
             for (id, reason) in std::mem::take(&mut fx.depart) {
-                let ms = st.server.unix_ms(now);
-                self.event(&mut st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, &mut fx);
+                self.leave_event(&mut st, id, reason, now, &mut fx);
             }
             self.network_tick(&mut st, now, &mut fx);
             self.apply(&st, fx, &mut pending);

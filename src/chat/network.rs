@@ -26,6 +26,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::server::homed;
 use super::{Chat, Effects, Port, State};
 use crate::cluster::bridge::{Bridge, Inbound};
 use crate::cluster::{Envelope, Event, Network, TAG_SHIFT, channel_of, presence_key};
@@ -132,8 +133,17 @@ impl Net {
 
     fn envelope(&mut self, event: &Event) -> (u64, Arc<[u8]>) {
         self.next_seq += 1;
-        let bytes = postcard::to_allocvec(&(self.tag, self.next_seq, event)).unwrap_or_default();
-        (self.next_seq, bytes.into())
+        (self.next_seq, Envelope::encode(self.tag, self.next_seq, event).into())
+    }
+
+    /// Becomes a member of `network`, whose members are `members`.
+    fn enter(&mut self, network: Network, members: impl IntoIterator<Item = (u32, String)>) {
+        let now = Instant::now();
+        self.network = network;
+        self.members =
+            members.into_iter().map(|(tag, name)| (tag, Member { name, last_seen: now, declared: false })).collect();
+        self.phase = Phase::Joined;
+        self.last_echo = now;
     }
 }
 
@@ -183,6 +193,12 @@ impl Chat {
         }
     }
 
+    /// `id` left (its connection closed, or its timers ran out) for `reason`.
+    pub(super) fn leave_event(&self, st: &mut State, id: usize, reason: &str, now: Instant, fx: &mut Effects) {
+        let ms = st.server.unix_ms(now);
+        self.event(st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, fx);
+    }
+
     /// A membership event of ours; failing to queue it is a split like any other.
     fn publish(&self, st: &mut State, event: &Event, fx: &mut Effects) {
         let Some(net) = st.net.as_mut() else { return };
@@ -211,10 +227,6 @@ impl Chat {
                     more = n == BATCH;
                 }
                 let checks = std::mem::take(&mut fx.verify);
-                for (id, reason) in std::mem::take(&mut fx.depart) {
-                    let ms = st.server.unix_ms(Instant::now());
-                    self.event(&mut st, Event::Leave { id: id as u64, ms, reason: reason.to_owned() }, &mut fx);
-                }
                 self.apply(&st, fx, &mut pending);
                 (checks, more)
             };
@@ -333,20 +345,14 @@ impl Chat {
         let ours = st.server.snapshot();
         if let Err(e) = st.server.restore(state) {
             tracing::error!(error = %e, "cluster: cannot load the network's state; staying alone");
+            // restore reads everything before it changes anything: our own state is intact.
             if let Some(net) = st.net.as_mut() {
                 net.phase = Phase::Alone;
             }
-            // Our own state is gone with the failed load only if restore changed it; it does
-            // not (it reads everything first), so local users are unaffected.
             return;
         }
         let Some(net) = st.net.as_mut() else { return };
-        let now = Instant::now();
-        net.network = network;
-        net.members =
-            members.into_iter().map(|(tag, name)| (tag, Member { name, last_seen: now, declared: false })).collect();
-        net.phase = Phase::Joined;
-        net.last_echo = now;
+        net.enter(network, members);
         st.server.replicate(Some(net.home()));
         let burst = Event::Burst { name: net.name.clone(), state: ours };
         self.publish(st, &burst, fx);
@@ -396,13 +402,7 @@ impl Chat {
                     tracing::error!(node = %name, error = %e, "cluster: cannot merge an instance's clients");
                 }
                 if ours {
-                    let Some(net) = st.net.as_mut() else { return };
-                    tracing::info!(nodes = count, "cluster: joined the network");
-                    if std::mem::replace(&mut net.was_joined, true) {
-                        let local = net.home();
-                        let text = format!("*** Network rejoined: {count} servers");
-                        st.server.notice_all(|id| id & local.0 == local.1, &text, fx);
-                    }
+                    self.joined(st, count, fx);
                 } else {
                     tracing::info!(node = %name, nodes = count, "cluster: node joined");
                 }
@@ -434,16 +434,16 @@ impl Chat {
         net.phase = Phase::Alone;
         net.members.clear();
         net.splits += 1;
-        let (mask, value) = net.home();
+        let (home, tag) = (net.home(), net.tag);
         let pending: Vec<_> = net.pending.drain(..).collect();
         tracing::warn!(why, "cluster: lost the cluster, serving local users only");
         st.server.replicate(None);
-        st.server.drop_clients(|id| id & mask != value, SPLIT, fx);
+        st.server.drop_clients(|id| !homed(home, id), SPLIT, fx);
         // Both sides go on numbering messages: ours from a base of our own.
         let now_ms = st.server.unix_ms(Instant::now());
-        st.server.renumber_msgids((now_ms << 20) | ((value as u64 >> TAG_SHIFT) & 0xf_ffff));
+        st.server.renumber_msgids((now_ms << 20) | (u64::from(tag) & 0xf_ffff));
         let text = format!("*** Network split: {why}; only users on this server are reachable until it rejoins");
-        st.server.notice_all(|id| id & mask == value, &text, fx);
+        st.server.notice_all(|id| homed(home, id), &text, fx);
         for (_, bytes) in pending {
             if let Some(env) = Envelope::decode(&bytes) {
                 self.apply_event(st, &env.event, fx);
@@ -505,17 +505,20 @@ impl Chat {
     /// Our proposal to found the network came first: we are the network.
     fn found(&self, st: &mut State, network: Network, fx: &mut Effects) {
         let Some(net) = st.net.as_mut() else { return };
-        let now = Instant::now();
-        net.network = network;
-        net.members = BTreeMap::from([(net.tag, Member { name: net.name.clone(), last_seen: now, declared: false })]);
-        net.phase = Phase::Joined;
-        net.last_echo = now;
-        let rejoined = std::mem::replace(&mut net.was_joined, true);
-        let local = net.home();
-        st.server.replicate(Some(local));
-        tracing::info!(nodes = 1, "cluster: joined the network");
-        if rejoined {
-            st.server.notice_all(|id| id & local.0 == local.1, "*** Network rejoined: 1 servers", fx);
+        net.enter(network, [(net.tag, net.name.clone())]);
+        st.server.replicate(Some(net.home()));
+        self.joined(st, 1, fx);
+    }
+
+    /// We are a member now, of a network of `count`: say so, and tell local users if this is a
+    /// rejoin.
+    fn joined(&self, st: &mut State, count: usize, fx: &mut Effects) {
+        let Some(net) = st.net.as_mut() else { return };
+        tracing::info!(nodes = count, "cluster: joined the network");
+        if std::mem::replace(&mut net.was_joined, true) {
+            let home = net.home();
+            let text = format!("*** Network rejoined: {count} servers");
+            st.server.notice_all(|id| homed(home, id), &text, fx);
         }
     }
 

@@ -74,6 +74,7 @@ mod whowas;
 pub use accounts::Verify;
 pub use channels::valid_channel;
 pub use registration::valid_nick;
+pub use replica::homed;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -211,7 +212,7 @@ impl Effects {
     }
 
     fn send(&mut self, id: ClientId, line: Arc<[u8]>) {
-        if self.only.is_none_or(|(mask, value)| id & mask == value) {
+        if self.only.is_none_or(|home| homed(home, id)) {
             self.sends.push((id, line));
         }
     }

@@ -50,6 +50,13 @@ struct State {
     latest_ms: u64,
 }
 
+/// Whether `home` = `(mask, value)` picks client `id` (`id & mask == value`): the clients of
+/// one instance of a network.
+pub fn homed(home: (ClientId, ClientId), id: ClientId) -> bool {
+    let (mask, value) = home;
+    id & mask == value
+}
+
 impl ChatServer {
     /// Makes this a replica: `home` = `(mask, value)` says which clients are this instance's own
     /// (`id & mask == value`). Its timers then act on those only, and a client they expire is
@@ -60,7 +67,7 @@ impl ChatServer {
     }
 
     pub(super) fn is_home(&self, id: ClientId) -> bool {
-        self.home.is_none_or(|(mask, value)| id & mask == value)
+        self.home.is_none_or(|home| homed(home, id))
     }
 
     /// The whole state as bytes, for an instance joining the network.
