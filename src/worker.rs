@@ -83,14 +83,16 @@ fn run<H: Handler>(port: &PortOf<H>, handler: &H, stats: &Stats, index: usize) {
         match port.get(None) {
             Ok(completion) => {
                 bump(&mine.completions, 1);
-                let socket = completion.socket().cloned();
+                // The key, not a reference: an atomic count per completion is a cost on the hot
+                // path, and the socket is only needed again after a panic.
+                let key = completion.socket().map(|s| s.key());
                 // A bug in one connection's handling must not take a worker (and with it the
                 // port's awake count) down: drop that connection and keep serving.
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.on_completion(port, completion, mine)));
                 if outcome.is_err() {
                     bump(&mine.errors, 1);
-                    tracing::error!(key = socket.as_ref().map(|s| s.key()), "handler panicked; connection closed");
-                    if let Some(socket) = socket {
+                    tracing::error!(key, "handler panicked; connection closed");
+                    if let Some(socket) = key.and_then(|k| port.socket_by_key(k)) {
                         port.close(&socket);
                     }
                 }

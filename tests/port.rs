@@ -234,6 +234,40 @@ fn a_waiting_receive_holds_no_buffer_and_closed_sockets_leave_the_table() {
     h.stop();
 }
 
+/// Sockets come and go and each new one takes the table index (io_uring: the file-table slot)
+/// the last one left: every connection gets its own bytes back, never a closed one's, and a
+/// connection that stays meanwhile is not disturbed.
+#[test]
+fn a_closed_sockets_index_serves_the_next_socket() {
+    let h = Harness::start(4096);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (mut stayer, server) = pair(&listener);
+    h.associate(server, 0);
+    stayer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for round in 1..=200 {
+        let (mut client, server) = pair(&listener);
+        h.associate(server, round);
+        client.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mine = pattern(round, 300);
+        client.write_all(&mine).unwrap();
+        let mut got = vec![0u8; mine.len()];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, mine, "round {round}: the echo is this connection's own bytes");
+        let theirs = pattern(0, 40 + round % 7);
+        stayer.write_all(&theirs).unwrap();
+        let mut got = vec![0u8; theirs.len()];
+        stayer.read_exact(&mut got).unwrap();
+        assert_eq!(got, theirs, "round {round}: the connection that stays is undisturbed");
+        // The peer's FIN makes the harness close the socket; the server's FIN back is the signal.
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "round {round}: nothing after the echo");
+    }
+    assert_eq!(h.port.open_sockets(), 1);
+    h.stop();
+}
+
 /// epoll: a thread is a worker of the port it last called `get` on; moving to another port, it
 /// hands the completions it produced itself back to the first, so they are not stranded.
 /// io_uring: a thread that has taken a ring keeps it for the port's life (the ring is single-

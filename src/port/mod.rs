@@ -384,7 +384,7 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
                 drop(stream);
             }
             #[cfg(target_os = "linux")]
-            Backend::Uring(u) => u.close(stream, socket.lock().ring),
+            Backend::Uring(u) => u.close(stream, socket),
         }
         // While the socket still holds its table slot, so its key cannot have been given to a new
         // socket yet (keys carry no generation on 32-bit targets).
@@ -461,6 +461,11 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     /// [`OpError::IdleTimeout`]. Returns how many were expired.
     pub fn expire_idle(&self, idle: Duration) -> usize {
         backend!(self, b => b.expire_idle(self, idle))
+    }
+
+    /// The open socket with this key, if it is still open.
+    pub fn socket_by_key(&self, key: usize) -> Option<Arc<Socket<C>>> {
+        Self::socket_for(&self.sockets(), key).cloned()
     }
 
     fn sockets(&self) -> RwLockReadGuard<'_, Table<Socket<C>>> {

@@ -98,6 +98,12 @@ impl<C> Socket<C> {
         self.key
     }
 
+    /// The socket's index in the port's table: unique among open sockets.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) fn index(&self) -> usize {
+        self.key & super::KEY_MASK
+    }
+
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match &self.lock().stream {
             Some(s) => s.peer_addr(),
@@ -201,6 +207,8 @@ flags! {
     RECV_POSTED = 32: recv_posted, set_recv_posted;
     /// io_uring: a send is posted (its bytes are with the ring's owner or the kernel).
     SEND_POSTED = 64: send_posted, set_send_posted;
+    /// io_uring: the descriptor is in the ring's file table, at the socket's index.
+    REGISTERED = 128: registered, set_registered;
 }
 
 impl IoState {

@@ -17,10 +17,14 @@
 //! completion hands it over. When every buffer is out, that receive is posted again with a buffer
 //! of the ordinary pool, so a crowd of clients that stopped reading cannot starve the others.
 //!
+//! **Files.** Each ring has a file table; a socket's descriptor is put in it, at the socket's
+//! table index, before its first operation, and entries name the slot: the kernel then skips the
+//! descriptor lookup and its reference count on every operation.
+//!
 //! **Closing.** A pending receive holds its own reference to the socket in the kernel, so closing
 //! the descriptor would not end it: `close` shuts the socket down (pending operations complete at
-//! once), and the descriptor itself is closed by the owner after its next submission, so its
-//! number cannot be reused under an operation still waiting in the submission queue.
+//! once), and the descriptor and the slot are let go by the owner after its next submission, so
+//! neither can be reused under an operation still waiting in the submission queue.
 
 mod bufring;
 mod probe;
@@ -49,8 +53,9 @@ enum Request<C> {
     Send(Arc<Socket<C>>, Payload),
     /// Fail the socket's pending operation (idle timeout, drain).
     Cancel(Arc<Socket<C>>, Abort),
-    /// A closed socket's descriptor, to close once nothing queued can refer to its number.
-    Close(TcpStream),
+    /// A closed socket's descriptor and file-table slot, to let go of once nothing queued can
+    /// refer to them.
+    Close(TcpStream, Option<u32>),
 }
 
 pub(super) struct Uring<C> {
@@ -248,9 +253,13 @@ impl<C: Send + Sync + 'static> Uring<C> {
     }
 
     /// Closes a socket's descriptor the safe way (see the module docs).
-    pub(super) fn close(&self, stream: TcpStream, ring: u16) {
+    pub(super) fn close(&self, stream: TcpStream, socket: &Socket<C>) {
         let _ = stream.shutdown(std::net::Shutdown::Both);
-        self.request(ring, Request::Close(stream));
+        let (ring, slot) = {
+            let st = socket.lock();
+            (st.ring, st.registered().then(|| u32::try_from(socket.index()).ok()).flatten())
+        };
+        self.request(ring, Request::Close(stream, slot));
     }
 
     /// See [`CompletionPort::abort_quiet`].

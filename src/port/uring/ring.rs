@@ -8,7 +8,7 @@ use crate::buffer::Buf;
 use crate::port::payload::{Cursor, Payload};
 use crate::port::socket::IoState;
 use crate::port::{Completion, CompletionPort, OpError, Shared, Socket, Wait};
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use mio::net::TcpStream;
 use std::any::Any;
@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::io::{self, PipeReader};
 use std::mem::ManuallyDrop;
 use std::num::NonZeroU32;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,34 @@ const RECVSEND_POLL_FIRST: u16 = 1;
 const ENTER_GETEVENTS: u32 = 1;
 /// Sendmsg headers kept for reuse per ring.
 const SPARE_MSGS: usize = 64;
+/// Slots in a ring's file table, at most (the open-file limit caps it too): 8 bytes of kernel
+/// memory each. A socket whose table index lies past it is named by its descriptor.
+const FIXED_FILES: u32 = 65_536;
+
+/// How an entry names its socket: by its slot in the ring's file table, so the kernel skips the
+/// descriptor lookup and its reference count on every operation (about 100 ns a round trip), or,
+/// when it has none, by its descriptor.
+#[derive(Clone, Copy)]
+enum Target {
+    Fixed(u32),
+    Fd(RawFd),
+}
+
+/// `$body` with `$t` bound to `$target` as the crate's type for that kind of name.
+macro_rules! on_target {
+    ($target:expr, $t:ident => $body:expr) => {
+        match $target {
+            Target::Fixed(slot) => {
+                let $t = Fixed(slot);
+                $body
+            }
+            Target::Fd(fd) => {
+                let $t = Fd(fd);
+                $body
+            }
+        }
+    };
+}
 
 thread_local! {
     /// The rings this thread owns, one per port at most. A `thread_local` cannot be generic, so
@@ -125,8 +153,11 @@ pub(super) struct Ring<C: Send + Sync + 'static> {
     ready: VecDeque<Completion<C>>,
     wake_rx: PipeReader,
     wake_buf: Box<[u8; 64]>,
-    /// Descriptors of closed sockets, closed after the next submission.
-    closing: Vec<TcpStream>,
+    /// Descriptors of closed sockets (and their file-table slots), let go after the next
+    /// submission.
+    closing: Vec<(TcpStream, Option<u32>)>,
+    /// Slots in the file table (0: the kernel gave none, every socket goes by descriptor).
+    files: u32,
     buffer_size: usize,
     /// Receives into provided buffers in flight (they have no table entry to count).
     recvs: usize,
@@ -151,6 +182,14 @@ impl<C: Send + Sync + 'static> Ring<C> {
     ) -> io::Result<()> {
         let uring = builder().build(SQ_ENTRIES)?;
         let bufs = BufRing::register(&uring, buffers, buffer_size)?;
+        let files = file_table_size();
+        let files = match uring.submitter().register_files_sparse(files) {
+            Ok(()) => files,
+            Err(e) => {
+                tracing::debug!(error = %e, "no io_uring file table; sockets go by descriptor");
+                0
+            }
+        };
         let mut ring = Ring {
             port: port.shared.clone(),
             slot,
@@ -160,6 +199,7 @@ impl<C: Send + Sync + 'static> Ring<C> {
             wake_rx,
             wake_buf: Box::new([0; 64]),
             closing: Vec::new(),
+            files,
             buffer_size,
             recvs: 0,
             reaped: Vec::new(),
@@ -188,13 +228,7 @@ impl<C: Send + Sync + 'static> Ring<C> {
             for request in uring.take_requests(self.slot) {
                 self.handle(request);
             }
-            if !self.closing.is_empty() {
-                // Hand the kernel everything queued, then the numbers are free to close.
-                if let Err(e) = self.kernel.uring.submit() {
-                    tracing::error!(error = %e, "io_uring submit failed");
-                }
-                self.closing.clear();
-            }
+            self.let_go_closed();
             self.kernel.bufs.recycle();
             if let Some(v) = uring.pop_user() {
                 return Ok(Completion::User(v));
@@ -256,7 +290,42 @@ impl<C: Send + Sync + 'static> Ring<C> {
             Request::Recv(socket) => self.recv_locked(&socket, &mut socket.lock()),
             Request::Send(socket, payload) => self.send_locked(&socket, &mut socket.lock(), payload),
             Request::Cancel(socket, why) => self.cancel(&socket, why),
-            Request::Close(stream) => self.closing.push(stream),
+            Request::Close(stream, slot) => self.closing.push((stream, slot)),
+        }
+    }
+
+    /// Lets go of closed sockets' descriptors and file-table slots, once the kernel has every
+    /// entry queued so far (some may still name them).
+    fn let_go_closed(&mut self) {
+        if self.closing.is_empty() {
+            return;
+        }
+        if let Err(e) = self.kernel.uring.submit() {
+            tracing::error!(error = %e, "io_uring submit failed");
+        }
+        for (stream, slot) in self.closing.drain(..) {
+            // Operations still in flight keep the file until they end; the slot is free now.
+            if let Some(slot) = slot
+                && let Err(e) = self.kernel.uring.submitter().register_files_update(slot, &[-1])
+            {
+                tracing::debug!(error = %e, slot, "clearing an io_uring file slot failed");
+            }
+            drop(stream);
+        }
+    }
+
+    /// Puts the socket's descriptor in the file table, at the socket's table index (unique among
+    /// open sockets, so no slot is shared), before its first operation.
+    fn register(&mut self, socket: &Socket<C>, st: &mut IoState, fd: RawFd) {
+        let Some(slot) = u32::try_from(socket.index()).ok().filter(|&s| s < self.files) else { return };
+        // A closed socket that had this index may hold the slot still, under queued entries.
+        self.let_go_closed();
+        match self.kernel.uring.submitter().register_files_update(slot, &[fd]) {
+            Ok(_) => st.set_registered(true),
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring file table update failed; this ring's sockets go by descriptor");
+                self.files = 0;
+            }
         }
     }
 
@@ -267,15 +336,18 @@ impl<C: Send + Sync + 'static> Ring<C> {
         if !st.recv_posted() || st.recv_op.is_some() {
             return;
         }
+        if !st.registered() {
+            self.register(socket, st, fd);
+        }
         st.recv_op = Some(PROVIDED_RECV);
         self.recvs += 1;
         let len = u32::try_from(self.buffer_size).unwrap_or(u32::MAX);
-        let entry = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), len)
+        let entry = on_target!(target(socket, st, fd), t => opcode::Recv::new(t, std::ptr::null_mut(), len)
             .buf_group(bufring::GROUP)
             .ioprio(RECVSEND_POLL_FIRST)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
-            .user_data(RECV_TAG | socket.key() as u64);
+            .build())
+        .flags(squeue::Flags::BUFFER_SELECT)
+        .user_data(RECV_TAG | socket.key() as u64);
         // SAFETY: the kernel picks the buffer from the registered group, which outlives every
         // operation (teardown waits for them); the descriptor stays open until after the
         // submission that carries this entry (see `closing`).
@@ -290,8 +362,9 @@ impl<C: Send + Sync + 'static> Ring<C> {
         let (ptr, len) = (buf.spare().as_mut_ptr(), u32::try_from(buf.capacity()).unwrap_or(u32::MAX));
         let key = self.ops.insert(Op::PoolRecv { socket: socket.clone(), buf });
         st.recv_op = op_id(key);
+        let target = target(socket, &st, fd);
         drop(st);
-        let entry = opcode::Recv::new(Fd(fd), ptr, len).build().user_data(key as u64);
+        let entry = on_target!(target, t => opcode::Recv::new(t, ptr, len).build()).user_data(key as u64);
         // SAFETY: `ptr` is the pool buffer's heap memory, owned by the table entry `key` (the
         // `Buf` moves with the entry, its memory does not) until the completion is reaped.
         unsafe { self.push(&entry) };
@@ -317,6 +390,7 @@ impl<C: Send + Sync + 'static> Ring<C> {
     /// state, locked by the caller.
     fn submit_send(&mut self, mut op: SendOp<C>, st: &mut IoState) {
         let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        let target = target(&op.socket, st, fd);
         let (mut first, mut slices) = (None, 0);
         op.cursor.pending(|s| {
             first = first.or(Some(s));
@@ -325,9 +399,8 @@ impl<C: Send + Sync + 'static> Ring<C> {
         let entry = match first {
             // One slice (an echo, a single line): a plain send, nothing to allocate.
             Some(one) if slices == 1 => {
-                opcode::Send::new(Fd(fd), one.as_ptr(), u32::try_from(one.len()).unwrap_or(u32::MAX))
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
+                let len = u32::try_from(one.len()).unwrap_or(u32::MAX);
+                on_target!(target, t => opcode::Send::new(t, one.as_ptr(), len).flags(libc::MSG_NOSIGNAL).build())
             }
             _ => {
                 let msg = op.msg.get_or_insert_with(|| self.spare_msgs.pop().unwrap_or_default());
@@ -337,7 +410,7 @@ impl<C: Send + Sync + 'static> Ring<C> {
                     .pending(|s| iov.push(libc::iovec { iov_base: s.as_ptr().cast_mut().cast(), iov_len: s.len() }));
                 msg.hdr.msg_iov = msg.iov.as_mut_ptr();
                 msg.hdr.msg_iovlen = msg.iov.len() as _;
-                opcode::SendMsg::new(Fd(fd), &msg.hdr).flags(libc::MSG_NOSIGNAL as u32).build()
+                on_target!(target, t => opcode::SendMsg::new(t, &msg.hdr).flags(libc::MSG_NOSIGNAL as u32).build())
             }
         };
         let key = self.ops.insert(Op::Send(op));
@@ -463,11 +536,8 @@ impl<C: Send + Sync + 'static> Ring<C> {
         self.ready.push_back(Completion::Recv { socket, result });
     }
 
-    fn finish_send(&mut self, port: &CompletionPort<C>, mut op: SendOp<C>, res: i32) {
-        if let Some(msg) = op.msg.take_if(|_| self.spare_msgs.len() < SPARE_MSGS) {
-            self.spare_msgs.push(msg);
-        }
-        let socket = op.socket.clone();
+    fn finish_send(&mut self, port: &CompletionPort<C>, op: SendOp<C>, res: i32) {
+        let SendOp { socket, mut cursor, mut msg } = op;
         let mut st = socket.lock();
         let this = st.send_op.take();
         if st.is_closed() {
@@ -476,12 +546,12 @@ impl<C: Send + Sync + 'static> Ring<C> {
         let result = match res {
             0 => Err(OpError::Io(io::ErrorKind::WriteZero.into())),
             1.. => {
-                op.cursor.advance(res as usize);
-                st.sent = u32::try_from(op.cursor.done()).unwrap_or(u32::MAX);
-                op.socket.touch(port.now());
-                if op.cursor.finished() {
+                cursor.advance(res as usize);
+                st.sent = u32::try_from(cursor.done()).unwrap_or(u32::MAX);
+                socket.touch(port.now());
+                if cursor.finished() {
                     st.settle_cancel(this, false);
-                    Ok(op.cursor.total())
+                    Ok(cursor.total())
                 } else if let Some(why) =
                     st.cancelled(this).or(st.cancel.filter(|w| *w == Abort::IdleTimeout && st.cancel_op.is_none()))
                 {
@@ -489,7 +559,11 @@ impl<C: Send + Sync + 'static> Ring<C> {
                     st.cancel = None;
                     Err(why.into())
                 } else {
-                    return self.submit_send(op, &mut st);
+                    // The rest, with the same header: the socket's lock is held, so take a
+                    // reference for the new entry and let go of this one after.
+                    let again = SendOp { socket: socket.clone(), cursor, msg };
+                    self.submit_send(again, &mut st);
+                    return;
                 }
             }
             _ if res == -libc::ECANCELED => Err(st.cancelled(this).map_or_else(|| errno(res), OpError::from)),
@@ -498,6 +572,11 @@ impl<C: Send + Sync + 'static> Ring<C> {
         st.set_send_posted(false);
         st.sent = 0;
         drop(st);
+        if let Some(m) = msg.take_if(|_| self.spare_msgs.len() < SPARE_MSGS) {
+            self.spare_msgs.push(m);
+        }
+        // The payload goes back (its buffer to the pool) before the handler runs.
+        drop(cursor);
         self.ready.push_back(Completion::Send { socket, result });
     }
 
@@ -578,6 +657,23 @@ pub(super) fn builder() -> io_uring::Builder {
     let mut b = IoUring::builder();
     b.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag().setup_cqsize(CQ_ENTRIES);
     b
+}
+
+/// How entries name `socket`, whose descriptor is `fd`.
+fn target<C>(socket: &Socket<C>, st: &IoState, fd: RawFd) -> Target {
+    match u32::try_from(socket.index()) {
+        Ok(slot) if st.registered() => Target::Fixed(slot),
+        _ => Target::Fd(fd),
+    }
+}
+
+/// The file table's size: [`FIXED_FILES`], or the open-file limit if lower (the kernel allows no
+/// more, and a socket's table index stays below the number of descriptors open).
+fn file_table_size() -> u32 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit, which `limit` is.
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 0 };
+    u32::try_from(cur).unwrap_or(u32::MAX).min(FIXED_FILES)
 }
 
 /// A table key as the socket records it (see `IoState::recv_op`).
