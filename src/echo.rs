@@ -3,7 +3,8 @@
 //! The whole hot path is here: receive completion -> post a send of exactly those bytes -> send
 //! completion -> re-arm the receive. The receive is re-armed only after the send has completed,
 //! so a client that never reads is no longer read from: the kernel's buffers fill, TCP flow
-//! control pushes back on the client, and the server holds at most one buffer for it.
+//! control pushes back on the client, and the server holds a buffer or two for it (io_uring may have
+//! read one more before its multishot receive stopped).
 
 use crate::port::{Completion, OpError};
 use crate::stats::{WorkerStats, bump};

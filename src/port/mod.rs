@@ -490,6 +490,13 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
     }
 
     fn now(&self) -> u32 {
-        self.shared.clock.load(Ordering::Relaxed)
+        self.shared.now()
+    }
+}
+
+impl<C> Shared<C> {
+    /// See [`CompletionPort::tick`].
+    fn now(&self) -> u32 {
+        self.clock.load(Ordering::Relaxed)
     }
 }

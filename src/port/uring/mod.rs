@@ -12,10 +12,18 @@
 //! housekeeper) puts them in the ring's inbox and wakes the owner if it sleeps, through a pipe the
 //! ring keeps a read posted on.
 //!
+//! **Receives.** A socket's receive is one multishot receive, armed at its first post and left
+//! armed: arming (an entry, a poll registration and its removal) is paid once per connection, not
+//! once a round trip. What it brings completes the posted receive; what it brings while none is
+//! posted (the handler is still busy with the last) is parked in the ring for the next post, and
+//! the multishot is stopped until then, so the kernel reads no further ahead than a receive
+//! re-armed after each send would, and TCP flow control still pushes back on a client that is
+//! not being served.
+//!
 //! **Buffers.** A receive names no buffer: the kernel picks one from the ring's provided-buffer
 //! block when data arrives (so an idle connection holds none, the IOCP zero-byte receive), and the
-//! completion hands it over. When every buffer is out, that receive is posted again with a buffer
-//! of the ordinary pool, so a crowd of clients that stopped reading cannot starve the others.
+//! completion hands it over. When every buffer is out, the posted receive is made again with a
+//! buffer of the ordinary pool, so a crowd of clients that stopped reading cannot starve the others.
 //!
 //! **Files.** Each ring has a file table; a socket's descriptor is put in it, at the socket's
 //! table index, before its first operation, and entries name the slot: the kernel then skips the

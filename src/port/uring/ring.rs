@@ -13,7 +13,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 use mio::net::TcpStream;
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::io::{self, PipeReader};
 use std::mem::ManuallyDrop;
 use std::num::NonZeroU32;
@@ -28,16 +29,12 @@ const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 8192;
 /// How long a closing ring waits for its cancelled operations to come back.
 const TEARDOWN: Duration = Duration::from_secs(2);
-/// The user data of a receive into a provided buffer: this bit and the socket's key (whose top bit
-/// the port keeps clear). Such a receive, which an idle connection always has pending, needs no
+/// The user data of a socket's multishot receive: this bit and the socket's key (whose top bit
+/// the port keeps clear). Such a receive, which an idle connection always has armed, needs no
 /// entry in the table: the completion finds its socket in the port's socket table.
 const RECV_TAG: u64 = 1 << 63;
-/// `IoState::recv_op` for a receive into a provided buffer (other operations record their key).
+/// `IoState::recv_op` for the multishot receive (other operations record their key).
 const PROVIDED_RECV: NonZeroU32 = NonZeroU32::MAX;
-/// IORING_RECVSEND_POLL_FIRST (not exported by the crate): wait for the socket to be readable
-/// before the first attempt. A receive is posted right after our send completed, before the peer
-/// can have answered, so trying it at once would fail nearly every time, at a full `recvmsg` each.
-const RECVSEND_POLL_FIRST: u16 = 1;
 /// IORING_ENTER_GETEVENTS (not exported by the crate).
 const ENTER_GETEVENTS: u32 = 1;
 /// Sendmsg headers kept for reuse per ring.
@@ -131,6 +128,45 @@ struct SendOp<C> {
     msg: Option<Box<Msg>>,
 }
 
+/// What a socket's multishot receive brought while no receive was posted: held, in order, for
+/// the next posts. One such result is the common case under load, not a client running ahead:
+/// the peer answered our send at once, and its bytes were reaped in the same batch as the send's
+/// completion, before the handler had seen that and posted its receive. A second one is a client
+/// sending ahead of what it is served: the multishot is stopped then, so the kernel reads no
+/// further and TCP flow control pushes back on it, as with a receive re-armed after each send;
+/// such a client holds two or three buffers (what arrived before the stop took effect).
+#[derive(Default)]
+struct Parked {
+    results: VecDeque<(i32, Option<Buf>)>,
+    /// A cancel of the multishot is on its way.
+    stopping: bool,
+}
+
+/// Results a multishot brings beyond this many, with none posted, stop it.
+const PARK_BEFORE_STOP: usize = 1;
+/// Emptied `Parked` queues kept for reuse, so that parking allocates nothing.
+const SPARE_PARKED: usize = 64;
+
+/// Hashes a socket key, already unique, with one multiply: SipHash cost about 60 ns a park.
+#[derive(Default)]
+struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A `sendmsg`'s header and iovecs, boxed so they stay put while the table moves, and kept for
 /// reuse (up to [`SPARE_MSGS`]) so a chat connection's sends allocate nothing.
 struct Msg {
@@ -158,9 +194,11 @@ pub(super) struct Ring<C: Send + Sync + 'static> {
     closing: Vec<(TcpStream, Option<u32>)>,
     /// Slots in the file table (0: the kernel gave none, every socket goes by descriptor).
     files: u32,
-    buffer_size: usize,
-    /// Receives into provided buffers in flight (they have no table entry to count).
+    /// Multishot receives armed (they have no table entry to count).
     recvs: usize,
+    /// By socket key: results that came with no receive posted.
+    parked: HashMap<usize, Parked, BuildHasherDefault<KeyHash>>,
+    spare_parked: Vec<VecDeque<(i32, Option<Buf>)>>,
     /// What one reap took from the completion queue (kept to reuse its memory).
     reaped: Vec<Reaped<C>>,
     /// Boxed: a spare moves into a `SendOp`, where the kernel needs its header to stay put.
@@ -200,8 +238,9 @@ impl<C: Send + Sync + 'static> Ring<C> {
             wake_buf: Box::new([0; 64]),
             closing: Vec::new(),
             files,
-            buffer_size,
             recvs: 0,
+            parked: HashMap::default(),
+            spare_parked: Vec::new(),
             reaped: Vec::new(),
             spare_msgs: Vec::new(),
         };
@@ -329,11 +368,23 @@ impl<C: Send + Sync + 'static> Ring<C> {
         }
     }
 
-    /// Posts the socket's receive, the kernel choosing the buffer; `st` is the socket's state,
-    /// locked by the caller.
+    /// Posts the socket's receive; `st` is its state, locked by the caller. A result parked
+    /// meanwhile completes it at once; otherwise the socket's multishot receive, armed once and
+    /// left armed, completes it when data comes (the kernel picks the buffer then). Arming costs
+    /// an entry, a poll registration and its removal: a multishot pays them once per connection,
+    /// not once a round trip.
     pub(super) fn recv_locked(&mut self, socket: &Arc<Socket<C>>, st: &mut IoState) {
         let Some(fd) = st.stream.as_ref().map(AsRawFd::as_raw_fd) else { return };
-        if !st.recv_posted() || st.recv_op.is_some() {
+        if !st.recv_posted() {
+            return;
+        }
+        if let Some((res, buf)) = self.unpark(socket.key()) {
+            let result = self.recv_result(socket, st, Some(PROVIDED_RECV), buf, res);
+            self.ready.push_back(Completion::Recv { socket: socket.clone(), result });
+            return;
+        }
+        if st.recv_op.is_some() {
+            // Armed already (or a pool receive is in flight).
             return;
         }
         if !st.registered() {
@@ -341,17 +392,35 @@ impl<C: Send + Sync + 'static> Ring<C> {
         }
         st.recv_op = Some(PROVIDED_RECV);
         self.recvs += 1;
-        let len = u32::try_from(self.buffer_size).unwrap_or(u32::MAX);
-        let entry = on_target!(target(socket, st, fd), t => opcode::Recv::new(t, std::ptr::null_mut(), len)
-            .buf_group(bufring::GROUP)
-            .ioprio(RECVSEND_POLL_FIRST)
-            .build())
-        .flags(squeue::Flags::BUFFER_SELECT)
-        .user_data(RECV_TAG | socket.key() as u64);
-        // SAFETY: the kernel picks the buffer from the registered group, which outlives every
+        let entry = on_target!(target(socket, st, fd), t => opcode::RecvMulti::new(t, bufring::GROUP).build())
+            .user_data(RECV_TAG | socket.key() as u64);
+        // SAFETY: the kernel picks the buffers from the registered group, which outlives every
         // operation (teardown waits for them); the descriptor stays open until after the
         // submission that carries this entry (see `closing`).
         unsafe { self.push(&entry) };
+    }
+
+    /// The oldest result parked for the socket `key`, if any.
+    fn unpark(&mut self, key: usize) -> Option<(i32, Option<Buf>)> {
+        if self.parked.is_empty() {
+            return None;
+        }
+        let parked = self.parked.get_mut(&key)?;
+        let result = parked.results.pop_front();
+        if parked.results.is_empty() && !parked.stopping {
+            self.unpark_all(key);
+        }
+        result
+    }
+
+    /// Forgets what is parked for the socket `key`, keeping the queue's memory for reuse.
+    fn unpark_all(&mut self, key: usize) {
+        if let Some(mut parked) = self.parked.remove(&key)
+            && self.spare_parked.len() < SPARE_PARKED
+        {
+            parked.results.clear();
+            self.spare_parked.push(parked.results);
+        }
     }
 
     /// All provided buffers were out when data came: receive into a pool buffer instead.
@@ -429,9 +498,11 @@ impl<C: Send + Sync + 'static> Ring<C> {
             return;
         }
         // The drain ends only a quiet receive; the idle timeout ends whatever is pending.
+        // A multishot stays armed while no receive is posted: it is only the target when one is.
+        let recv = st.recv_op.filter(|_| st.recv_posted());
         let target = match why {
-            Abort::Shutdown => st.recv_op,
-            Abort::IdleTimeout => st.recv_op.or(st.send_op),
+            Abort::Shutdown => recv,
+            Abort::IdleTimeout => recv.or(st.send_op),
         };
         let Some(target) = target else {
             // It completed before we got here: nothing to cancel.
@@ -441,6 +512,11 @@ impl<C: Send + Sync + 'static> Ring<C> {
         st.cancel_op = Some(target);
         drop(st);
         let target = if target == PROVIDED_RECV { RECV_TAG | socket.key() as u64 } else { u64::from(target.get() - 1) };
+        self.push_cancel(target);
+    }
+
+    /// Asks the kernel to end the operation whose user data is `target`.
+    fn push_cancel(&mut self, target: u64) {
         let key = self.ops.insert(Op::Cancel);
         let entry = opcode::AsyncCancel::new(target).build().user_data(key as u64);
         // SAFETY: a cancel refers to no memory.
@@ -486,12 +562,18 @@ impl<C: Send + Sync + 'static> Ring<C> {
         }
         for (key, res, flags, socket) in reaped.drain(..) {
             if key & RECV_TAG != 0 {
-                self.recvs -= 1;
+                let more = cqueue::more(flags);
+                if !more {
+                    self.recvs -= 1;
+                }
                 let n = usize::try_from(res).unwrap_or(0);
                 let buf = cqueue::buffer_select(flags).map(|id| self.kernel.bufs.take(id, n));
-                // A socket closed meanwhile is gone from the table; its buffer goes back with `buf`.
-                if let Some(socket) = socket {
-                    self.finish_recv(port, socket, buf, res);
+                match socket {
+                    Some(socket) => self.on_shot(socket, buf, res, more),
+                    // A socket closed meanwhile is gone from the table; its buffer goes back
+                    // with `buf`, and what it had parked once its multishot has ended.
+                    None if !more => self.unpark_all((key & !RECV_TAG) as usize),
+                    None => {}
                 }
                 continue;
             }
@@ -501,7 +583,7 @@ impl<C: Send + Sync + 'static> Ring<C> {
                 Op::Cancel => {}
                 Op::PoolRecv { socket, mut buf } => {
                     buf.set_len(usize::try_from(res).unwrap_or(0));
-                    self.finish_recv(port, socket, Some(buf), res);
+                    self.finish_recv(socket, buf, res);
                 }
                 Op::Send(op) => self.finish_send(port, op, res),
             }
@@ -509,31 +591,103 @@ impl<C: Send + Sync + 'static> Ring<C> {
         self.reaped = reaped;
     }
 
-    /// A receive came back: `res` as the kernel put it, `buf` the bytes if it read any.
-    fn finish_recv(&mut self, port: &CompletionPort<C>, socket: Arc<Socket<C>>, buf: Option<Buf>, res: i32) {
+    /// A result of a socket's multishot receive: `res` as the kernel put it, `buf` the bytes if
+    /// it read any; `more`: the multishot is still armed.
+    fn on_shot(&mut self, socket: Arc<Socket<C>>, buf: Option<Buf>, res: i32, more: bool) {
+        let key = socket.key();
+        let mut st = socket.lock();
+        if !more {
+            // It has ended: nothing more comes until it is armed again.
+            st.recv_op = None;
+            if let Some(parked) = self.parked.get_mut(&key) {
+                parked.stopping = false;
+                if parked.results.is_empty() || st.is_closed() {
+                    self.unpark_all(key);
+                }
+            }
+        }
+        if st.is_closed() {
+            return;
+        }
+        let behind = self.parked.get(&key).is_some_and(|p| !p.results.is_empty());
+        if res == -libc::ENOBUFS || res == -libc::ECANCELED {
+            // The multishot ended without data. A cancel of the port's (idle timeout, drain) is
+            // the posted receive's answer; every provided buffer being out sends it to the pool;
+            // our own stop, or a cancel that data beat, just ends it: arm again if wanted.
+            if st.recv_posted() && !behind {
+                if res == -libc::ENOBUFS {
+                    drop(st);
+                    return self.recv_into_pool(&socket);
+                }
+                if let Some(why) = st.cancelled(Some(PROVIDED_RECV)) {
+                    st.set_recv_posted(false);
+                    drop(st);
+                    return self.ready.push_back(Completion::Recv { socket, result: Err(why.into()) });
+                }
+                self.recv_locked(&socket, &mut st);
+            } else if res == -libc::ECANCELED {
+                st.cancelled(Some(PROVIDED_RECV));
+            }
+            return;
+        }
+        let (res, buf) = if !st.recv_posted() || behind {
+            let spare = &mut self.spare_parked;
+            let parked = self
+                .parked
+                .entry(key)
+                .or_insert_with(|| Parked { results: spare.pop().unwrap_or_default(), stopping: false });
+            parked.results.push_back((res, buf));
+            if more && !parked.stopping && parked.results.len() > PARK_BEFORE_STOP {
+                parked.stopping = true;
+                self.push_cancel(RECV_TAG | key as u64);
+            }
+            if !st.recv_posted() {
+                return;
+            }
+            self.unpark(key).expect("a result was just parked")
+        } else {
+            (res, buf)
+        };
+        let result = self.recv_result(&socket, &mut st, Some(PROVIDED_RECV), buf, res);
+        drop(st);
+        self.ready.push_back(Completion::Recv { socket, result });
+    }
+
+    /// A pool receive came back: `res` as the kernel put it, `buf` the buffer it read into.
+    fn finish_recv(&mut self, socket: Arc<Socket<C>>, buf: Buf, res: i32) {
         let mut st = socket.lock();
         let this = st.recv_op.take();
         if st.is_closed() {
             return;
         }
-        if res == -libc::ENOBUFS {
-            drop(st);
-            return self.recv_into_pool(&socket);
-        }
-        st.set_recv_posted(false);
-        let result = match res {
-            0.. => {
-                // Data (or the peer's FIN) wins over a cancel meant for this receive.
-                st.settle_cancel(this, true);
-                st.set_quiet(false);
-                socket.touch(port.now());
-                Ok(buf.unwrap_or_else(|| port.pool().take()))
-            }
-            _ if res == -libc::ECANCELED => Err(st.cancelled(this).map_or_else(|| errno(res), OpError::from)),
-            _ => Err(errno(res)),
+        let result = if res == -libc::ECANCELED {
+            st.set_recv_posted(false);
+            Err(st.cancelled(this).map_or_else(|| errno(res), OpError::from))
+        } else {
+            self.recv_result(&socket, &mut st, this, Some(buf), res)
         };
         drop(st);
         self.ready.push_back(Completion::Recv { socket, result });
+    }
+
+    /// What the posted receive of `socket` completes with, given a result of operation `this`.
+    fn recv_result(
+        &self,
+        socket: &Socket<C>,
+        st: &mut IoState,
+        this: Option<NonZeroU32>,
+        buf: Option<Buf>,
+        res: i32,
+    ) -> Result<Buf, OpError> {
+        st.set_recv_posted(false);
+        if res < 0 {
+            return Err(errno(res));
+        }
+        // Data (or the peer's FIN) wins over a cancel meant for this receive.
+        st.settle_cancel(this, true);
+        st.set_quiet(false);
+        socket.touch(self.port.now());
+        Ok(buf.unwrap_or_else(|| self.port.pool.take()))
     }
 
     fn finish_send(&mut self, port: &CompletionPort<C>, op: SendOp<C>, res: i32) {
@@ -595,7 +749,9 @@ impl<C: Send + Sync + 'static> Ring<C> {
             for (key, flags) in done {
                 // Buffers the kernel hands back now go with their entries, or are dropped here.
                 if key & RECV_TAG != 0 {
-                    self.recvs -= 1;
+                    if !cqueue::more(flags) {
+                        self.recvs -= 1;
+                    }
                     if let Some(id) = cqueue::buffer_select(flags) {
                         drop(self.kernel.bufs.take(id, 0));
                     }
