@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# A/B of two echo servers, paired: both run at once (pinned to CPU 0, the client to CPU 1), and
+# short load runs alternate between them (A B, B A, ...), so each pair of runs sees the same
+# state of the machine. Prints the medians of the per-pair ratios B/A of round trips/s and of
+# server CPU per round trip. On this box the same server moves 20-30 % between runs of a few
+# seconds (the host's load comes and goes); a pair's ratio moves a few percent, which is what
+# lets a 2-4 % change be seen at all.
+#
+#   scripts/bench-ab.sh A B             A, B: an echoport binary, or c-epoll / uring / tokio (the peers)
+#   A_ARGS="--io epoll" B_ARGS="--io uring" scripts/bench-ab.sh target/release/echoport target/release/echoport
+#
+# Knobs: PAIRS=10 SECS=3 CONNS=50 SIZE=64; A_ARGS/B_ARGS (echoport flags, default --io uring).
+# The peers and their client are built into /tmp/echoport-peers as ../shared/peers/bench.sh does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 2 ] || { sed -n '2,12p' "$0"; exit 2; }
+PAIRS=${PAIRS:-10} SECS=${SECS:-3} CONNS=${CONNS:-50} SIZE=${SIZE:-64}
+PEERS=${PEERS:-../shared/peers}
+BUILD=${PEERS_TARGET:-/tmp/echoport-peers}
+if [ ! -x "$BUILD/release/echo-load" ] || [ ! -x "$BUILD/c-epoll-echo" ]; then
+  cargo build -q --release --manifest-path "$PEERS/Cargo.toml" --target-dir "$BUILD"
+  gcc -O2 -pthread -o "$BUILD/c-epoll-echo" "$PEERS/c-epoll-echo/echo.c"
+fi
+ulimit -n "$(ulimit -Hn)"
+export ECHO_NODELAY=1 # the peers set TCP_NODELAY on accepted sockets, as echoport does
+last=$(( $(nproc) - 1 ))
+PIDS=()
+stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+trap stop_all EXIT
+start() { # server, port, echoport flags
+  # shellcheck disable=SC2086 # the flags are a list
+  case $1 in
+    c-epoll) taskset -c 0 "$BUILD/c-epoll-echo" "$2" ;;
+    uring) taskset -c 0 "$BUILD/release/uring-echo" "$2" ;;
+    tokio) taskset -c 0 "$BUILD/release/tokio-echo" "127.0.0.1:$2" ;;
+    *) taskset -c 0 "$1" --listen "127.0.0.1:$2" --stats-interval 0 $3 ;;
+  esac >/dev/null 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0; sleep 0.1; done
+  echo "server $1 did not come up on port $2" >&2; exit 1
+}
+start "$1" 7210 "${A_ARGS:---io uring}"; pa=${PIDS[-1]}
+start "$2" 7211 "${B_ARGS:---io uring}"; pb=${PIDS[-1]}
+run() { # pid, port -> "round-trips/s server-cpu-ticks"
+  local t0 out rps
+  t0=$(awk '{print $14+$15}' "/proc/$1/stat")
+  out=$(taskset -c "1-$last" "$BUILD/release/echo-load" -a "127.0.0.1:$2" -c "$CONNS" -l "$SIZE" -d "$SECS" -w 0.5 | grep '^RESULT')
+  rps=${out##* rps=}
+  echo "${rps%% *} $(( $(awk '{print $14+$15}' "/proc/$1/stat") - t0 ))"
+}
+for i in $(seq "$PAIRS"); do
+  if [ $((i % 2)) = 1 ]; then a=$(run "$pa" 7210); b=$(run "$pb" 7211); else b=$(run "$pb" 7211); a=$(run "$pa" 7210); fi
+  echo "$a $b"
+done | python3 -c '
+import statistics as st, sys
+rows = [list(map(float, l.split())) for l in sys.stdin if len(l.split()) == 4]
+rt = [b / a for a, _, b, _ in rows]
+# The same load runs for the same time against each, so ticks / round trips compare directly.
+cpu = [(tb / b) / (ta / a) for a, ta, b, tb in rows if a and b and ta]
+print("pairs: %d; A round trips/s: %s" % (len(rows), " ".join("%.0f" % r[0] for r in rows)))
+print("B/A round trips/s:          median %.3f (%.3f-%.3f)" % (st.median(rt), min(rt), max(rt)))
+print("B/A server CPU per rt:      median %.3f (%.3f-%.3f)" % (st.median(cpu), min(cpu), max(cpu)))
+'
