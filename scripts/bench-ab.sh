@@ -28,12 +28,13 @@ PIDS=()
 stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap stop_all EXIT
 start() { # server, port, echoport flags
+  # `exec`, so that $! is the server itself (its CPU time is measured, and it is what gets stopped).
   # shellcheck disable=SC2086 # the flags are a list
   case $1 in
-    c-epoll) taskset -c 0 "$BUILD/c-epoll-echo" "$2" ;;
-    uring) taskset -c 0 "$BUILD/release/uring-echo" "$2" ;;
-    tokio) taskset -c 0 "$BUILD/release/tokio-echo" "127.0.0.1:$2" ;;
-    *) taskset -c 0 "$1" --listen "127.0.0.1:$2" --stats-interval 0 $3 ;;
+    c-epoll) exec taskset -c 0 "$BUILD/c-epoll-echo" "$2" ;;
+    uring) exec taskset -c 0 "$BUILD/release/uring-echo" "$2" ;;
+    tokio) exec taskset -c 0 "$BUILD/release/tokio-echo" "127.0.0.1:$2" ;;
+    *) exec taskset -c 0 "$1" --listen "127.0.0.1:$2" --stats-interval 0 $3 ;;
   esac >/dev/null 2>&1 &
   PIDS+=($!)
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0; sleep 0.1; done
