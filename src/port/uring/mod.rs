@@ -15,10 +15,10 @@
 //! **Receives.** A socket's receive is one multishot receive, armed at its first post and left
 //! armed: arming (an entry, a poll registration and its removal) is paid once per connection, not
 //! once a round trip. What it brings completes the posted receive; what it brings while none is
-//! posted (the handler is still busy with the last) is parked in the ring for the next post, and
-//! the multishot is stopped until then, so the kernel reads no further ahead than a receive
-//! re-armed after each send would, and TCP flow control still pushes back on a client that is
-//! not being served.
+//! posted (the handler is still busy with the last) is parked in the ring for the next posts. One
+//! such result is routine under load; a second stops the multishot until the next post, so the
+//! kernel reads little further ahead than a receive re-armed after each send would, and TCP flow
+//! control still pushes back on a client that is not being served.
 //!
 //! **Buffers.** A receive names no buffer: the kernel picks one from the ring's provided-buffer
 //! block when data arrives (so an idle connection holds none, the IOCP zero-byte receive), and the
@@ -265,7 +265,7 @@ impl<C: Send + Sync + 'static> Uring<C> {
         let _ = stream.shutdown(std::net::Shutdown::Both);
         let (ring, slot) = {
             let st = socket.lock();
-            (st.ring, st.registered().then(|| u32::try_from(socket.index()).ok()).flatten())
+            (st.ring, ring::fixed_slot(socket, &st))
         };
         self.request(ring, Request::Close(stream, slot));
     }

@@ -815,12 +815,14 @@ pub(super) fn builder() -> io_uring::Builder {
     b
 }
 
+/// The socket's slot in its ring's file table, if its descriptor is there (`st` is its state).
+pub(super) fn fixed_slot<C>(socket: &Socket<C>, st: &IoState) -> Option<u32> {
+    if st.registered() { u32::try_from(socket.index()).ok() } else { None }
+}
+
 /// How entries name `socket`, whose descriptor is `fd`.
 fn target<C>(socket: &Socket<C>, st: &IoState, fd: RawFd) -> Target {
-    match u32::try_from(socket.index()) {
-        Ok(slot) if st.registered() => Target::Fixed(slot),
-        _ => Target::Fd(fd),
-    }
+    fixed_slot(socket, st).map_or(Target::Fd(fd), Target::Fixed)
 }
 
 /// The file table's size: [`FIXED_FILES`], or the open-file limit if lower (the kernel allows no
