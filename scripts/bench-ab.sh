@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A/B of two echo servers, paired: both run at once (pinned to CPU 0, the client to CPU 1), and
+# A/B of two echo servers, paired: both run at once (pinned to CPU 0, the client to CPU 1; PIN=0
+# leaves all of them to the scheduler, as an unpinned bench.sh run does), and
 # short load runs alternate between them (A B, B A, ...), so each pair of runs sees the same
 # state of the machine. Prints the medians of the per-pair ratios B/A of round trips/s and of
 # server CPU per round trip. On this box the same server moves 20-30 % between runs of a few
@@ -9,7 +10,7 @@
 #   scripts/bench-ab.sh A B             A, B: an echoport binary, or c-epoll / uring / tokio (the peers)
 #   A_ARGS="--io epoll" B_ARGS="--io uring" scripts/bench-ab.sh target/release/echoport target/release/echoport
 #
-# Knobs: PAIRS=10 SECS=3 CONNS=50 SIZE=64; A_ARGS/B_ARGS (echoport flags, default --io uring).
+# Knobs: PAIRS=10 SECS=3 CONNS=50 SIZE=64 PIN=1; A_ARGS/B_ARGS (echoport flags, default --io uring).
 # The peers and their client are built into /tmp/echoport-peers as ../shared/peers/bench.sh does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,8 @@ fi
 ulimit -n "$(ulimit -Hn)"
 export ECHO_NODELAY=1 # the peers set TCP_NODELAY on accepted sockets, as echoport does
 last=$(( $(nproc) - 1 ))
+SRV=(taskset -c 0) CLI=(taskset -c "1-$last")
+[ "${PIN:-1}" = 0 ] && SRV=() CLI=()
 PIDS=()
 stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap stop_all EXIT
@@ -31,10 +34,10 @@ start() { # server, port, echoport flags
   # `exec`, so that $! is the server itself (its CPU time is measured, and it is what gets stopped).
   # shellcheck disable=SC2086 # the flags are a list
   case $1 in
-    c-epoll) exec taskset -c 0 "$BUILD/c-epoll-echo" "$2" ;;
-    uring) exec taskset -c 0 "$BUILD/release/uring-echo" "$2" ;;
-    tokio) exec taskset -c 0 "$BUILD/release/tokio-echo" "127.0.0.1:$2" ;;
-    *) exec taskset -c 0 "$1" --listen "127.0.0.1:$2" --stats-interval 0 $3 ;;
+    c-epoll) exec "${SRV[@]}" "$BUILD/c-epoll-echo" "$2" ;;
+    uring) exec "${SRV[@]}" "$BUILD/release/uring-echo" "$2" ;;
+    tokio) exec "${SRV[@]}" "$BUILD/release/tokio-echo" "127.0.0.1:$2" ;;
+    *) exec "${SRV[@]}" "$1" --listen "127.0.0.1:$2" --stats-interval 0 $3 ;;
   esac >/dev/null 2>&1 &
   PIDS+=($!)
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0; sleep 0.1; done
@@ -45,7 +48,7 @@ start "$2" 7211 "${B_ARGS:---io uring}"; pb=${PIDS[-1]}
 run() { # pid, port -> "round-trips/s server-cpu-ticks"
   local t0 out rps
   t0=$(awk '{print $14+$15}' "/proc/$1/stat")
-  out=$(taskset -c "1-$last" "$BUILD/release/echo-load" -a "127.0.0.1:$2" -c "$CONNS" -l "$SIZE" -d "$SECS" -w 0.5 | grep '^RESULT')
+  out=$("${CLI[@]}" "$BUILD/release/echo-load" -a "127.0.0.1:$2" -c "$CONNS" -l "$SIZE" -d "$SECS" -w 0.5 | grep '^RESULT')
   rps=${out##* rps=}
   echo "${rps%% *} $(( $(awk '{print $14+$15}' "/proc/$1/stat") - t0 ))"
 }

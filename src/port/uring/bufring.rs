@@ -1,10 +1,8 @@
 //! A ring's provided-buffer ring: the table of free buffers (of the ring's [`Provided`] block)
 //! that the kernel takes from when data arrives. Only the ring's owner thread adds to it; a buffer
-//! dropped on another thread comes back through the block's channel and is added on the owner's
-//! next turn.
+//! dropped (on any thread) is marked in the block and added on the owner's next turn.
 
 use crate::buffer::{Buf, Provided};
-use crossbeam_channel::Receiver;
 use io_uring::IoUring;
 use io_uring::types::BufRingEntry;
 use std::alloc::Layout;
@@ -24,7 +22,6 @@ pub(super) struct BufRing {
     /// Our producer cursor; the kernel sees it once [`commit`](Self::commit) publishes it.
     tail: u16,
     block: Arc<Provided>,
-    returned: Receiver<u16>,
     registered: bool,
 }
 
@@ -33,14 +30,14 @@ impl BufRing {
     /// offered to the kernel.
     pub(super) fn register(uring: &IoUring, count: u16, size: usize) -> io::Result<Self> {
         assert!(count.is_power_of_two(), "a buffer ring's size is a power of two");
-        let (block, returned) = Provided::new(count, size)?;
+        let block = Provided::new(count, size)?;
         let layout = Layout::array::<BufRingEntry>(usize::from(count))
             .and_then(|l| l.align_to(4096))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad buffer ring size"))?;
         // SAFETY: non-zero size (count >= 1 entries of 16 bytes).
         let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<BufRingEntry>();
         let entries = NonNull::new(raw).ok_or(io::ErrorKind::OutOfMemory)?;
-        let mut ring = BufRing { entries, layout, mask: count - 1, tail: 0, block, returned, registered: false };
+        let mut ring = BufRing { entries, layout, mask: count - 1, tail: 0, block, registered: false };
         // SAFETY: the entries live, page-aligned, until `Drop`, which only runs after
         // `unregister` (or after the kernel ring is gone, see Ring::teardown).
         unsafe { uring.submitter().register_buf_ring_with_flags(entries.as_ptr() as u64, count, GROUP, 0)? };
@@ -61,12 +58,10 @@ impl BufRing {
 
     /// Offers the kernel every buffer dropped since the last call.
     pub(super) fn recycle(&mut self) {
-        let mut any = false;
-        while let Ok(id) = self.returned.try_recv() {
-            self.add(id);
-            any = true;
-        }
-        if any {
+        let start = self.tail;
+        let BufRing { entries, mask, tail, block, .. } = self;
+        block.take_returned(|id| Self::put(*entries, *mask, tail, block, id));
+        if self.tail != start {
             self.commit();
         }
     }
@@ -80,14 +75,19 @@ impl BufRing {
     }
 
     fn add(&mut self, id: u16) {
-        let index = usize::from(self.tail & self.mask);
+        Self::put(self.entries, self.mask, &mut self.tail, &self.block, id);
+    }
+
+    /// Writes buffer `id` of `block` at `tail` (the ring's fields, borrowed apart).
+    fn put(entries: NonNull<BufRingEntry>, mask: u16, tail: &mut u16, block: &Provided, id: u16) {
+        let index = usize::from(*tail & mask);
         // SAFETY: `index < count`, inside the allocation. The kernel reads only entries between
         // its head and the published tail, and this one is past the tail until `commit`.
-        let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
-        entry.set_addr(self.block.addr(id));
-        entry.set_len(u32::try_from(self.block.size()).unwrap_or(u32::MAX));
+        let entry = unsafe { &mut *entries.as_ptr().add(index) };
+        entry.set_addr(block.addr(id));
+        entry.set_len(u32::try_from(block.size()).unwrap_or(u32::MAX));
         entry.set_bid(id);
-        self.tail = self.tail.wrapping_add(1);
+        *tail = tail.wrapping_add(1);
     }
 
     fn commit(&self) {
