@@ -48,10 +48,13 @@ fn main() {
     );
     println!("{:<36} {:<7} {:>7} {:>9} {:>9}", "piece", "backend", "threads", "Mops/s", "ns/op");
     for n in THREADS {
-        row("buffer pool per thread (control)", "-", n, &|n| pool(n, false));
+        row("buffer pool per thread (control)", "-", n, &|n| pool(n, false, 2));
     }
     for n in THREADS {
-        row("buffer pool take+drop", "-", n, &|n| pool(n, true));
+        row("buffer pool free list, shared", "-", n, &|n| pool(n, true, 2));
+    }
+    for n in THREADS {
+        row("buffer pool take+drop (echo)", "-", n, &|n| pool(n, true, 1));
     }
     for n in THREADS {
         row("socket table read lock", "-", n, &table);
@@ -88,14 +91,21 @@ fn port(io: Io, cores: usize) -> Port {
     Port::with_io(io, BufferPool::new(BUFFER_SIZE, 1024), cores).expect("cannot make the port")
 }
 
-/// Buffer pool: a receive's buffer borrowed and given back (epoll does both once per message).
-/// `shared: false` gives each thread a pool of its own: the same work without contention, which
-/// shows how much parallelism the machine gave the row.
-fn pool(n: usize, shared: bool) -> f64 {
+/// Buffer pool: `out` buffers borrowed, then given back. With one (an echo: epoll takes and drops
+/// one per message) a thread gets back the buffer it dropped last, its spare, and never reaches
+/// the shared free list; with two, each operation takes one from the free list and gives one back
+/// to it. `shared: false` gives each thread a pool of its own: the same work without contention,
+/// which shows how much parallelism the machine gave the row.
+fn pool(n: usize, shared: bool, out: usize) -> f64 {
     let pools: Vec<BufferPool> = (0..if shared { 1 } else { n }).map(|_| BufferPool::new(BUFFER_SIZE, 1024)).collect();
     measure(n, |i, go| {
         let pool = &pools[i % pools.len()];
-        until(go(), || drop(black_box(pool.take())))
+        let mut held = Vec::with_capacity(out);
+        until(go(), || {
+            held.extend((0..out).map(|_| pool.take()));
+            black_box(&held);
+            held.clear();
+        })
     })
 }
 
