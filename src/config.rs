@@ -336,7 +336,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    /// Keeps clap's one-line summary ("invalid value '0' for '--workers <N>': ...") and drops
+    /// Keeps clap's one-line summary (`invalid value '0' for '--workers <N>': ...`) and drops
     /// its usage hints; help and version requests keep their whole text.
     fn from_clap(err: &clap::Error) -> Self {
         use clap::error::ErrorKind;

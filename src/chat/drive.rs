@@ -1,6 +1,6 @@
 //! A driver for fuzzing and property tests: replays arbitrary bytes as a session of several
 //! clients against [`ChatServer`], through the same line framing the engine uses
-//! ([`conn::Input`](super::conn::Input), over the wire crate's [`echoport_irc::Framer`]), and
+//! (`conn::Input`, over the wire crate's [`echoport_irc::Framer`]), and
 //! panics if any invariant breaks. Shared by the
 //! cargo-fuzz target (fuzz/) and the proptest in tests/, so both check the same things.
 

@@ -4,9 +4,9 @@
 //! per-connection state, [`post_recv`](CompletionPort::post_recv) /
 //! [`post_send`](CompletionPort::post_send) operations, and [`get`](CompletionPort::get) the next
 //! [`Completion`] from any number of worker threads. How `get` shares one OS poller among many
-//! threads is the backend's business ([`Io`]): [`epoll`] (readiness, over mio) turns readiness
-//! into completions, [`uring`] (Linux) uses the kernel's own completion queue. What the port
-//! keeps of a socket is in [`socket`].
+//! threads is the backend's business ([`Io`]): `epoll` (readiness, over mio) turns readiness
+//! into completions, `uring` (Linux) uses the kernel's own completion queue. What the port
+//! keeps of a socket is in `socket`.
 //!
 //! The port is generic over `C`, the protocol's per-connection state (IOCP's completion key
 //! data): each [`Socket`] carries one `C`, typed, allocated with the socket.

@@ -29,7 +29,7 @@
 //! (the slowest one) is a message every receiver has got, and so are all before it. A sender
 //! may run at most `window` messages ahead of that minimum, so the server never holds more than
 //! `senders x window` undelivered messages for any one receiver. `window` is sized to keep that
-//! under [`RECEIVER_BUDGET`] bytes. The window applies with `--rate` too: if the server falls
+//! under `RECEIVER_BUDGET` bytes. The window applies with `--rate` too: if the server falls
 //! behind, senders fall behind schedule rather than bury the server, and `sent` shows it.
 //!
 //! What is checked: each receiver tracks, per sender, the highest sequence number it has got.

@@ -216,7 +216,7 @@ impl ChatServer {
         fx.send(id, close);
     }
 
-    /// REDACT <channel> <msgid> [:<reason>] (IRCv3 draft/message-redaction): the sender or a
+    /// `REDACT <channel> <msgid> [:<reason>]` (IRCv3 draft/message-redaction): the sender or a
     /// channel operator takes back a message still in the channel's history. It leaves the
     /// history, and members that enabled the capability are told; the others keep what they saw.
     pub(super) fn cmd_redact(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
@@ -248,7 +248,7 @@ impl ChatServer {
         }
     }
 
-    /// CHATHISTORY TARGETS <from> <to> <limit>: the client's channels with a message kept
+    /// `CHATHISTORY TARGETS <from> <to> <limit>`: the client's channels with a message kept
     /// between two times, in the order of their latest message.
     fn history_targets(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
         let time = |i| msg.param(i).and_then(|p: &[u8]| p.strip_prefix(b"timestamp=")).and_then(parse_server_time);

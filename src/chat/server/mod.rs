@@ -138,7 +138,7 @@ pub struct ChatConfig {
     pub accounts: Vec<(String, String)>,
     /// For 005 NETWORK=. Default `echoport`.
     pub network: String,
-    /// The server's description (LINKS, WHOIS 312); None says "<network> IRC server".
+    /// The server's description (LINKS, WHOIS 312); None says "`<network>` IRC server".
     pub server_info: Option<String>,
     /// The longest line a client may send without its tags and CR LF; longer ones get 417.
     /// Default (and most) [`MAX_BODY`].

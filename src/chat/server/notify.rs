@@ -99,7 +99,7 @@ impl ChatServer {
         }
     }
 
-    /// SETNAME :<realname> (the setname capability): a new real name, told to the client and
+    /// `SETNAME :<realname>` (the setname capability): a new real name, told to the client and
     /// its peers that enabled setname.
     pub(super) fn cmd_setname(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {
         let Some(name) = msg.nonempty(0) else {

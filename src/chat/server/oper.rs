@@ -45,7 +45,7 @@ impl ChatServer {
         fx.send(id, line);
     }
 
-    /// CHGHOST <nick> <user> <host>: a new user name and host for a user (a cloak, say). Peers
+    /// `CHGHOST <nick> <user> <host>`: a new user name and host for a user (a cloak, say). Peers
     /// that enabled chghost see `CHGHOST`; the others see nothing (their next line from the
     /// user simply shows the new prefix).
     pub(super) fn cmd_chghost(&mut self, id: ClientId, msg: &Message, fx: &mut Effects) {

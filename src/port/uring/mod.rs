@@ -100,7 +100,7 @@ struct Slot<C> {
 
 impl<C: Send + Sync + 'static> Uring<C> {
     /// A backend of `rings` rings (at least one). Each ring is set up by the worker that takes
-    /// it; [`probe`] tells beforehand whether that can work here.
+    /// it; [`probe()`] tells beforehand whether that can work here.
     pub(super) fn new(rings: usize, pool: BufferPool) -> std::io::Result<Self> {
         let rings = (0..rings.max(1))
             .map(|_| {
