@@ -5,7 +5,9 @@
 # state of the machine. Prints the medians of the per-pair ratios B/A of round trips/s and of
 # server CPU per round trip. On this box the same server moves 20-30 % between runs of a few
 # seconds (the host's load comes and goes); a pair's ratio moves a few percent, which is what
-# lets a 2-4 % change be seen at all.
+# lets a 2-4 % change be seen at all. Run A against itself first: the spread of that A/A run is the
+# noise floor of the day (on a noisy day even paired ratios move 10 %). Server CPU is also split
+# into user time (the server's own code, where servers differ most) and system time.
 #
 #   scripts/bench-ab.sh A B             A, B: an echoport binary, or c-epoll / uring / tokio (the peers)
 #   A_ARGS="--io epoll" B_ARGS="--io uring" scripts/bench-ab.sh target/release/echoport target/release/echoport
@@ -14,7 +16,7 @@
 # The peers and their client are built into /tmp/echoport-peers as ../shared/peers/bench.sh does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -eq 2 ] || { sed -n '2,12p' "$0"; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,16p' "$0"; exit 2; }
 PAIRS=${PAIRS:-10} SECS=${SECS:-3} CONNS=${CONNS:-50} SIZE=${SIZE:-64}
 PEERS=${PEERS:-../shared/peers}
 BUILD=${PEERS_TARGET:-/tmp/echoport-peers}
@@ -45,23 +47,31 @@ start() { # server, port, echoport flags
 }
 start "$1" 7210 "${A_ARGS:---io uring}"; pa=${PIDS[-1]}
 start "$2" 7211 "${B_ARGS:---io uring}"; pb=${PIDS[-1]}
-run() { # pid, port -> "round-trips/s server-cpu-ticks"
-  local t0 out rps
-  t0=$(awk '{print $14+$15}' "/proc/$1/stat")
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user, system
+run() { # pid, port -> "round-trips/s server-user-ticks server-system-ticks"
+  local u0 s0 u1 s1 out rps
+  read -r u0 s0 < <(ticks "$1")
   out=$("${CLI[@]}" "$BUILD/release/echo-load" -a "127.0.0.1:$2" -c "$CONNS" -l "$SIZE" -d "$SECS" -w 0.5 | grep '^RESULT')
   rps=${out##* rps=}
-  echo "${rps%% *} $(( $(awk '{print $14+$15}' "/proc/$1/stat") - t0 ))"
+  read -r u1 s1 < <(ticks "$1")
+  echo "${rps%% *} $((u1 - u0)) $((s1 - s0))"
 }
 for i in $(seq "$PAIRS"); do
   if [ $((i % 2)) = 1 ]; then a=$(run "$pa" 7210); b=$(run "$pb" 7211); else b=$(run "$pb" 7211); a=$(run "$pa" 7210); fi
   echo "$a $b"
 done | python3 -c '
 import statistics as st, sys
-rows = [list(map(float, l.split())) for l in sys.stdin if len(l.split()) == 4]
-rt = [b / a for a, _, b, _ in rows]
+rows = [list(map(float, l.split())) for l in sys.stdin if len(l.split()) == 6]
+rt = [b / a for a, _, _, b, _, _ in rows]
 # The same load runs for the same time against each, so ticks / round trips compare directly.
-cpu = [(tb / b) / (ta / a) for a, ta, b, tb in rows if a and b and ta]
+# User time is the server code itself; system time is mostly the TCP work both sides share.
+def ratio(ta, tb):
+    return [(tb(r) / r[3]) / (ta(r) / r[0]) for r in rows if r[0] and r[3] and ta(r)]
+cpu = ratio(lambda r: r[1] + r[2], lambda r: r[4] + r[5])
+user = ratio(lambda r: r[1], lambda r: r[4])
+system = ratio(lambda r: r[2], lambda r: r[5])
 print("pairs: %d; A round trips/s: %s" % (len(rows), " ".join("%.0f" % r[0] for r in rows)))
-print("B/A round trips/s:          median %.3f (%.3f-%.3f)" % (st.median(rt), min(rt), max(rt)))
-print("B/A server CPU per rt:      median %.3f (%.3f-%.3f)" % (st.median(cpu), min(cpu), max(cpu)))
+for name, v in [("round trips/s", rt), ("server CPU per rt", cpu), ("  user CPU per rt", user), ("  system CPU per rt", system)]:
+    if v:
+        print("B/A %-23s median %.3f (%.3f-%.3f)" % (name + ":", st.median(v), min(v), max(v)))
 '
