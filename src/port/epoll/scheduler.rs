@@ -329,6 +329,12 @@ impl<C: Send + Sync + 'static> Epoll<C> {
     /// One turn at the OS poll, entered with the reactor task just popped. Ready sockets go to
     /// this thread's private queue (it performs their I/O next) up to the chain limit; the rest
     /// are shared, and the reactor task goes back in the queue.
+    ///
+    /// The turn touches every ready socket in one loop (`on_event`, under its lock) though the
+    /// I/O comes later: the sockets' cache lines are cold (the kernel work of a round trip
+    /// evicts them), and a loop of independent loads fetches them in parallel. Deferring the
+    /// first touch to the socket's own task made each a miss of its own: with the events copied
+    /// out and recorded when run, the user time per round trip at 64 B x 500 was 1.18x.
     fn run_reactor(&self, port: &CompletionPort<C>, mut q: MutexGuard<'_, Queue<C>>, deadline: Option<Instant>) {
         let more = !q.tasks.is_empty();
         let timeout = if more || q.closed {
