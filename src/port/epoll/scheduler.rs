@@ -334,7 +334,8 @@ impl<C: Send + Sync + 'static> Epoll<C> {
     /// I/O comes later: the sockets' cache lines are cold (the kernel work of a round trip
     /// evicts them), and a loop of independent loads fetches them in parallel. Deferring the
     /// first touch to the socket's own task made each a miss of its own: with the events copied
-    /// out and recorded when run, the user time per round trip at 64 B x 500 was 1.18x.
+    /// out and recorded when run, the user time per round trip at 64 B x 500 was 1.05-1.18x
+    /// (paired runs), for no gain in the total.
     fn run_reactor(&self, port: &CompletionPort<C>, mut q: MutexGuard<'_, Queue<C>>, deadline: Option<Instant>) {
         let more = !q.tasks.is_empty();
         let timeout = if more || q.closed {
