@@ -24,6 +24,7 @@ use crate::stats::{Stats, WorkerStats, bump};
 use crate::worker::Handler;
 use conn::{Conn, Feed};
 use server::idhash::IdMap;
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -170,6 +171,8 @@ impl Chat {
         let mut out = conn.output();
         if out.dead || out.queue.is_empty() {
             out.sending = false;
+            // Nothing in flight any more: an idle connection keeps no queue space.
+            out.queue = VecDeque::new();
             // Everything owed is sent: a closing connection can go now.
             let finished = out.closing() && !std::mem::replace(&mut out.dead, true);
             drop(out);
@@ -178,7 +181,10 @@ impl Chat {
             }
             return;
         }
-        let lines = std::mem::take(&mut out.queue);
+        // The next batch is likely about this size: one allocation for it now, instead of a
+        // queue regrown from empty (4, 8, 16, ... lines) on every send under a broadcast.
+        let next = VecDeque::with_capacity(out.queue.len());
+        let lines = std::mem::replace(&mut out.queue, next);
         drop(out);
         port.post_send(socket, lines);
     }
