@@ -142,6 +142,47 @@ fn channel_messages_fan_out_to_every_other_member_exactly_once() {
     dave.assert_quiet("dave is not in #room");
 }
 
+/// Lines that queue for a member while its last send is in flight are held for a bigger send
+/// (src/chat/cork.rs): all of them must still arrive, in order, and the last without any later
+/// traffic to push it out.
+#[test]
+fn lines_queued_behind_a_send_all_arrive_in_order_with_nothing_after_them() {
+    let server = chat_server(&[]);
+    let addr = server.addr();
+    let mut senders = [Client::registered(addr, "s1"), Client::registered(addr, "s2")];
+    let mut members: Vec<Client> = (0..4).map(|i| Client::registered(addr, &format!("m{i}"))).collect();
+    for c in senders.iter_mut().chain(members.iter_mut()) {
+        c.join("#room");
+    }
+    for c in senders.iter_mut().chain(members.iter_mut()) {
+        c.sync();
+    }
+    // Separate writes, interleaved, so the server reads them over many receives while the
+    // members' sends are in flight.
+    const N: usize = 300;
+    for i in 0..N {
+        for (s, sender) in senders.iter_mut().enumerate() {
+            sender.send(&format!("PRIVMSG #room :{s} {i}"));
+        }
+    }
+    for m in &mut members {
+        let mut next = [0usize; 2];
+        let got = m.collect_until(
+            |msg| {
+                if msg.is("PRIVMSG") {
+                    let (s, i) = msg.last().split_once(' ').expect("our text");
+                    let s: usize = s.parse().expect("sender");
+                    assert_eq!(i.parse::<usize>().ok(), Some(next[s]), "sender {s}'s lines in order");
+                    next[s] += 1;
+                }
+                next == [N, N]
+            },
+            WAIT,
+        );
+        assert!(got.iter().all(|msg| msg.is("PRIVMSG")), "nothing but the relays:\n{}", show(&got));
+    }
+}
+
 #[test]
 fn part_with_message_is_seen_by_members_and_stops_delivery() {
     let server = chat_server(&[]);

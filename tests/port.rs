@@ -197,6 +197,35 @@ fn user_completions_are_delivered_once_each() {
     assert_eq!(users, (0..POSTERS * EACH).collect::<Vec<_>>(), "each value exactly once");
 }
 
+/// `defer_user` from a worker queues the value behind that worker's own batch, ahead of what
+/// waits for any worker; from any other thread it is a plain `post_user`.
+#[test]
+fn a_deferred_user_completion_stays_with_the_worker_that_deferred_it() {
+    let port = port(BufferPool::new(512, 1), 1);
+    let wait = Some(Duration::from_secs(10));
+    let user = |c: Result<Completion<usize>, Wait>| match c {
+        Ok(Completion::User(v)) => v,
+        other => panic!("expected a user completion, got {other:?}"),
+    };
+    // From a thread that is no worker: whichever worker looks takes it.
+    port.defer_user(1);
+    let w = port.clone();
+    let (to_main, from_w) = crossbeam_channel::bounded(1);
+    let (to_w, from_main) = crossbeam_channel::bounded::<()>(1);
+    let worker = thread::spawn(move || {
+        to_main.send(user(w.get(wait))).unwrap();
+        from_main.recv().unwrap();
+        // A worker now: what it defers comes before the value already waiting for any worker.
+        w.defer_user(2);
+        [user(w.get(wait)), user(w.get(wait))]
+    });
+    assert_eq!(from_w.recv_timeout(Duration::from_secs(30)).expect("the worker took 1"), 1);
+    port.post_user(3);
+    to_w.send(()).unwrap();
+    assert_eq!(worker.join().unwrap(), [2, 3]);
+    port.shutdown();
+}
+
 #[test]
 fn get_times_out_on_an_idle_port_and_reports_shutdown() {
     let port = port(BufferPool::new(512, 1), 1);

@@ -8,6 +8,7 @@
 //! reading is dropped ("SendQ exceeded") instead of growing server memory or delaying others.
 
 mod conn;
+mod cork;
 #[doc(hidden)]
 pub mod drive;
 mod network;
@@ -51,6 +52,8 @@ pub struct Chat {
     /// `--cluster`: which client ids are this instance's own (`id & mask == value`), the only
     /// ones it builds lines for.
     home: Option<(ClientId, ClientId)>,
+    /// Connections whose next send waits for the end of the batch.
+    cork: cork::Cork,
 }
 
 struct State {
@@ -91,7 +94,15 @@ impl Chat {
         let first_id = net.as_ref().map_or(0, network::Net::first_id);
         let home = net.as_ref().map(network::Net::home);
         let state = Mutex::new(State { server: ChatServer::new(config), sockets: IdMap::default(), net });
-        Chat { state, settings, stats, next_id: AtomicUsize::new(first_id), bridge: OnceLock::new(), home }
+        Chat {
+            state,
+            settings,
+            stats,
+            next_id: AtomicUsize::new(first_id),
+            bridge: OnceLock::new(),
+            home,
+            cork: cork::Cork::default(),
+        }
     }
 
     /// Effects to fill: in a network, only with lines for this instance's clients.
@@ -404,8 +415,14 @@ impl Handler for Chat {
                 bump(&stats.bytes_out, sent as u64);
                 let mut out = socket.context().output();
                 out.bytes = out.bytes.saturating_sub(sent);
+                // With no send in flight, `bytes` is what is queued.
+                let hold = !out.queue.is_empty() && out.bytes < cork::CORK_BYTES && !out.dead && !out.closing();
                 drop(out);
-                self.send_queued(port, &socket);
+                if hold {
+                    self.cork.hold(port, socket);
+                } else {
+                    self.send_queued(port, &socket);
+                }
             }
             Completion::Recv { socket, result: Err(OpError::Shutdown) } => {
                 let mut pending = Pending::default();
@@ -422,6 +439,11 @@ impl Handler for Chat {
                 self.drop_client(port, &socket, &format!("Read error: {e}"));
             }
             Completion::User(network::RING) => self.on_cluster(port),
+            Completion::User(cork::FLUSH) => {
+                for socket in self.cork.release() {
+                    self.send_queued(port, &socket);
+                }
+            }
             Completion::User(_) => {}
         }
     }

@@ -326,6 +326,19 @@ impl<C: Send + Sync + 'static> CompletionPort<C> {
         backend!(self, b => b.post_user(value))
     }
 
+    /// Like [`post_user`](Self::post_user), but called from a worker's handler the completion
+    /// goes to that same worker, after the completions it has already taken (Asio's `defer`):
+    /// a handler can leave work for the end of its worker's batch. From any other thread it is
+    /// `post_user`.
+    pub fn defer_user(&self, value: u64) {
+        debug_assert!(value & DECIDED == 0, "defer_user values are below 2^63");
+        match &self.shared.backend {
+            Backend::Epoll(b) => b.complete(self, Completion::User(value)),
+            #[cfg(target_os = "linux")]
+            Backend::Uring(b) => b.defer_user(self, value),
+        }
+    }
+
     /// A receive of the socket's bytes as they are on the wire.
     fn raw_post_recv(&self, socket: &Arc<Socket<C>>) {
         backend!(self, b => b.post_recv(self, socket))

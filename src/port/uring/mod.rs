@@ -220,6 +220,14 @@ impl<C: Send + Sync + 'static> Uring<C> {
         }
     }
 
+    /// See [`CompletionPort::defer_user`]: a ring's owner queues it behind what it has reaped.
+    pub(super) fn defer_user(&self, port: &CompletionPort<C>, value: u64) {
+        let deferred = ring::with_owned(port, |r| r.map(|r| r.defer(Completion::User(value))).is_some());
+        if !deferred {
+            self.post_user(value);
+        }
+    }
+
     pub(super) fn post_recv(&self, port: &CompletionPort<C>, socket: &Arc<Socket<C>>) {
         let mut st = socket.lock();
         if st.is_closed() {

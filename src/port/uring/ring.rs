@@ -258,6 +258,11 @@ impl<C: Send + Sync + 'static> Ring<C> {
     }
 
     /// The next completion of this ring, or a user completion; waits until `deadline`.
+    /// Queues a completion behind those already reaped.
+    pub(super) fn defer(&mut self, c: Completion<C>) {
+        self.ready.push_back(c);
+    }
+
     pub(super) fn get(
         &mut self,
         uring: &Uring<C>,
