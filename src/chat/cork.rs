@@ -28,37 +28,30 @@ pub(super) const FLUSH: u64 = 2;
 /// Connections held until the end of a batch.
 #[derive(Default)]
 pub(super) struct Cork {
-    held: Mutex<Held>,
-}
-
-#[derive(Default)]
-struct Held {
-    sockets: Vec<ChatSocket>,
-    /// A [`FLUSH`] is on its way. One for all workers: whichever batch ends first sends every
-    /// held socket. (On io_uring a worker in a password check holds its batch's end back, and
-    /// with it the others' held sends, for as long as the check takes.)
-    flush_queued: bool,
+    /// While it is not empty a [`FLUSH`] is on its way: one for all workers, so whichever batch
+    /// ends first sends every held socket. (On io_uring a worker in a password check holds its
+    /// batch's end back, and with it the others' held sends, for as long as the check takes.)
+    held: Mutex<Vec<ChatSocket>>,
 }
 
 impl Cork {
     /// Holds `socket`'s next send until the end of the calling worker's batch.
     pub(super) fn hold(&self, port: &Port, socket: ChatSocket) {
         let mut held = self.lock();
-        held.sockets.push(socket);
-        if !std::mem::replace(&mut held.flush_queued, true) {
-            drop(held);
+        let first = held.is_empty();
+        held.push(socket);
+        drop(held);
+        if first {
             port.defer_user(FLUSH);
         }
     }
 
     /// The batch ended ([`FLUSH`] came back): the connections to send to now.
     pub(super) fn release(&self) -> Vec<ChatSocket> {
-        let mut held = self.lock();
-        held.flush_queued = false;
-        std::mem::take(&mut held.sockets)
+        std::mem::take(&mut *self.lock())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ChatSocket>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

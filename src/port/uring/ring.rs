@@ -257,12 +257,12 @@ impl<C: Send + Sync + 'static> Ring<C> {
         self.slot
     }
 
-    /// The next completion of this ring, or a user completion; waits until `deadline`.
     /// Queues a completion behind those already reaped.
     pub(super) fn defer(&mut self, c: Completion<C>) {
         self.ready.push_back(c);
     }
 
+    /// The next completion of this ring, or a user completion; waits until `deadline`.
     pub(super) fn get(
         &mut self,
         uring: &Uring<C>,
