@@ -1,7 +1,9 @@
 //! The completion backend: Linux's own completion queue, io_uring, behind the same port.
 //!
-//! **Rings.** One ring per core. A ring is submitted to and reaped by one thread only, the worker
-//! that first took it in [`get`](CompletionPort::get) (its owner): that is what lets the kernel run
+//! **Rings.** One ring per core, made (disabled) with the port so that its descriptors are held
+//! before the acceptor can use up the open-file limit. A ring is submitted to and reaped by one
+//! thread only, the worker that first took it in [`get`](CompletionPort::get) and enabled it (its
+//! owner): that is what lets the kernel run
 //! a ring's completion work inside the owner's own `io_uring_enter` (`SINGLE_ISSUER` +
 //! `DEFER_TASKRUN`, the big lever), instead of in interrupts and task-work wake-ups. A socket is
 //! given to one ring when it is associated, round robin, for its whole life. Workers beyond the
@@ -46,7 +48,7 @@ use super::{Completion, CompletionPort, Socket, Wait};
 use crate::buffer::BufferPool;
 use mio::net::TcpStream;
 use std::collections::VecDeque;
-use std::io::{PipeReader, PipeWriter, Write};
+use std::io::{PipeWriter, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -94,24 +96,24 @@ struct Slot<C> {
     /// The owner is about to block, or is blocked, in `io_uring_enter`: write to `wake` to end it.
     sleeping: AtomicBool,
     wake: PipeWriter,
-    /// The read end, taken by the owner, which keeps a read posted on it.
-    wake_rx: Mutex<Option<PipeReader>>,
+    /// The ring, until a worker takes and starts it.
+    unstarted: Mutex<Option<ring::Unstarted>>,
 }
 
 impl<C: Send + Sync + 'static> Uring<C> {
-    /// A backend of `rings` rings (at least one). Each ring is set up by the worker that takes
-    /// it; [`probe()`] tells beforehand whether that can work here.
+    /// A backend of `rings` rings (at least one), made now and started by the worker that takes
+    /// each; [`probe()`] tells beforehand whether that can work here.
     pub(super) fn new(rings: usize, pool: BufferPool) -> std::io::Result<Self> {
         let rings = (0..rings.max(1))
             .map(|_| {
-                let (rx, tx) = std::io::pipe()?;
+                let (unstarted, wake) = ring::Unstarted::new()?;
                 Ok(Slot {
                     taken: AtomicBool::new(false),
                     inbox: Mutex::new(Vec::new()),
                     inbox_len: AtomicUsize::new(0),
                     sleeping: AtomicBool::new(false),
-                    wake: tx,
-                    wake_rx: Mutex::new(Some(rx)),
+                    wake,
+                    unstarted: Mutex::new(Some(unstarted)),
                 })
             })
             .collect::<std::io::Result<_>>()?;
@@ -152,15 +154,15 @@ impl<C: Send + Sync + 'static> Uring<C> {
     /// Makes the calling thread the owner of a ring nobody owns yet, if there is one.
     fn take_ring(&self, port: &CompletionPort<C>) -> Option<Result<(), Wait>> {
         let slot = self.rings.iter().position(|s| !s.taken.swap(true, Ordering::AcqRel))?;
-        let wake_rx = self.rings[slot].wake_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let made = wake_rx
+        let unstarted = self.rings[slot].unstarted.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let made = unstarted
             .ok_or_else(|| std::io::Error::other("ring taken twice"))
-            .and_then(|rx| ring::Ring::start(port, slot, rx, PROVIDED_PER_RING, self.pool.buffer_size()));
+            .and_then(|u| ring::Ring::start(port, slot, u, PROVIDED_PER_RING, self.pool.buffer_size()));
         match made {
             Ok(()) => Some(Ok(())),
             Err(e) => {
                 // The probe ran at start-up, so this is the kernel refusing resources now.
-                tracing::error!(error = %e, ring = slot, "cannot set up an io_uring ring; its sockets stall");
+                tracing::error!(error = %e, ring = slot, "cannot start an io_uring ring; its sockets stall");
                 Some(Err(Wait::Closed))
             }
         }

@@ -15,7 +15,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
-use std::io::{self, PipeReader};
+use std::io::{self, PipeReader, PipeWriter};
 use std::mem::ManuallyDrop;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
@@ -213,16 +213,36 @@ pub(super) struct Ring<C: Send + Sync + 'static> {
 /// One completion: user data, result, flags, and for a provided-buffer receive its socket.
 type Reaped<C> = (u64, i32, u32, Option<Arc<Socket<C>>>);
 
+/// A ring made but not yet started, and the read end of its wake pipe. Both descriptors are
+/// taken when the port is made, so the acceptor cannot use up the open-file limit before a late
+/// worker starts its ring. The kernel keeps the ring disabled (no submissions, no issuer yet)
+/// until then.
+pub(super) struct Unstarted {
+    uring: IoUring,
+    wake_rx: PipeReader,
+}
+
+impl Unstarted {
+    /// The ring, and the pipe's write end, with which other threads wake its owner.
+    pub(super) fn new() -> io::Result<(Self, PipeWriter)> {
+        let (wake_rx, wake) = std::io::pipe()?;
+        let uring = builder().setup_r_disabled().build(SQ_ENTRIES)?;
+        Ok((Unstarted { uring, wake_rx }, wake))
+    }
+}
+
 impl<C: Send + Sync + 'static> Ring<C> {
-    /// Sets up the ring of `slot` on the calling thread, which owns it from now on.
+    /// Starts the ring of `slot` on the calling thread, which owns it from now on: enabling it
+    /// makes this thread its single issuer.
     pub(super) fn start(
         port: &CompletionPort<C>,
         slot: usize,
-        wake_rx: PipeReader,
+        unstarted: Unstarted,
         buffers: u16,
         buffer_size: usize,
     ) -> io::Result<()> {
-        let uring = builder().build(SQ_ENTRIES)?;
+        let Unstarted { uring, wake_rx } = unstarted;
+        uring.submitter().register_enable_rings()?;
         let bufs = BufRing::register(&uring, buffers, buffer_size)?;
         let files = file_table_size();
         let files = match uring.submitter().register_files_sparse(files) {
