@@ -1,20 +1,24 @@
-//! Holding a connection's next send until the end of its worker's batch, when the lines queued
-//! behind the last send are few: the send then carries the lines the rest of the batch queues for
-//! it too.
+//! Holding a connection's next send until the end of its worker's batch, so that the send
+//! carries every line the rest of the batch queues for it too: the lines that waited behind a
+//! send that has just completed (when they are few), and the first lines for a connection that
+//! had nothing in flight.
 //!
-//! Under a broadcast a connection always has lines waiting when its send completes, and each send
-//! is one TCP segment whose kernel cost (the send path, and the receiving socket's wake-up on the
-//! peer's side) barely depends on its size: two thirds of the server's time in the fan-out bench.
-//! Sending at the send's completion, mid-batch, leaves the lines the rest of the batch produces
-//! for another segment. Held to the batch's end (scripts/bench-chat.sh's load, 1,000 clients,
-//! paired runs on 2 cores): io_uring sent 40 segments per 1,000 deliveries instead of 43-46, for
-//! 1.09x the deliveries/s at 0.89x the server CPU per delivery; epoll (which already sent 34) 32,
-//! at 0.95-0.99x the CPU per delivery and 0.95-0.98x the deliveries/s, within that box's noise.
-//! Latency at 100 and 1,000 messages/s did not move.
+//! Under a broadcast each send is one TCP segment whose kernel cost (the send path, and the
+//! receiving socket's wake-up on the peer's side) barely depends on its size: two thirds of the
+//! server's time in the fan-out bench. Sending mid-batch leaves the lines the rest of the batch
+//! produces for another segment. Measured with scripts/bench-chat.sh's load (1,000 clients, 10
+//! senders, paired runs on 2 cores):
+//! - holding sends whose completion found few lines queued: io_uring sent 40 segments per 1,000
+//!   deliveries instead of 43-46, for 1.09x the deliveries/s at 0.89x the server CPU per
+//!   delivery; epoll (which already sent 34) 32, within that box's noise otherwise;
+//! - holding a connection's first send as well (a connection that was idle when a line came,
+//!   which under a broadcast is most of them between two segments): a further 1.07x the
+//!   deliveries/s at 0.92x the server CPU per delivery on both backends, every pair of ten
+//!   faster.
 //!
-//! A connection whose queue was empty when a line arrived is never held: the hold applies only to
-//! lines that already waited behind a send, so an idle conversation sees no delay; and the end of
-//! the batch comes before the worker waits for more work, so a held send never waits for traffic.
+//! Latency at 100 and 1,000 messages/s did not move: the end of the batch comes before the worker
+//! waits for more work, so a held send never waits for traffic, only for the completions already
+//! reaped with the one that queued it.
 
 use super::{ChatSocket, Port};
 use std::sync::Mutex;
@@ -35,13 +39,14 @@ pub(super) struct Cork {
 }
 
 impl Cork {
-    /// Holds `socket`'s next send until the end of the calling worker's batch.
-    pub(super) fn hold(&self, port: &Port, socket: ChatSocket) {
+    /// Holds the next send of each of `sockets` until the end of the calling worker's batch.
+    pub(super) fn hold(&self, port: &Port, sockets: impl IntoIterator<Item = ChatSocket>) {
         let mut held = self.lock();
         let first = held.is_empty();
-        held.push(socket);
+        held.extend(sockets);
+        let flush = first && !held.is_empty();
         drop(held);
-        if first {
+        if flush {
             port.defer_user(FLUSH);
         }
     }

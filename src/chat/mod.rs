@@ -66,7 +66,7 @@ struct State {
 /// What applying effects left to do once the state lock is released.
 #[derive(Default)]
 struct Pending {
-    /// Sockets with lines queued and no send in flight.
+    /// Sockets with lines queued and no send in flight: sent at the end of the batch (cork.rs).
     kick: Vec<ChatSocket>,
     /// Sockets to close now (nothing left to send).
     close: Vec<ChatSocket>,
@@ -154,13 +154,11 @@ impl Chat {
         }
     }
 
-    /// Posts queued lines, closes finished connections, and drops overflowing ones (whose QUIT
-    /// may queue more lines elsewhere: loop until settled).
+    /// Holds queued lines for the batch's end, closes finished connections, and drops overflowing
+    /// ones (whose QUIT may queue more lines elsewhere: loop until settled).
     fn settle(&self, port: &Port, mut pending: Pending) {
         loop {
-            for socket in pending.kick.drain(..) {
-                self.send_queued(port, &socket);
-            }
+            self.cork.hold(port, pending.kick.drain(..));
             for socket in pending.close.drain(..) {
                 self.forget(port, &socket);
             }
@@ -419,7 +417,7 @@ impl Handler for Chat {
                 let hold = !out.queue.is_empty() && out.bytes < cork::CORK_BYTES && !out.dead && !out.closing();
                 drop(out);
                 if hold {
-                    self.cork.hold(port, socket);
+                    self.cork.hold(port, [socket]);
                 } else {
                     self.send_queued(port, &socket);
                 }
