@@ -12,9 +12,9 @@
 //!   deliveries instead of 43-46, for 1.09x the deliveries/s at 0.89x the server CPU per
 //!   delivery; epoll (which already sent 34) 32, within that box's noise otherwise;
 //! - holding a connection's first send as well (a connection that was idle when a line came,
-//!   which under a broadcast is most of them between two segments): a further 1.07x the
-//!   deliveries/s at 0.92x the server CPU per delivery on both backends, every pair of ten
-//!   faster.
+//!   which under a broadcast is most of them between two segments): a further 1.05-1.07x the
+//!   deliveries/s at 0.92-0.94x the server CPU per delivery, on both backends (three runs of 4-6
+//!   pairs; an A/A run's pairs spread 0.92-1.07).
 //!
 //! Latency at 100 and 1,000 messages/s did not move: the end of the batch comes before the worker
 //! waits for more work, so a held send never waits for traffic, only for the completions already
