@@ -41,6 +41,11 @@ start() { # name
 stop_all() { for n in "${!PID[@]}"; do kill "${PID[$n]}" 2>/dev/null || true; wait "${PID[$n]}" 2>/dev/null || true; done; }
 trap stop_all EXIT
 
+# A peer that is not installed is a setup error, not a missing row in the report.
+for n in $SERVERS; do
+  [ "$n" = echoport ] || command -v "$n" >/dev/null \
+    || { echo "error: $n is not installed (apt-get install $n), or leave it out of SERVERS" >&2; exit 1; }
+done
 for n in $SERVERS; do start "$n" || unset "PID[$n]"; done
 for r in $(seq "$REPS"); do for n in $SERVERS; do
   [ -n "${PID[$n]:-}" ] || continue
