@@ -3,11 +3,11 @@
 //! **Rings.** One ring per core, made (disabled) with the port so that its descriptors are held
 //! before the acceptor can use up the open-file limit. A ring is submitted to and reaped by one
 //! thread only, the worker that first took it in [`get`](CompletionPort::get) and enabled it (its
-//! owner): that is what lets the kernel run
-//! a ring's completion work inside the owner's own `io_uring_enter` (`SINGLE_ISSUER` +
-//! `DEFER_TASKRUN`, the big lever), instead of in interrupts and task-work wake-ups. A socket is
-//! given to one ring when it is associated, round robin, for its whole life. Workers beyond the
-//! ring count only take [`post_user`](CompletionPort::post_user) completions.
+//! owner): that is what lets the kernel run a ring's completion work inside the owner's own
+//! `io_uring_enter` (`SINGLE_ISSUER` + `DEFER_TASKRUN`, the big lever), instead of in interrupts
+//! and task-work wake-ups. A socket is given to one ring when it is associated, round robin, for
+//! its whole life. Workers beyond the ring count only take
+//! [`post_user`](CompletionPort::post_user) completions.
 //!
 //! **Posting.** The owner pushes a socket's operations straight into its ring. Any other thread
 //! (the acceptor posting a first receive, a chat broadcast to a client of another ring, the
